@@ -1,0 +1,352 @@
+"""Calibration console: a serial terminal that speaks firedamp frames, for a real board or a virtual one.
+
+Readings arrive as `R` frames and are shown one readable line each; what you type is sent as a console
+command and the board's `C` reply lines are shown as they come. With `--command` it sends one command (or
+several, in order), prints the reply and exits: 0 when every reply ends `OK`, 1 on an `ERR` reply or when the
+board does not answer in time — for scripts and tests.
+
+Examples:
+    firedamp console --port /dev/ttyACM0
+    firedamp console --port /tmp/board-1 --command status
+    firedamp console --port /tmp/board-1 --command "unlock 1234" --command "cal zero"
+"""
+
+from __future__ import annotations
+
+import argparse
+import binascii
+import queue
+import re
+import sys
+import threading
+import time
+from typing import NamedTuple, TextIO
+
+import serial
+
+from edge.errors import LinkError
+
+MAX_COMMAND_BYTES = 64  # docs/protocol.md: longer console lines are refused by the board
+MAX_LINE_BYTES = 128  # docs/protocol.md: longest frame, newline included
+
+FAULTS = ("LINE", "RAIL", "RANGE", "STUCK", "NOFLOW", "SETTINGS", "SELFTEST", "POWER", "LOOP")
+FLAGS = ("calibration due", "low flow", "ack awaited", "console unlocked")
+_CRC = re.compile(rb"\*([0-9a-f]{8})$")
+
+
+class Frame(NamedTuple):
+    """A checked frame, enough of it for a person to read (the edge's parser validates every field)."""
+
+    type: str  # R, E or C
+    device: str
+    seq: int
+    fields: list[str]  # the payload fields after uptime_ms
+
+    @property
+    def status(self) -> str:  # C frames: OK, ERR or MORE; E frames: the event code
+        return self.fields[0]
+
+    @property
+    def text(self) -> str:
+        return ",".join(self.fields[1:])
+
+
+def decode(line: bytes) -> tuple[Frame | None, str]:
+    """One line (no newline) -> (frame, "") or (None, reason), reasons named as in docs/protocol.md."""
+    line = line.rstrip(b"\r")
+    if not line.startswith(b"$FD"):
+        return None, "no_start"
+    if not line.startswith(b"$FD1,"):
+        return None, "version"
+    match = _CRC.search(line)
+    if match is None:
+        return None, "no_checksum"
+    body = line[: match.start()]
+    if binascii.crc32(body) & 0xFFFFFFFF != int(match.group(1), 16):
+        return None, "checksum"
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        return None, "encoding"
+    parts = text.split(",")
+    kind = parts[1] if len(parts) > 1 else ""
+    if kind == "R" and len(parts) != 14 or kind in ("E", "C") and len(parts) < 7 or kind not in "REC":
+        return None, "fields"
+    try:
+        seq = int(parts[3])
+    except ValueError:
+        return None, "value"
+    if kind in ("E", "C"):  # free text may contain commas
+        parts = parts[:6] + [",".join(parts[6:])]
+    return Frame(kind, parts[2], seq, parts[5:]), ""
+
+
+class LineSplitter:
+    """Bytes in, complete lines out; a line over MAX_LINE_BYTES comes out as None and is skipped to its end."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._discarding = False
+
+    def feed(self, chunk: bytes) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        self._buf += chunk
+        while True:
+            end = self._buf.find(b"\n")
+            if end < 0:
+                if len(self._buf) >= MAX_LINE_BYTES:
+                    if not self._discarding:
+                        out.append(None)
+                    self._discarding = True
+                    self._buf.clear()
+                return out
+            line = bytes(self._buf[:end])
+            del self._buf[: end + 1]
+            if self._discarding:
+                self._discarding = False
+            elif end + 1 > MAX_LINE_BYTES:
+                out.append(None)
+            else:
+                out.append(line)
+
+
+def describe_reading(frame: Frame) -> str:
+    """An R frame as one line a technician can read at a glance."""
+    ch4, unit, flow, flow_unit, total, state, relay, faults, flags = frame.fields
+    unit_text = "% vol" if unit == "VOL" else "% LEL"
+    gas = f"CH4 {ch4:>6} {unit_text}" if ch4 else "CH4   ----      "
+    total_unit = flow_unit.split("/")[0]
+    try:
+        fault_names = [n for i, n in enumerate(FAULTS) if int(faults, 16) >> i & 1]
+        flag_names = [n for i, n in enumerate(FLAGS) if int(flags, 16) >> i & 1]
+    except ValueError:
+        fault_names, flag_names = [f"?{faults}"], [f"?{flags}"]
+    text = (f"{frame.device}  {gas}  flow {flow} {flow_unit}  total {total} {total_unit}  {state:<8} "
+            f"power {'ON ' if relay == '1' else 'OFF'}")
+    if fault_names:
+        text += "  FAULT " + "+".join(fault_names)
+    if flag_names:
+        text += "  [" + ", ".join(flag_names) + "]"
+    return text
+
+
+class Printer:
+    """Writes frames for a person: readings (all, on change, or none), events, replies, rejected lines."""
+
+    def __init__(self, out: TextIO, readings: str = "all"):
+        self._out = out
+        self._readings = readings
+        self._last: dict[str, tuple[str, ...]] = {}
+        self._lock = threading.Lock()
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self._out, flush=True)
+
+    def frame(self, frame: Frame) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        if frame.type == "R":
+            key = tuple(frame.fields[5:])
+            changed = self._last.get(frame.device) != key
+            self._last[frame.device] = key
+            if self._readings == "all" or self._readings == "changes" and changed:
+                self.note(f"{stamp} {describe_reading(frame)}")
+        elif frame.type == "E":
+            self.note(f"{stamp} {frame.device}  event {frame.status}: {frame.text}")
+        else:
+            mark = {"OK": "  ok ", "ERR": "  ERR", "MORE": "     "}.get(frame.status, "  ?  ")
+            self.note(f"{mark} {frame.text}")
+
+    def bad(self, reason: str, line: bytes | None) -> None:
+        shown = "(over 128 bytes)" if line is None else repr(line[:60])[2:-1]
+        self.note(f"         ? line rejected ({reason}): {shown}")
+
+
+class Reply(NamedTuple):
+    """The board's answer to one command: the final status (`OK` or `ERR`) and every text line, in order."""
+
+    status: str
+    lines: list[str]
+
+
+def open_port(port: str, baud: int = 115200, wait_s: float = 2.0) -> serial.SerialBase:
+    """Open a serial port (a device path, a pty symlink, or a pyserial URL), retrying for `wait_s`.
+
+    A virtual board may still be starting, and a USB board re-enumerates after a reset, so a first failure
+    is retried briefly before it becomes a LinkError naming the port.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return serial.serial_for_url(port, baudrate=baud, timeout=0.05, write_timeout=2.0)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            if time.monotonic() >= deadline:
+                raise LinkError(f"cannot open serial port {port}: {exc}") from exc
+            time.sleep(0.1)
+
+
+class Console:
+    """Owns one open port: a reader thread turns lines into frames; `command()` sends and waits for a reply.
+
+    Every frame is also handed to `on_frame` (readings, events, replies) and every rejected line to
+    `on_bad` with its reason, so an interactive front end can show them.
+    """
+
+    def __init__(self, port: serial.SerialBase, on_frame=None, on_bad=None):
+        self._port = port
+        self._on_frame = on_frame
+        self._on_bad = on_bad
+        self._replies: queue.Queue[Frame] = queue.Queue(maxsize=1000)
+        self._splitter = LineSplitter()
+        self._stop = threading.Event()
+        self._send_lock = threading.Lock()
+        self.link_error: Exception | None = None
+        self.frames = 0
+        self.rejected: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._read_loop, name="console-reader", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+        try:
+            self._port.close()
+        except (serial.SerialException, OSError):
+            pass
+
+    def __enter__(self) -> Console:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _read_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                chunk = self._port.read(512)
+            except (serial.SerialException, OSError) as exc:
+                self.link_error = exc
+                return
+            for line in self._splitter.feed(chunk):
+                self._handle(line)
+
+    def _handle(self, line: bytes | None) -> None:
+        if line is None:
+            frame, reason = None, "too_long"
+        else:
+            frame, reason = decode(line)
+        if frame is None:
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+            if self._on_bad:
+                self._on_bad(reason, line)
+            return
+        self.frames += 1
+        if frame.type == "C":
+            try:
+                self._replies.put_nowait(frame)
+            except queue.Full:  # nobody is waiting for replies; drop the oldest view of them
+                pass
+        if self._on_frame:
+            self._on_frame(frame)
+
+    def send(self, text: str) -> None:
+        """Send one command line; refuses what the board would refuse anyway (too long, several lines)."""
+        text = text.strip()
+        if not text:
+            raise LinkError("empty command")
+        if "\n" in text or "\r" in text:
+            raise LinkError("a console command is one line")
+        data = text.encode("ascii", errors="replace") + b"\n"
+        if len(data) - 1 > MAX_COMMAND_BYTES:
+            raise LinkError(f"command is {len(data) - 1} bytes; the board accepts at most {MAX_COMMAND_BYTES}")
+        with self._send_lock:
+            try:
+                self._port.write(data)
+                self._port.flush()
+            except (serial.SerialException, OSError) as exc:
+                raise LinkError(f"cannot write to {self._port.name}: {exc}") from exc
+
+    def command(self, text: str, timeout_s: float = 3.0) -> Reply:
+        """Send `text` and collect `C` frames until the closing `OK` or `ERR`; LinkError on timeout."""
+        while True:  # replies to earlier commands (or to another terminal) are not ours
+            try:
+                self._replies.get_nowait()
+            except queue.Empty:
+                break
+        self.send(text)
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if self.link_error is not None:
+                raise LinkError(f"serial link lost while waiting for a reply to {text!r}: {self.link_error}")
+            if left <= 0:
+                raise LinkError(f"no reply to {text!r} from {self._port.name} within {timeout_s:g} s")
+            try:
+                frame = self._replies.get(timeout=min(left, 0.1))
+            except queue.Empty:
+                continue
+            lines.append(frame.text)
+            if frame.status in ("OK", "ERR"):
+                return Reply(frame.status, lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--port", required=True,
+                        help="serial port of the board: /dev/ttyACM0, /dev/serial/by-id/..., or the --link "
+                             "path of a virtual board (`firedamp board`)")
+    parser.add_argument("--command", action="append", metavar="TEXT",
+                        help="send this command, print the reply and exit (repeat to send several in order; "
+                             "stops at the first refused one). Exit status 1 on an ERR reply or no reply")
+    parser.add_argument("--timeout", type=float, default=3.0, metavar="S",
+                        help="seconds to wait for each reply (default 3)")
+    parser.add_argument("--baud", type=int, default=115200, help="baud rate for a UART (default 115200; "
+                        "USB boards and virtual boards ignore it)")
+    parser.add_argument("--readings", choices=("all", "changes", "none"), default="all",
+                        help="interactive mode: show every reading (default), only those where the state, "
+                             "relay, faults or flags change, or none")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.timeout <= 0:
+        raise LinkError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    port = open_port(args.port, args.baud)
+    if args.command:
+        with Console(port) as console:
+            return _run_commands(console, args.command, args.timeout, sys.stdout)
+    return _interactive(port, args, sys.stdin, sys.stdout)
+
+
+def _run_commands(console: Console, commands: list[str], timeout_s: float, out: TextIO) -> int:
+    for text in commands:
+        reply = console.command(text, timeout_s)
+        for line in reply.lines:
+            print(line, file=out)
+        if reply.status != "OK":
+            print(f"firedamp: the board refused {text.strip()!r}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _interactive(port: serial.SerialBase, args: argparse.Namespace, inp: TextIO, out: TextIO) -> int:
+    printer = Printer(out, readings=args.readings)
+    with Console(port, on_frame=printer.frame, on_bad=printer.bad) as console:
+        printer.note(f"connected to {args.port}. Type a command (`help` lists them); Ctrl-D or `quit` leaves.")
+        for raw in inp:
+            text = raw.strip()
+            if not text:
+                continue
+            if text in ("quit", "exit"):
+                break
+            try:
+                reply = console.command(text, args.timeout)
+            except LinkError as exc:
+                printer.note(f"! {exc}")
+                if console.link_error is not None:
+                    raise
+                continue
+            if reply.status == "ERR":
+                printer.note("! refused: nothing was changed")
+        printer.note(f"{console.frames} frames received, rejected lines: {console.rejected or 'none'}")
+    return 0
