@@ -1,0 +1,255 @@
+"""Frames stage: one line of the wire protocol (docs/protocol.md) → a validated Reading, Event or Reply.
+
+`parse(line)` returns a frame or raises `BadFrame(reason)`, the reason being one of `REASONS`. A line that
+fails any check is never a reading. `Decoder` counts rejects by reason and tracks each device's sequence
+number and uptime, reporting lost frames (sequence gaps) and reboots (uptime going back).
+
+The parser is the hot path of the edge (the benchmark goal is ≥ 20,000 frames/s through every stage on one
+core): it uses C-level string methods only — `binascii.crc32`, `str.split`, `str.isdigit` — and no regex.
+"""
+
+from __future__ import annotations
+
+import binascii
+from typing import NamedTuple
+
+MAX_LINE_BYTES = 128  # the board's limit, newline included; the edge accepts up to 128 bytes before it
+REASONS = ("too_long", "encoding", "no_start", "version", "no_checksum", "checksum", "fields", "value")
+STATES = ("WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT")
+UNITS = ("VOL", "LEL")
+FLOW_UNITS = ("L/min", "m3/min")
+REPLY_STATUSES = ("OK", "ERR", "MORE")
+FAULT_NAMES = ("LINE", "RAIL", "RANGE", "STUCK", "NOFLOW", "SETTINGS", "SELFTEST", "POWER", "LOOP")
+FLAG_CALIBRATION_DUE = 0x01
+FLAG_LOW_FLOW = 0x02
+FLAG_ACK_AWAITED = 0x04
+FLAG_CONSOLE_UNLOCKED = 0x08
+
+_SEQ_MAX = 4294967295
+_UPTIME_MAX = 2**63 - 1
+_HEX = "0123456789abcdefABCDEF"
+_STATES = frozenset(STATES)
+_UNITS = frozenset(UNITS)
+_FLOW_UNITS = frozenset(FLOW_UNITS)
+_REPLY_STATUSES = frozenset(REPLY_STATUSES)
+
+
+class Reading(NamedTuple):
+    device: str
+    seq: int
+    uptime_ms: int
+    ch4: float | None  # None: no valid reading (warm-up, line fault)
+    unit: str  # VOL (% CH4 by volume) or LEL (% of the lower explosive limit)
+    flow: float
+    flow_unit: str  # L/min or m3/min
+    total: float
+    state: str
+    relay: int  # 1 = power allowed, 0 = power cut
+    faults: int
+    flags: int
+    type: str = "R"
+
+
+class Event(NamedTuple):
+    device: str
+    seq: int
+    uptime_ms: int
+    code: str
+    text: str
+    type: str = "E"
+
+
+class Reply(NamedTuple):
+    device: str
+    seq: int
+    uptime_ms: int
+    status: str
+    text: str
+    type: str = "C"
+
+
+Frame = Reading | Event | Reply
+
+
+class BadFrame(ValueError):
+    """A line that is not a valid frame; `reason` is one of REASONS, `detail` says what and where."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def _uint(s: str, limit: int, name: str) -> int:
+    if not s.isdigit() or len(s) > 19:
+        raise BadFrame("value", f"{name} {s!r} is not a decimal number")
+    v = int(s)
+    if v > limit:
+        raise BadFrame("value", f"{name} {s} is over {limit}")
+    return v
+
+
+def _decimal(s: str, lo: float, hi: float, name: str) -> float:
+    """Plain decimal (`-12.34`); float() alone would also take nan, inf, 1e3, 1_0 and spaces."""
+    digits = s[1:] if s[:1] == "-" else s
+    if not digits.replace(".", "", 1).isdigit() or len(s) > 24:
+        raise BadFrame("value", f"{name} {s!r} is not a decimal number")
+    v = float(s)
+    if not lo <= v <= hi:
+        raise BadFrame("value", f"{name} {s} is outside {lo:g} … {hi:g}")
+    return v
+
+
+def _hex(s: str, width: int, name: str) -> int:
+    if len(s) != width or s.strip(_HEX):
+        raise BadFrame("value", f"{name} {s!r} is not {width} hex digits")
+    return int(s, 16)
+
+
+_known_devices: set[str] = set()
+
+
+def _device(s: str) -> str:
+    if s in _known_devices:
+        return s
+    if not (0 < len(s) <= 16 and s.isascii() and s.replace("-", "").replace("_", "").isalnum()):
+        raise BadFrame("value", f"device id {s!r} must be 1–16 of A-Z a-z 0-9 _ -")
+    if len(_known_devices) < 4096:
+        _known_devices.add(s)
+    return s
+
+
+def _text(s: str) -> str:
+    if not s.isprintable() or "$" in s or "*" in s:
+        raise BadFrame("value", f"text {s[:20]!r} holds a control character, '$' or '*'")
+    return s
+
+
+def parse(line: bytes) -> Frame:
+    """One line (with or without its `\\n` / `\\r\\n`) → Reading, Event or Reply; raises BadFrame."""
+    if line[-1:] == b"\n":
+        line = line[:-2] if line[-2:-1] == b"\r" else line[:-1]
+    if len(line) > MAX_LINE_BYTES:
+        raise BadFrame("too_long", f"{len(line)} bytes, the limit is {MAX_LINE_BYTES}")
+    try:
+        text = line.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadFrame("encoding", "not ASCII") from None
+    if not text.startswith("$FD1,"):
+        if not text.startswith("$FD"):
+            raise BadFrame("no_start", f"line starts {text[:8]!r}, not '$FD'")
+        if text[3:].split(",", 1)[0].split("*", 1)[0] != "1":
+            raise BadFrame("version", f"protocol version {text[3:8].split(',')[0]!r}, this edge reads 1")
+    star = text.rfind("*")
+    crc_hex = text[star + 1:]
+    if star < 0 or len(crc_hex) != 8 or crc_hex.strip(_HEX):
+        raise BadFrame("no_checksum", "no '*' and 8 hex digits at the end")
+    if binascii.crc32(line[:star]) != int(crc_hex, 16):
+        raise BadFrame("checksum", f"CRC-32 {binascii.crc32(line[:star]):08x} != {crc_hex}")
+    f = text[:star].split(",")
+    kind = f[1] if len(f) > 1 else ""
+    if kind == "R":
+        if len(f) != 14:
+            raise BadFrame("fields", f"reading has {len(f) - 1} fields, expected 13")
+        ch4 = None if f[5] == "" else _decimal(f[5], -0.5, 100.0, "ch4")
+        if f[6] not in _UNITS:
+            raise BadFrame("value", f"unit {f[6]!r} is not one of {', '.join(UNITS)}")
+        if f[8] not in _FLOW_UNITS:
+            raise BadFrame("value", f"flow_unit {f[8]!r} is not one of {', '.join(FLOW_UNITS)}")
+        if f[10] not in _STATES:
+            raise BadFrame("value", f"state {f[10]!r} is not one of {', '.join(STATES)}")
+        relay = f[11]
+        if relay != "1" and relay != "0":
+            raise BadFrame("value", f"relay {relay!r} is not 0 or 1")
+        if f[7][:1] == "-" or f[9][:1] == "-":
+            raise BadFrame("value", "flow and total must not be negative")
+        return Reading(_device(f[2]), _uint(f[3], _SEQ_MAX, "seq"), _uint(f[4], _UPTIME_MAX, "uptime_ms"), ch4,
+                       f[6], _decimal(f[7], 0.0, 9999999.999, "flow"), f[8],
+                       _decimal(f[9], 0.0, 999999999999.999, "total"), f[10], 1 if relay == "1" else 0,
+                       _hex(f[12], 4, "faults"), _hex(f[13], 2, "flags"))
+    if kind == "E" or kind == "C":
+        if len(f) < 7:
+            raise BadFrame("fields", f"{kind} frame has {len(f) - 1} fields, expected at least 6")
+        device = _device(f[2])
+        seq = _uint(f[3], _SEQ_MAX, "seq")
+        uptime = _uint(f[4], _UPTIME_MAX, "uptime_ms")
+        body = _text(",".join(f[6:]) if len(f) > 7 else f[6])
+        if kind == "E":
+            code = f[5]
+            if not (0 < len(code) <= 16 and code.isascii() and code.replace("_", "").isalnum() and code.upper() == code):
+                raise BadFrame("value", f"event code {code!r} must be 1–16 of A-Z 0-9 _")
+            return Event(device, seq, uptime, code, body)
+        if f[5] not in _REPLY_STATUSES:
+            raise BadFrame("value", f"reply status {f[5]!r} is not one of {', '.join(REPLY_STATUSES)}")
+        return Reply(device, seq, uptime, f[5], body)
+    raise BadFrame("fields", f"unknown frame type {kind!r}")
+
+
+def seal(body: str) -> bytes:
+    """`$FD1,...` → the full line with its `*crc32` and newline (what a board sends; used by tests and tools)."""
+    b = body.encode("ascii")
+    return b"%s*%08x\n" % (b, binascii.crc32(b))
+
+
+def format_reading(r: Reading) -> bytes:
+    """A Reading → its wire line (the inverse of parse, for the virtual board's tests and the benchmark)."""
+    ch4 = "" if r.ch4 is None else f"{r.ch4:.2f}"
+    return seal(f"$FD1,R,{r.device},{r.seq},{r.uptime_ms},{ch4},{r.unit},{r.flow:.3f},{r.flow_unit},"
+                f"{r.total:.3f},{r.state},{r.relay},{r.faults:04x},{r.flags:02x}")
+
+
+class Gap(NamedTuple):
+    """What the sequence tracker noticed about one frame: frames lost before it, and whether the board rebooted."""
+
+    lost: int
+    rebooted: bool
+    first: bool  # first frame seen from this device since the edge started
+
+
+class Decoder:
+    """Counts rejects by reason; tracks seq/uptime per device. Single-threaded (the pipeline thread)."""
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self.lost_frames = 0
+        self.reboots = 0
+        self.unknown_events = 0
+        self._last: dict[str, tuple[int, int]] = {}  # device -> (seq, uptime_ms)
+
+    def decode(self, line: bytes) -> Frame | None:
+        """A frame, or None after counting the reject (BadFrame's detail goes to `last_error`)."""
+        try:
+            frame = parse(line)
+        except BadFrame as exc:
+            self.rejected[exc.reason] += 1
+            self.last_error = str(exc)
+            return None
+        self.ok += 1
+        return frame
+
+    def track(self, frame: Frame) -> Gap:
+        """Sequence bookkeeping for one valid frame of any type."""
+        prev = self._last.get(frame.device)
+        self._last[frame.device] = (frame.seq, frame.uptime_ms)
+        if prev is None:
+            return Gap(0, False, True)
+        seq0, up0 = prev
+        if frame.uptime_ms < up0:  # uptime went back: the board restarted (seq restarts at 0)
+            self.reboots += 1
+            self.lost_frames += frame.seq
+            return Gap(frame.seq, True, False)
+        lost = (frame.seq - seq0 - 1) & _SEQ_MAX
+        if lost == 0:
+            return Gap(0, False, False)
+        if lost < 2**31:
+            self.lost_frames += lost
+            return Gap(lost, False, False)
+        return Gap(0, False, False)  # a repeated or older frame: nothing lost
+
+    def forget(self, device: str) -> None:
+        self._last.pop(device, None)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())

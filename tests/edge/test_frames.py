@@ -1,0 +1,101 @@
+"""Frames stage against the shared vectors (docs/protocol.md), plus garbage and random bytes (hypothesis)."""
+
+import binascii
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.frames import REASONS, BadFrame, Decoder, Reading, format_reading, parse, seal
+
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "frames.json").read_text())
+
+
+@pytest.mark.parametrize("item", VECTORS["valid"], ids=lambda i: i["line"][:40])
+def test_every_valid_vector_decodes_to_exactly_its_fields(item):
+    for ending in (b"", b"\n", b"\r\n"):
+        frame = parse(item["line"].encode() + ending)
+        assert frame._asdict() == item["fields"]
+
+
+@pytest.mark.parametrize("item", VECTORS["invalid"], ids=lambda i: f"{i['reason']}:{i['line'][:30]}")
+def test_every_invalid_vector_is_rejected_with_exactly_its_reason(item):
+    with pytest.raises(BadFrame) as exc:
+        parse(item["line"].encode() + b"\n")
+    assert exc.value.reason == item["reason"], exc.value
+
+
+def test_non_ascii_is_an_encoding_reject_and_counted():
+    d = Decoder()
+    body = "$FD1,E,pico-01,1,10,SET,température".encode()
+    assert d.decode(b"%s*%08x\n" % (body, binascii.crc32(body))) is None
+    assert d.rejected["encoding"] == 1 and d.ok == 0
+
+
+def test_line_of_128_bytes_is_accepted_and_129_rejected():
+    body = "$FD1,E,pico-01,1,10,SET,"
+    pad = 128 - len(body) - 9
+    line = seal(body + "x" * pad)
+    assert len(line) == 129  # 128 + newline
+    assert parse(line).text == "x" * pad
+    longer = seal(body + "x" * (pad + 1))
+    with pytest.raises(BadFrame, match="too_long"):
+        parse(longer)
+
+
+def test_text_may_hold_commas_but_not_control_characters():
+    assert parse(seal("$FD1,C,d,1,1,MORE,a, b, c")).text == "a, b, c"
+    with pytest.raises(BadFrame, match="value"):
+        parse(seal("$FD1,C,d,1,1,OK,bell\x07"))
+
+
+def test_format_reading_roundtrips():
+    r = Reading("dev_1", 5, 5000, 1.23, "VOL", 12.5, "m3/min", 100.0, "ALARM", 1, 0x18, 0x03)
+    assert parse(format_reading(r)) == r
+
+
+def test_decoder_counts_gaps_reboots_and_seq_wrap():
+    d = Decoder()
+
+    def frame(seq, up):
+        return parse(seal(f"$FD1,E,b1,{seq},{up},X,"))
+
+    assert d.track(frame(10, 1000)).first
+    assert d.track(frame(11, 1100)).lost == 0
+    assert d.track(frame(15, 1500)).lost == 3
+    gap = d.track(frame(2, 50))  # uptime went back: reboot, frames 0 and 1 lost
+    assert gap.rebooted and gap.lost == 2
+    d.track(frame(4294967295, 60))
+    assert d.track(frame(0, 70)).lost == 0  # wrap
+    assert d.track(frame(0, 80)).lost == 0  # a repeat loses nothing
+    assert d.lost_frames == 5 and d.reboots == 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_never_crash_and_are_never_readings_unless_sealed(data):
+    d = Decoder()
+    for line in data.split(b"\n"):
+        frame = d.decode(line)
+        if frame is not None:  # only possible when the random bytes carry a correct CRC-32
+            body, crc = line.rstrip(b"\r").rsplit(b"*", 1)
+            assert int(crc, 16) == binascii.crc32(body)
+    assert set(d.rejected) == set(REASONS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([v["line"] for v in VECTORS["valid"]]), st.integers(0, 120), st.binary(min_size=1, max_size=3))
+def test_corrupting_a_valid_line_gives_a_reject_not_a_different_reading(line, pos, junk):
+    raw = line.encode()
+    pos = min(pos, len(raw))
+    bad = raw[:pos] + junk + raw[pos + 1:]
+    try:
+        frame = parse(bad)
+    except BadFrame as exc:
+        assert exc.reason in REASONS
+        return
+    # a corruption that still passes CRC-32 must be the identical line (e.g. the same byte written back)
+    assert bad.rstrip(b"\r\n") == raw or binascii.crc32(bad[: bad.rindex(b"*")]) == int(bad[bad.rindex(b"*") + 1:].rstrip(), 16)
+    assert frame.device

@@ -1,0 +1,85 @@
+"""Link stage over real pseudo-terminals: lines, the length cap, unplug/replug (socat) and unplug mid-frame."""
+
+import queue
+import time
+
+from edge.frames import Decoder, seal
+from edge.link import LineSplitter, PortReader
+
+
+def frame(seq: int) -> bytes:
+    return seal(f"$FD1,R,b1,{seq},{seq * 1000},0.52,VOL,1.000,m3/min,2.000,NORMAL,1,0000,00")
+
+
+def start_reader(device: str):
+    lines: queue.Queue = queue.Queue()
+    status: queue.Queue = queue.Queue()
+    reader = PortReader(device, lambda p, line, t: lines.put(line), lambda p, up, d: status.put((up, time.monotonic(), d)),
+                        retry_max_s=0.5)
+    reader.start()
+    return reader, lines, status
+
+
+def drain(q: queue.Queue, n: int, timeout: float = 3.0) -> list:
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        try:
+            out.append(q.get(timeout=0.05))
+        except queue.Empty:
+            pass
+    return out
+
+
+def test_splitter_caps_line_length_and_keeps_in_sync():
+    s = LineSplitter(max_len=16)
+    out = s.feed(b"short\r\n" + b"x" * 40 + b"\nnext\n")
+    assert out[0] == b"short" and len(out[1]) == 17 and out[2] == b"next"
+    assert s.too_long == 1
+    # fed byte by byte, the same
+    s2 = LineSplitter(max_len=16)
+    got = [line for b in (b"short\r\n" + b"x" * 40 + b"\nnext\n") for line in s2.feed(bytes([b]))]
+    assert got == out
+
+
+def test_lines_arrive_over_a_pty_and_over_long_lines_are_rejected(pty_pair):
+    p = pty_pair()
+    reader, lines, status = start_reader(p.device)
+    try:
+        assert drain(status, 1)[0][0] is True
+        p.write(frame(1) + b"$FD1," + b"9" * 300 + b"\n" + frame(2))
+        got = drain(lines, 3)
+        d = Decoder()
+        frames = [d.decode(line) for line in got]
+        assert [f.seq for f in frames if f] == [1, 2]
+        assert d.rejected["too_long"] == 1
+    finally:
+        reader.stop()
+
+
+def test_unplug_and_replug_resume_within_two_seconds_and_mid_frame_bytes_never_become_a_reading(socat_pty):
+    line = socat_pty()
+    reader, lines, status = start_reader(line.device)
+    try:
+        assert drain(status, 1)[0][0] is True
+        line.write(frame(1))
+        assert drain(lines, 1) == [frame(1).rstrip(b"\n")]
+        half = frame(2)[:30]
+        line.write(half)  # unplugged mid-frame
+        time.sleep(0.1)
+        line.unplug()
+        lost = drain(status, 1)
+        assert lost and lost[0][0] is False
+        time.sleep(0.8)  # the reader is backing off
+        t_replug = time.monotonic()
+        line.replug()
+        up = drain(status, 1, timeout=3)
+        assert up and up[0][0] is True
+        assert up[0][1] - t_replug < 2.0
+        line.write(frame(3) + frame(4))
+        d = Decoder()
+        got = [d.decode(x) for x in drain(lines, 2)]
+        assert [f.seq for f in got if f] == [3, 4]
+        assert reader.stats.reconnects == 1 and reader.stats.partial_lines_dropped == 1
+    finally:
+        reader.stop()
