@@ -1,0 +1,131 @@
+"""Methane input: analog voltage, 4-20 mA through a shunt, or 200-1000 Hz frequency; two-point calibration.
+
+Each front end produces a raw integer (uV, uA or mHz), then calibration maps it to hundredths of the
+profile's unit. Faults found here: LINE (mA out of 3.6..21, frequency missing or out of band), RAIL (ADC at
+either rail), RANGE (reading outside the configured range), STUCK (raw value unchanged for stuck_s).
+"""
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):  # type: ignore[misc,no-redef]
+        return x
+
+from flow import EdgeRate
+
+F_LINE = const(0x0001)
+F_RAIL = const(0x0002)
+F_RANGE = const(0x0004)
+F_STUCK = const(0x0008)
+
+MA = const(0)
+VOLT = const(1)
+FREQ = const(2)
+FRONT_ENDS = ("ma", "volt", "freq")
+# raw value at zero gas and at full scale before calibration (nominal sensor outputs)
+NOMINAL = ((4000, 20000), (400000, 2000000), (200000, 1000000))  # uA; uV (0.4-2.0 V); mHz
+RAW_UNITS = ("uA", "uV", "mHz")
+_RAIL = const(64)            # ADC counts from either rail
+_MA_LOW = const(3600)        # uA
+_MA_HIGH = const(21000)
+_HZ_LOW = const(150000)      # mHz: "far out of the 200-1000 Hz band"
+_HZ_HIGH = const(1100000)
+_NO_PULSE_MS = const(500)
+
+
+class Methane:
+    """Reads one front end per sample(); results in raw, x100, valid, faults."""
+
+    def __init__(self, adc, counter, ticks_diff):
+        self.adc = adc
+        self.freq = EdgeRate(counter, ticks_diff, 50000) if counter is not None else None
+        self.front = MA
+        self.oversample = 16
+        self.shunt_ohm = 150
+        self.vref_mv = 3300
+        self.range_x100 = 400
+        self.stuck_ms = 600000
+        self.zero = 4000
+        self.span_raw = 20000
+        self.span_x100 = 400
+        self.calibrated = False
+        self.raw = 0
+        self.x100 = 0
+        self.valid = False
+        self.faults = 0
+        self._same_ms = 0
+
+    def configure(self, front_end, s, range_x100):
+        """Apply settings (dict) for `front_end` ("ma", "volt", "freq"); range in hundredths of the unit."""
+        self.front = FRONT_ENDS.index(front_end)
+        self.oversample = s["oversample"]
+        self.shunt_ohm = s["shunt_ohm"]
+        self.vref_mv = s["adc_vref_mv"]
+        self.range_x100 = range_x100
+        self.stuck_ms = s["stuck_s"] * 1000
+        nz, nf = NOMINAL[self.front]
+        self.calibrated = s["cal_span_raw"] > 0
+        if self.calibrated:
+            self.zero = s["cal_zero_raw"]
+            self.span_raw = s["cal_span_raw"]
+            self.span_x100 = int(round(s["cal_span_pct"] * 100))
+        else:
+            self.zero = s["cal_zero_raw"] or nz
+            self.span_raw = nf
+            self.span_x100 = range_x100
+
+    def _adc_raw(self):
+        total = 0
+        n = self.oversample
+        adc = self.adc
+        for _ in range(n):
+            total += adc.read_u16()
+        if total <= n * _RAIL or total >= n * (65535 - _RAIL):
+            self.faults |= F_RAIL
+        uv = total * self.vref_mv * 1000 // (n * 65535)
+        if self.front == VOLT:
+            return uv
+        ua = uv // self.shunt_ohm
+        if ua < _MA_LOW or ua > _MA_HIGH:
+            self.faults |= F_LINE
+        return ua
+
+    def _freq_raw(self, dt_ms):
+        f = self.freq
+        if f is None:
+            self.faults |= F_LINE
+            return 0
+        f.update(dt_ms)
+        if f.stale(_NO_PULSE_MS) or not f.rate_us:
+            self.faults |= F_LINE
+            return 0
+        mhz = f.rate_num * 1000000000 // f.rate_us
+        if mhz < _HZ_LOW or mhz > _HZ_HIGH:
+            self.faults |= F_LINE
+        return mhz
+
+    def sample(self, dt_ms):
+        """Read the front end once; sets raw, x100, valid and faults (bit mask of F_*)."""
+        self.faults = 0
+        raw = self._freq_raw(dt_ms) if self.front == FREQ else self._adc_raw()
+        if raw == self.raw:
+            self._same_ms += dt_ms
+        else:
+            self._same_ms = 0
+        self.raw = raw
+        if self.faults & (F_LINE | F_RAIL):
+            self.valid = False
+            self._same_ms = 0
+            return
+        d = self.span_raw - self.zero
+        x = self.span_x100 * (raw - self.zero) // d if d else 0
+        self.x100 = x
+        self.valid = True
+        margin = self.range_x100 // 20
+        if x < -margin or x > self.range_x100 + margin:
+            self.faults |= F_RANGE
+        if self.stuck_ms and self._same_ms >= self.stuck_ms:
+            self.faults |= F_STUCK
+
+    def raw_text(self):
+        return "%d %s" % (self.raw, RAW_UNITS[self.front])

@@ -1,0 +1,251 @@
+"""Board settings: the validated schema, and a JSON file saved atomically with a CRC-32 (tmp, check, rename).
+
+File format (settings.json): line 1 is the JSON object, line 2 the CRC-32 of line 1 in hex. A save writes
+settings.tmp, reads it back and checks it, moves the old file to settings.bak (the last good one) and
+renames the new one into place, so a power cut at any step leaves the old or the new settings, never a mix.
+Loading falls back to settings.bak, then to the defaults; either fallback is reported (SETTINGS fault).
+"""
+
+import binascii
+import json
+
+try:
+    import os
+except ImportError:  # pragma: no cover - very old ports
+    import uos as os  # type: ignore[no-redef]
+
+_INT = 0
+_FLOAT = 1
+_STR = 2
+_ENUM = 3
+
+PROFILE_NAMES = ("coal_face", "return_airway", "heading_face", "intake_air", "drainage", "plant", "custom")
+FRONT_ENDS = ("ma", "volt", "freq")
+_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+# (key, kind, default, low, high) -- low/high are the length for strings, the choices for enums.
+SCHEMA = (
+    ("device_id", _STR, "pico-01", 1, 16),
+    ("pin", _STR, "1234", 4, 8),
+    ("profile", _ENUM, "coal_face", PROFILE_NAMES, None),
+    ("front_end", _ENUM, "ma", FRONT_ENDS, None),
+    ("ch4_alarm_pct", _FLOAT, 1.00, 0.10, 4.00),      # custom profile only
+    ("ch4_poweroff_pct", _FLOAT, 1.50, 0.10, 4.00),   # custom profile only
+    ("ch4_restore_pct", _FLOAT, 1.00, 0.10, 4.00),    # custom profile only
+    ("auto_restore", _INT, 0, 0, 1),                  # custom profile only: 1 = no acknowledgement needed
+    ("range_vol_pct", _FLOAT, 4.00, 1.00, 100.00),    # full scale in % CH4 (mine profiles)
+    ("range_lel_pct", _FLOAT, 100.00, 10.00, 100.00),  # full scale in % LEL (plant profile)
+    ("cal_zero_raw", _INT, 0, 0, 100000000),          # raw signal at zero gas (uV, uA or mHz); 0 = nominal
+    ("cal_span_raw", _INT, 0, 0, 100000000),          # raw signal at the span gas; 0 = not calibrated
+    ("cal_span_pct", _FLOAT, 0.0, 0.0, 100.00),       # the span gas concentration (in the profile's unit)
+    ("cal_interval_days", _INT, 15, 1, 15),           # regulation: re-calibrate every 15 days
+    ("warmup_s", _INT, 30, 0, 900),
+    ("stuck_s", _INT, 600, 0, 86400),                 # 0 = no stuck-sensor check
+    ("oversample", _INT, 16, 1, 64),
+    ("shunt_ohm", _INT, 150, 10, 500),
+    ("adc_vref_mv", _INT, 3300, 1000, 5000),
+    ("supply_min_mv", _INT, 4200, 0, 5500),           # 0 = no brown-out check
+    ("k_pulses_per_l", _FLOAT, 450.0, 0.0, 1000000.0),  # flow in L/min when > 0
+    ("k_pulses_per_m3", _FLOAT, 0.0, 0.0, 1000000.0),   # flow in m3/min when > 0
+    ("debounce_us", _INT, 50, 0, 100000),
+    ("flow_timeout_ms", _INT, 5000, 100, 600000),
+    ("flow_low_per_min", _FLOAT, 0.0, 0.0, 1000000.0),  # low-flow alarm below this (flow unit); 0 = off
+    ("flow_expected", _INT, 0, 0, 1),                 # 1 = no pulses for flow_timeout_ms is a NOFLOW fault
+    ("total_save_s", _INT, 600, 60, 86400),           # totaliser written to flash at most this often
+    ("loop_period_ms", _INT, 100, 20, 500),
+    ("report_period_ms", _INT, 1000, 100, 60000),
+    ("unlock_timeout_s", _INT, 300, 10, 3600),
+    ("display", _INT, 1, 0, 1),                       # 1 = try the SSD1306 OLED (missing is reported)
+    ("relay_sense", _INT, 0, 0, 1),                   # 1 = relay auxiliary contact wired to relay_sense
+)
+KEYS = tuple(row[0] for row in SCHEMA)
+
+
+def _row(key):
+    for row in SCHEMA:
+        if row[0] == key:
+            return row
+    return None
+
+
+def defaults():
+    return {row[0]: row[2] for row in SCHEMA}
+
+
+def allowed(key):
+    """Human text of the allowed values of `key`."""
+    row = _row(key)
+    if row is None:
+        return "one of the keys `get` lists"
+    kind, lo, hi = row[1], row[3], row[4]
+    if kind == _ENUM:
+        return "one of " + ", ".join(lo)
+    if kind == _STR:
+        return "%d..%d characters" % (lo, hi) + (" of digits" if key == "pin" else " of A-Z a-z 0-9 _ -")
+    if kind == _FLOAT:
+        return "%.2f..%.2f" % (lo, hi)
+    return "%d..%d" % (lo, hi)
+
+
+def parse(key, text):
+    """Parse and range-check one value from text. Returns the value; raises ValueError("<key> must be ...")."""
+    row = _row(key)
+    if row is None:
+        raise ValueError("unknown key '%s' (get lists the keys)" % key)
+    kind, lo, hi = row[1], row[3], row[4]
+    bad = ValueError("%s must be %s" % (key, allowed(key)))
+    if kind == _ENUM:
+        if text not in lo:
+            raise bad
+        return text
+    if kind == _STR:
+        if not lo <= len(text) <= hi:
+            raise bad
+        chars = "0123456789" if key == "pin" else _ID_CHARS
+        for ch in text:
+            if ch not in chars:
+                raise bad
+        return text
+    try:
+        value = float(text) if kind == _FLOAT else int(text)
+    except ValueError:
+        raise bad
+    if not (lo <= value <= hi):  # also false for nan
+        raise bad
+    return value
+
+
+def check(values):
+    """Cross-field rules. Returns None or the error text (nothing is changed by the caller on error)."""
+    a, p, r = values["ch4_alarm_pct"], values["ch4_poweroff_pct"], values["ch4_restore_pct"]
+    if not (r <= a <= p):
+        return "custom profile needs ch4_restore_pct <= ch4_alarm_pct <= ch4_poweroff_pct (now %.2f, %.2f, %.2f)" % (
+            r, a, p)
+    kl, km = values["k_pulses_per_l"], values["k_pulses_per_m3"]
+    if (kl > 0) == (km > 0):
+        return "exactly one of k_pulses_per_l, k_pulses_per_m3 must be > 0"
+    return None
+
+
+def validate(raw):
+    """A dict read from a file -> (complete valid settings, list of problems). Bad keys fall back to defaults."""
+    values = defaults()
+    problems = []
+    if not isinstance(raw, dict):
+        return values, ["not a JSON object"]
+    for key in KEYS:
+        if key not in raw:
+            problems.append("%s missing" % key)
+            continue
+        v = raw[key]
+        row = _row(key)
+        try:
+            if row is not None and row[1] in (_INT, _FLOAT) and isinstance(v, (int, float)) \
+                    and not isinstance(v, bool):
+                values[key] = parse(key, repr(v))
+            elif isinstance(v, str):
+                values[key] = parse(key, v)
+            else:
+                raise ValueError("%s has the wrong type" % key)
+        except ValueError as exc:
+            problems.append(str(exc.args[0]) if exc.args else key)
+    err = check(values)
+    if err:
+        problems.append(err)
+        for key in ("ch4_alarm_pct", "ch4_poweroff_pct", "ch4_restore_pct", "k_pulses_per_l",
+                    "k_pulses_per_m3"):
+            values[key] = defaults()[key]
+    return values, problems
+
+
+def encode(values):
+    """Settings -> file bytes: JSON line, then its CRC-32 as 8 hex digits."""
+    body = json.dumps(values)
+    return "%s\n%08x\n" % (body, binascii.crc32(body.encode()) & 0xFFFFFFFF)
+
+
+def decode(data):
+    """File text -> dict, or raise ValueError naming what is wrong (truncated, checksum, JSON)."""
+    lines = data.split("\n")
+    if len(lines) < 2 or len(lines[1]) != 8:
+        raise ValueError("truncated")
+    try:
+        crc = int(lines[1], 16)
+    except ValueError:
+        raise ValueError("bad checksum field")
+    if crc != binascii.crc32(lines[0].encode()) & 0xFFFFFFFF:
+        raise ValueError("checksum mismatch")
+    try:
+        return json.loads(lines[0])
+    except ValueError:
+        raise ValueError("bad JSON")
+
+
+class Store:
+    """Load and save one JSON settings file atomically under `root` (name without extension)."""
+
+    def __init__(self, root, name="settings"):
+        sep = "" if root.endswith("/") else "/"
+        self.path = root + sep + name + ".json"
+        self.tmp = root + sep + name + ".tmp"
+        self.bak = root + sep + name + ".bak"
+
+    # file primitives: one place, so a test can interrupt a save at every step
+    def _write(self, path, data):
+        with open(path, "w") as f:
+            f.write(data)
+
+    def _read(self, path):
+        with open(path) as f:
+            return f.read()
+
+    def _rename(self, src, dst):
+        os.rename(src, dst)
+
+    def _remove(self, path):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+    def _exists(self, path):
+        try:
+            os.stat(path)
+            return True
+        except OSError:
+            return False
+
+    def load_raw(self):
+        """-> (dict or None, problem text or None). Tries the file, then the last good copy."""
+        try:
+            return decode(self._read(self.path)), None
+        except OSError:
+            first = "settings.json missing"
+        except ValueError as exc:
+            first = "settings.json " + str(exc.args[0])
+        try:
+            return decode(self._read(self.bak)), first + ", using last good"
+        except (OSError, ValueError):
+            return None, first + ", using defaults"
+
+    def load(self):
+        """-> (valid settings, problem text or None). Never raises."""
+        raw, problem = self.load_raw()
+        if raw is None:
+            return defaults(), problem
+        values, problems = validate(raw)
+        if problems:
+            text = "; ".join(problems)
+            problem = (problem + "; " + text) if problem else "settings.json: " + text
+        return values, problem
+
+    def save(self, values):
+        """Write atomically. Raises OSError/ValueError if the written copy does not read back equal."""
+        data = encode(values)
+        self._write(self.tmp, data)
+        if self._read(self.tmp) != data:
+            raise ValueError("settings read back differ")
+        if self._exists(self.path):
+            self._remove(self.bak)
+            self._rename(self.path, self.bak)
+        self._rename(self.tmp, self.path)
