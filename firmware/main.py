@@ -32,7 +32,7 @@ import settings
 from console import Console
 from display import Display
 from flow import Flow, PulseCounter
-from methane import F_LINE, F_RAIL, F_RANGE, F_STUCK, Methane
+from methane import F_LINE, Methane
 
 try:
     import micropython
@@ -335,8 +335,9 @@ def build(board, clock=None):
 def main():
     """Entry point on the board: build, then run the loop forever. Ctrl-C (mpremote) cuts power and
     returns to the REPL with a timer feeding the watchdog, so the board can be re-flashed."""
-    import board as board_mod
     import sys
+
+    import board as board_mod
 
     if micropython is not None:
         micropython.alloc_emergency_exception_buf(100)
