@@ -1,0 +1,265 @@
+"""edge.toml: one typed, validated config for the edge service, with defaults and errors that name the key.
+
+Every section is a dataclass; each field's metadata gives its allowed range or values. Unknown keys are an
+error (a typo must not pass silently). `describe()` lists the settings in effect for the start-up log,
+with secrets masked. See deploy/edge.toml for a commented example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # safe inside an MQTT topic level
+_SECRET_KEYS = {"password"}
+
+
+def _range(lo: float, hi: float) -> dict[str, Any]:
+    return {"range": (lo, hi)}
+
+
+def _choices(*values: str) -> dict[str, Any]:
+    return {"choices": values}
+
+
+_TOPIC_NAME = {"pattern": _NAME, "allowed": "1–32 of A-Z a-z 0-9 _ -"}
+
+
+@dataclass
+class BoardConfig:
+    port: str = field(default="", metadata={"required": True})  # /dev/ttyACM0, /dev/serial/by-id/..., a pty
+    baudrate: int = field(default=115200, metadata=_range(1200, 4_000_000))
+    name: str = ""  # a label for logs (the device id comes from the frames)
+
+
+@dataclass
+class MqttConfig:
+    host: str = "localhost"
+    port: int = field(default=1883, metadata=_range(1, 65535))
+    client_id: str = ""  # default: firedamp-<edge id>
+    username: str = ""
+    password: str = ""  # prefer password_file (mode 0600) so edge.toml can be world-readable
+    password_file: str = ""
+    keepalive_s: int = field(default=30, metadata=_range(5, 3600))
+    topic_prefix: str = field(default="firedamp", metadata=_TOPIC_NAME)
+    tls: bool = False
+    tls_required: bool = False  # refuse to start unless tls = true and a CA is given
+    ca_file: str = ""  # empty with tls = true: the system CA store
+    cert_file: str = ""  # client certificate (optional)
+    key_file: str = ""
+    reconnect_min_s: float = field(default=1.0, metadata=_range(0.05, 60))
+    reconnect_max_s: float = field(default=30.0, metadata=_range(0.1, 3600))
+    connect_timeout_s: float = field(default=10.0, metadata=_range(0.5, 120))
+    telemetry: bool = True
+    status_interval_s: float = field(default=30.0, metadata=_range(1, 3600))
+    discovery: bool = True
+    discovery_prefix: str = field(default="homeassistant", metadata=_TOPIC_NAME)
+    max_inflight: int = field(default=20, metadata=_range(1, 1000))
+
+
+@dataclass
+class ModelConfig:
+    enabled: bool = True
+    path: str = ""  # empty: the model shipped in models/
+    threads: int = field(default=1, metadata=_range(1, 8))
+
+
+@dataclass
+class PolicyConfig:
+    anomaly_clear_ratio: float = field(default=0.8, metadata=_range(0.1, 1.0))  # clear below ratio × threshold
+    anomaly_raise_samples: int = field(default=3, metadata=_range(1, 600))  # consecutive samples over threshold
+    anomaly_clear_samples: int = field(default=10, metadata=_range(1, 3600))  # consecutive samples under it
+    anomaly_holdoff_samples: int = field(default=300, metadata=_range(0, 86400))  # quiet samples after a clear
+    forecast_alert: bool = True
+    forecast_ch4_vol_pct: float = field(default=1.0, metadata=_range(0.1, 5.0))  # early warning level, % vol
+    frames_lost_holdoff_s: float = field(default=60.0, metadata=_range(0, 86400))
+    silent_after_s: float = field(default=10.0, metadata=_range(1, 3600))  # no frame for this long: link lost
+    max_gap_samples: int = field(default=5, metadata=_range(1, 3600))  # longer gaps restart the model state
+
+
+@dataclass
+class OutboxConfig:
+    path: str = ""  # default <data_dir>/outbox.sqlite
+    max_alerts: int = field(default=100_000, metadata=_range(10, 10_000_000))
+    fsync: bool = True  # synchronous=FULL: an alert survives a power cut, not only a crash
+
+
+@dataclass
+class HistoryConfig:
+    enabled: bool = True
+    path: str = ""  # default <data_dir>/history.sqlite
+    raw_days: float = field(default=7.0, metadata=_range(0.001, 3650))
+    minute_days: float = field(default=400.0, metadata=_range(90, 36500))  # mine rules: ≥ 90 days
+
+
+@dataclass
+class Config:
+    edge_id: str = field(default="edge", metadata=_TOPIC_NAME)
+    site: str = field(default="site", metadata=_TOPIC_NAME)
+    data_dir: str = "/var/lib/firedamp"
+    log_level: str = field(default="info", metadata=_choices("debug", "info", "warning", "error"))
+    boards: list[BoardConfig] = field(default_factory=list)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+
+    @property
+    def outbox_path(self) -> Path:
+        return Path(self.outbox.path or Path(self.data_dir) / "outbox.sqlite")
+
+    @property
+    def history_path(self) -> Path:
+        return Path(self.history.path or Path(self.data_dir) / "history.sqlite")
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"firedamp-{self.edge_id}"
+
+    def mqtt_password(self) -> str:
+        """The password from `password` or `password_file` (read when needed, never logged)."""
+        if self.mqtt.password_file:
+            try:
+                return Path(self.mqtt.password_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"[mqtt] password_file {self.mqtt.password_file!r}: {exc.strerror}") from exc
+        return self.mqtt.password
+
+    def describe(self) -> list[str]:
+        """`section.key = value` lines of every setting in effect; secrets shown as *** (or <unset>)."""
+        out = []
+        for name, value in _flatten(self):
+            if name.rsplit(".", 1)[-1] in _SECRET_KEYS:
+                value = "***" if value else "<unset>"
+            out.append(f"{name} = {value!r}" if isinstance(value, str) else f"{name} = {value}")
+        return out
+
+
+def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out += _flatten(value, name + ".")
+        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            for i, item in enumerate(value):
+                out += _flatten(item, f"{name}[{i}].")
+        else:
+            out.append((name, value))
+    return out
+
+
+def _where(section: str, key: str) -> str:
+    return f"[{section}] {key}" if section else key
+
+
+def _build(cls: type, data: Any, section: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: [{section}] must be a table, not {type(data).__name__}")
+    fields_ = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields_))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {_where(section, unknown[0])} "
+                          f"(allowed: {', '.join(fields_)})")
+    values: dict[str, Any] = {}
+    for name, f in fields_.items():
+        where = _where(section, name)
+        if name not in data:
+            if f.metadata.get("required"):
+                raise ConfigError(f"{source}: {where} is required")
+            continue
+        value = data[name]
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        if kind == "list[BoardConfig]":
+            if not isinstance(value, list):
+                raise ConfigError(f"{source}: {where} must be a list of [[{name}]] tables")
+            values[name] = [_build(BoardConfig, item, f"{name}[{i}]", source) for i, item in enumerate(value)]
+            continue
+        sub = {"MqttConfig": MqttConfig, "ModelConfig": ModelConfig, "PolicyConfig": PolicyConfig,
+               "OutboxConfig": OutboxConfig, "HistoryConfig": HistoryConfig}.get(kind)
+        if sub:
+            values[name] = _build(sub, value, name, source)
+            continue
+        values[name] = _check(kind, value, f.metadata, where, source)
+    return cls(**values)
+
+
+def _check(kind: str, value: Any, meta: Any, where: str, source: str) -> Any:
+    shown = "***" if where.rsplit(" ", 1)[-1] in _SECRET_KEYS else repr(value)
+
+    def bad(allowed: str) -> ConfigError:
+        return ConfigError(f"{source}: {where} = {shown} is not allowed; allowed: {allowed}")
+
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer" + (" in {}..{}".format(*meta["range"]) if "range" in meta else ""))
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number" + (" in {}..{}".format(*meta["range"]) if "range" in meta else ""))
+        value = float(value)
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise bad("a string in quotes")
+    if "range" in meta:
+        lo, hi = meta["range"]
+        if not lo <= value <= hi:
+            raise bad(f"{lo}..{hi}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise bad(", ".join(repr(c) for c in meta["choices"]))
+    if "pattern" in meta and not meta["pattern"].match(value):
+        raise bad(meta["allowed"])
+    return value
+
+
+def parse_config(data: dict[str, Any], source: str = "edge.toml") -> Config:
+    """A dict shaped like edge.toml (top-level keys, [mqtt], [[boards]], ...) → a validated Config."""
+    cfg = _build(Config, data, "", source)
+    seen = set()
+    for i, board in enumerate(cfg.boards):
+        if board.port in seen:
+            raise ConfigError(f"{source}: [[boards]] {i}: port {board.port!r} is listed twice")
+        seen.add(board.port)
+    m = cfg.mqtt
+    if m.reconnect_max_s < m.reconnect_min_s:
+        raise ConfigError(f"{source}: [mqtt] reconnect_max_s = {m.reconnect_max_s} is below reconnect_min_s = "
+                          f"{m.reconnect_min_s}; allowed: >= reconnect_min_s")
+    if m.password and m.password_file:
+        raise ConfigError(f"{source}: [mqtt] give password or password_file, not both")
+    if (m.password or m.password_file) and not m.username:
+        raise ConfigError(f"{source}: [mqtt] a password needs a username")
+    if m.tls_required and not m.tls:
+        raise ConfigError(f"{source}: [mqtt] tls_required = true but tls = false; refusing to send without TLS "
+                          "(set tls = true and ca_file)")
+    if bool(m.cert_file) != bool(m.key_file):
+        raise ConfigError(f"{source}: [mqtt] cert_file and key_file go together (client certificate)")
+    if m.tls:
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(m, key)
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{source}: [mqtt] {key} = {path!r}: no such file")
+    return cfg
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate edge.toml; ConfigError names the file, key, value and what is allowed."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(data, str(path))

@@ -1,0 +1,53 @@
+"""Home Assistant MQTT discovery payloads for one board (sensors read the telemetry and state topics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge import __version__
+from edge.config import Config
+
+
+def configs(cfg: Config, device: str, unit: str, flow_unit: str, base: str,
+            status_topic: str) -> list[tuple[str, dict[str, Any]]]:
+    """[(discovery topic, config payload)] for the board `device`; published retained."""
+    prefix = cfg.mqtt.discovery_prefix
+    node = f"firedamp_{cfg.site}_{device}".replace("-", "_")
+    telemetry = f"{base}/{device}/telemetry"
+    state = f"{base}/{device}/state"
+    dev = {"identifiers": [node], "name": f"firedamp {device}", "manufacturer": "firedamp",
+           "model": "methane and flow monitor", "sw_version": __version__,
+           "via_device": f"firedamp_{cfg.site}_{cfg.edge_id}".replace("-", "_")}
+    availability = {
+        "availability": [
+            {"topic": status_topic},
+            {"topic": state, "value_template": "{{ 'online' if value_json.link == 'up' else 'offline' }}"},
+        ],
+        "availability_mode": "all",
+    }
+
+    def entity(component: str, key: str, name: str, **extra: Any) -> tuple[str, dict[str, Any]]:
+        payload = {"name": name, "unique_id": f"{node}_{key}", "object_id": f"{node}_{key}", "device": dev,
+                   **availability, **extra}
+        return f"{prefix}/{component}/{node}/{key}/config", payload
+
+    return [
+        entity("sensor", "ch4", "Methane", state_topic=telemetry, value_template="{{ value_json.ch4 }}",
+               unit_of_measurement="%" if unit == "VOL" else "% LEL", state_class="measurement",
+               suggested_display_precision=2, icon="mdi:molecule"),
+        entity("sensor", "flow", "Flow", state_topic=telemetry, value_template="{{ value_json.flow }}",
+               unit_of_measurement="m³/min" if flow_unit == "m3/min" else "L/min", state_class="measurement",
+               icon="mdi:fan"),
+        entity("sensor", "state", "Board state", state_topic=state, value_template="{{ value_json.state }}",
+               device_class="enum", options=["WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT"]),
+        entity("binary_sensor", "power", "Power allowed", state_topic=state,
+               value_template="{{ 'ON' if value_json.relay == 1 else 'OFF' }}", device_class="power"),
+        entity("binary_sensor", "gas_alarm", "Methane alarm", state_topic=state,
+               value_template="{{ 'ON' if value_json.state in ['ALARM', 'POWEROFF'] else 'OFF' }}",
+               device_class="gas"),
+        entity("binary_sensor", "fault", "Board fault", state_topic=state,
+               value_template="{{ 'ON' if value_json.faults else 'OFF' }}", device_class="problem"),
+        entity("sensor", "anomaly_score", "Anomaly score (advisory)", state_topic=telemetry,
+               value_template="{{ value_json.score if value_json.score is not none else 'unknown' }}",
+               state_class="measurement", icon="mdi:chart-bell-curve"),
+    ]

@@ -1,0 +1,299 @@
+"""Alert policy stage: board states, model scores and link health → alerts (raised / cleared), one per event.
+
+The board decides safety: its ALARM, POWEROFF, FAULT, WARNING states and its calibration-due and
+low-flow flags become alerts at once, on the transition. The model is advisory: an `anomaly` or `forecast`
+alert needs `anomaly_raise_samples` consecutive samples over the threshold, clears after
+`anomaly_clear_samples` under `anomaly_clear_ratio` × threshold, and is not raised again for
+`anomaly_holdoff_samples` after a clear (hysteresis + hold-off: one event, one alert). Link lost (port
+error or silence), frames lost (sequence gaps) and reboots are alerts too. The policy never talks to a
+board. Its state per device is a small JSON that the outbox stores with each alert, so a restarted service
+neither repeats nor forgets a raise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from edge.config import PolicyConfig
+from edge.frames import (
+    FAULT_NAMES,
+    FLAG_ACK_AWAITED,
+    FLAG_CALIBRATION_DUE,
+    FLAG_LOW_FLOW,
+    Gap,
+    Reading,
+)
+
+# kind: (severity, advisory, one_shot)
+KINDS: dict[str, tuple[str, bool, bool]] = {
+    "power_off": ("critical", False, False),
+    "alarm": ("critical", False, False),
+    "fault": ("critical", False, False),
+    "warning": ("warning", False, False),
+    "low_flow": ("warning", False, False),
+    "calibration_due": ("warning", False, False),
+    "link": ("warning", False, False),
+    "anomaly": ("warning", True, False),
+    "forecast": ("warning", True, False),
+    "frames_lost": ("info", False, True),
+    "reboot": ("info", False, True),
+}
+_BOARD_KINDS = ("power_off", "alarm", "fault", "warning", "low_flow", "calibration_due")
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def fault_names(mask: int) -> list[str]:
+    return [name for bit, name in enumerate(FAULT_NAMES) if mask >> bit & 1]
+
+
+def readings_of(r: Reading | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {"ch4": r.ch4, "unit": r.unit, "flow": r.flow, "flow_unit": r.flow_unit, "total": r.total,
+            "state": r.state, "relay": r.relay, "faults": r.faults, "flags": r.flags, "seq": r.seq,
+            "uptime_ms": r.uptime_ms}
+
+
+@dataclass
+class Alert:
+    id: str
+    site: str
+    edge: str
+    device: str
+    kind: str
+    severity: str
+    state: str  # "raised" or "cleared" (one-shot kinds are only ever "raised")
+    time: float  # unix seconds
+    message: str
+    advisory: bool
+    readings: dict[str, Any] | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "site": self.site, "edge": self.edge, "device": self.device, "kind": self.kind,
+                "severity": self.severity, "state": self.state, "time": iso(self.time), "ts": round(self.time, 3),
+                "advisory": self.advisory, "message": self.message, "readings": self.readings,
+                "details": self.details}
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+
+@dataclass
+class DeviceState:
+    active: dict[str, bool] = field(default_factory=dict)
+    over: int = 0  # consecutive samples over the anomaly threshold
+    under: int = 0
+    quiet: int = 0  # samples left in the hold-off after an anomaly cleared
+    f_over: int = 0
+    f_under: int = 0
+    f_quiet: int = 0
+    lost_pending: int = 0
+    lost_alert_t: float = 0.0
+    last_seen: float = 0.0
+    port: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> DeviceState:
+        data = json.loads(text)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class Policy:
+    """Feed it frames, gaps, scores and link events; it returns the alerts to send (in order)."""
+
+    def __init__(self, site: str, edge: str, cfg: PolicyConfig | None = None, model_version: str = "",
+                 saved: dict[str, str] | None = None, clock=time.time):
+        self.site = site
+        self.edge = edge
+        self.cfg = cfg or PolicyConfig()
+        self.model_version = model_version
+        self.clock = clock
+        self.devices: dict[str, DeviceState] = {}
+        self.last: dict[str, Reading] = {}
+        self.port_devices: dict[str, set[str]] = {}
+        self.raised = 0
+        self.dirty: set[str] = set()
+        for key, text in (saved or {}).items():
+            if key.startswith("device:"):
+                try:
+                    self.devices[key[7:]] = DeviceState.from_json(text)
+                except (ValueError, TypeError):
+                    pass  # an unreadable saved state only costs a repeated raise
+
+    # ---------------------------------------------------------------------------------------------- helpers
+
+    def _dev(self, device: str) -> DeviceState:
+        st = self.devices.get(device)
+        if st is None:
+            st = self.devices[device] = DeviceState()
+        return st
+
+    def _alert(self, device: str, kind: str, state: str, t: float, message: str, **details: Any) -> Alert:
+        severity, advisory, _ = KINDS[kind]
+        self.raised += state == "raised"
+        self.dirty.add(device)
+        return Alert(str(uuid.uuid4()), self.site, self.edge, device, kind, severity, state, t, message, advisory,
+                     readings_of(self.last.get(device)), details)
+
+    def _set(self, device: str, st: DeviceState, kind: str, on: bool, t: float, message: str,
+             out: list[Alert], **details: Any) -> None:
+        if st.active.get(kind, False) == on:
+            return
+        st.active[kind] = on
+        out.append(self._alert(device, kind, "raised" if on else "cleared", t, message, **details))
+
+    def saved_state(self) -> dict[str, str]:
+        """JSON of the devices whose state changed since the last call (stored with the alerts)."""
+        out = {f"device:{d}": self.devices[d].to_json() for d in self.dirty if d in self.devices}
+        self.dirty.clear()
+        return out
+
+    # ---------------------------------------------------------------------------------------------- inputs
+
+    def on_frame(self, device: str, port: str, t: float) -> list[Alert]:
+        """Any valid frame: the device is alive (clears a link alert)."""
+        st = self._dev(device)
+        st.last_seen = t
+        if st.port != port:
+            st.port = port
+            self.dirty.add(device)
+        self.port_devices.setdefault(port, set()).add(device)
+        out: list[Alert] = []
+        if st.active.get("link"):
+            self._set(device, st, "link", False, t, f"{device}: link restored, frames arriving on {port}", out,
+                      port=port)
+        return out
+
+    def on_reading(self, r: Reading, t: float) -> list[Alert]:
+        """Board state transitions of one reading → alerts at once."""
+        self.last[r.device] = r
+        st = self._dev(r.device)
+        out: list[Alert] = []
+        dev = r.device
+        s = r.state
+        gas = "" if r.ch4 is None else f" at {r.ch4:.2f} {'% vol' if r.unit == 'VOL' else '% LEL'}"
+        self._set(dev, st, "power_off", s == "POWEROFF", t,
+                  f"{dev}: board cut the power{gas}" if s == "POWEROFF" else f"{dev}: power restored (state {s})",
+                  out, ack_awaited=bool(r.flags & FLAG_ACK_AWAITED))
+        self._set(dev, st, "alarm", s == "ALARM", t,
+                  f"{dev}: methane alarm{gas}" if s == "ALARM" else f"{dev}: alarm over (state {s})", out)
+        faulty = s == "FAULT" or r.faults != 0
+        names = fault_names(r.faults)
+        self._set(dev, st, "fault", faulty, t,
+                  f"{dev}: board fault {'+'.join(names) or 'FAULT'}" if faulty else f"{dev}: fault cleared", out,
+                  faults=names)
+        self._set(dev, st, "warning", s == "WARNING", t,
+                  f"{dev}: warning{gas}" if s == "WARNING" else f"{dev}: warning over (state {s})", out)
+        low = bool(r.flags & FLAG_LOW_FLOW)
+        self._set(dev, st, "low_flow", low, t,
+                  f"{dev}: low or no flow ({r.flow:g} {r.flow_unit}): ventilation loss?" if low
+                  else f"{dev}: flow back ({r.flow:g} {r.flow_unit})", out)
+        cal = bool(r.flags & FLAG_CALIBRATION_DUE)
+        self._set(dev, st, "calibration_due", cal, t,
+                  f"{dev}: sensor calibration due" if cal else f"{dev}: sensor calibrated", out)
+        return out
+
+    def on_gap(self, device: str, gap: Gap, t: float) -> list[Alert]:
+        """Lost frames and reboots (from the sequence tracker)."""
+        st = self._dev(device)
+        out: list[Alert] = []
+        if gap.rebooted:
+            out.append(self._alert(device, "reboot", "raised", t, f"{device}: board restarted (uptime went back)",
+                                   lost=gap.lost))
+        elif gap.lost:
+            st.lost_pending += gap.lost
+            if t - st.lost_alert_t >= self.cfg.frames_lost_holdoff_s:
+                out.append(self._alert(device, "frames_lost", "raised", t,
+                                       f"{device}: {st.lost_pending} frame(s) lost on the serial line",
+                                       lost=st.lost_pending))
+                st.lost_pending = 0
+                st.lost_alert_t = t
+        return out
+
+    def on_link(self, port: str, up: bool, detail: str, t: float) -> list[Alert]:
+        """A port closed (alert for every device last seen on it) or opened (cleared when frames arrive)."""
+        if up:
+            return []
+        out: list[Alert] = []
+        devices = self.port_devices.get(port) or {d for d, s in self.devices.items() if s.port == port}
+        if not devices:
+            devices = {port.rstrip("/").rsplit("/", 1)[-1].replace(".", "_")[:32] or "port"}
+        for device in sorted(devices):
+            st = self._dev(device)
+            st.port = port
+            self._set(device, st, "link", True, t, f"{device}: serial link lost on {port}: {detail}", out,
+                      port=port, reason=detail)
+        return out
+
+    def on_score(self, device: str, res: Any, t: float, forecast_ok: bool = False) -> list[Alert]:
+        """One model Result (models.runtime.Result) → advisory anomaly/forecast alerts with hysteresis."""
+        if not res.ready:
+            return []
+        st = self._dev(device)
+        c = self.cfg
+        out: list[Alert] = []
+        details = {"score": round(float(res.score), 4), "threshold": round(float(res.threshold), 4),
+                   "model_version": self.model_version, "top_channel": res.top_channel,
+                   "forecast": None if res.forecast != res.forecast else round(float(res.forecast), 4)}
+        if st.quiet:
+            st.quiet -= 1
+        if res.score > res.threshold:
+            st.over += 1
+            st.under = 0
+        elif res.score < res.threshold * c.anomaly_clear_ratio:
+            st.under += 1
+            st.over = 0
+        if not st.active.get("anomaly") and st.over >= c.anomaly_raise_samples and not st.quiet:
+            self._set(device, st, "anomaly", True, t,
+                      f"{device}: unusual readings (advisory): score {res.score:.2f} over {res.threshold:.2f}, "
+                      f"mostly {res.top_channel}", out, **details)
+        elif st.active.get("anomaly") and st.under >= c.anomaly_clear_samples:
+            st.quiet = c.anomaly_holdoff_samples
+            self._set(device, st, "anomaly", False, t, f"{device}: readings back to usual (advisory)", out, **details)
+        if forecast_ok and c.forecast_alert:
+            level = c.forecast_ch4_vol_pct
+            if st.f_quiet:
+                st.f_quiet -= 1
+            if res.forecast >= level:
+                st.f_over += 1
+                st.f_under = 0
+            elif res.forecast < level * c.anomaly_clear_ratio:
+                st.f_under += 1
+                st.f_over = 0
+            if not st.active.get("forecast") and st.f_over >= c.anomaly_raise_samples and not st.f_quiet:
+                self._set(device, st, "forecast", True, t,
+                          f"{device}: methane expected to reach {res.forecast:.2f} % vol (level {level:.2f}) "
+                          "soon (advisory early warning)", out, level=level, **details)
+            elif st.active.get("forecast") and st.f_under >= c.anomaly_clear_samples:
+                st.f_quiet = c.anomaly_holdoff_samples
+                self._set(device, st, "forecast", False, t, f"{device}: methane forecast back below {level:.2f} % vol",
+                          out, level=level, **details)
+        return out
+
+    def tick(self, t: float) -> list[Alert]:
+        """Timers: silent devices become link alerts; held-back lost-frame counts go out after the hold-off."""
+        out: list[Alert] = []
+        for device, st in self.devices.items():
+            if st.last_seen and not st.active.get("link") and t - st.last_seen > self.cfg.silent_after_s:
+                self._set(device, st, "link", True, t,
+                          f"{device}: no frame for {t - st.last_seen:.0f} s (board silent or line broken)", out,
+                          port=st.port, reason="silent")
+            if st.lost_pending and t - st.lost_alert_t >= self.cfg.frames_lost_holdoff_s:
+                out.append(self._alert(device, "frames_lost", "raised", t,
+                                       f"{device}: {st.lost_pending} frame(s) lost on the serial line",
+                                       lost=st.lost_pending))
+                st.lost_pending = 0
+                st.lost_alert_t = t
+        return out

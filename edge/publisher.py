@@ -1,0 +1,299 @@
+"""Publisher stage: decides topics and retention and talks MQTT (paho-mqtt 2.x); alerts come from the outbox.
+
+Topics (docs/mqtt.md has every payload and its schema), `P` = [mqtt] topic_prefix:
+  P/<site>/<device>/telemetry   QoS 0   every reading (+ model score)
+  P/<site>/<device>/alert       QoS 1   alerts, from the SQLite outbox, deleted on PUBACK
+  P/<site>/<device>/state       QoS 1, retained   board state, link, active alerts
+  P/<site>/<device>/event       QoS 1   board events (BOOT, CAL, SET, ...)
+  P/<site>/<edge>/status        QoS 1, retained   `online`; last will and clean stop `offline`
+  P/<site>/<edge>/health        QoS 0, retained   counters, every status_interval_s
+  <discovery_prefix>/...        retained   Home Assistant discovery, re-sent when HA announces itself
+
+One sender thread owns the outbox → broker path: it publishes unsent alerts in order (at most
+max_inflight at a time) and deletes each one when its PUBACK arrives. paho's callbacks only queue the
+acknowledged message ids (on_publish runs under paho's own lock), so nothing here can deadlock. paho
+reconnects with its backoff (`reconnect_delay_set`) and resends in-flight messages itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.config import Config
+from edge.outbox import Outbox
+
+log = logging.getLogger("firedamp.mqtt")
+
+
+def explain(exc: BaseException, cfg: Config) -> str:
+    """A connection error → a sentence a technician can act on (never containing a password)."""
+    m = cfg.mqtt
+    where = f"{m.host}:{m.port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS: the certificate of {where} cannot be verified ({exc.verify_message}); "
+                f"check [mqtt] ca_file = {m.ca_file or '<system store>'!r} and the broker's host name")
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake with {where} failed ({exc.reason or exc}); is that port a TLS listener?"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"nothing accepts connections on {where} (broker down or wrong [mqtt] port)"
+    if isinstance(exc, TimeoutError | OSError) and "timed out" in str(exc):
+        return f"connecting to {where} timed out"
+    return f"cannot connect to {where}: {exc}"
+
+
+class _Client(mqtt.Client):
+    """paho's client, reporting why a (re)connect attempt failed (paho itself swallows the exception)."""
+
+    on_attempt_failed: Callable[[BaseException], None] | None = None
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except Exception as exc:
+            if self.on_attempt_failed:
+                self.on_attempt_failed(exc)
+            raise
+
+
+class Publisher:
+    def __init__(self, cfg: Config, outbox: Outbox, health: Callable[[], dict[str, Any]] | None = None):
+        self.cfg = cfg
+        m = cfg.mqtt
+        self.outbox = outbox
+        self.health = health or (lambda: {})
+        self.base = f"{m.topic_prefix}/{cfg.site}"
+        self.status_topic = f"{self.base}/{cfg.edge_id}/status"
+        self.health_topic = f"{self.base}/{cfg.edge_id}/health"
+        self.connected = False
+        self.last_error = ""
+        self.counters = {"alerts_sent": 0, "alerts_acked": 0, "connects": 0, "connect_failures": 0,
+                         "telemetry_sent": 0, "telemetry_skipped": 0}
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._sent_upto = 0  # highest outbox seq handed to paho
+        self._states: dict[str, bytes] = {}  # device -> retained state payload (re-sent on connect)
+        self._devices: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) for discovery
+        self._discovery_due = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.client = self._make_client()
+
+    # ------------------------------------------------------------------------------------------ set-up
+
+    def _make_client(self) -> _Client:
+        m = self.cfg.mqtt
+        c = _Client(CallbackAPIVersion.VERSION2, client_id=self.cfg.client_id, clean_session=True)
+        if m.username:
+            c.username_pw_set(m.username, self.cfg.mqtt_password() or None)
+        if m.tls:
+            try:
+                c.tls_set(ca_certs=m.ca_file or None, certfile=m.cert_file or None, keyfile=m.key_file or None,
+                          cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (ssl.SSLError, OSError) as exc:
+                from edge.errors import ConfigError
+
+                raise ConfigError(f"[mqtt] TLS files unusable: {exc}") from exc
+            c.tls_insecure_set(False)
+        c.will_set(self.status_topic, b"offline", qos=1, retain=True)
+        c.reconnect_delay_set(min_delay=max(1, round(m.reconnect_min_s)), max_delay=max(1, round(m.reconnect_max_s)))
+        c.max_inflight_messages_set(m.max_inflight)
+        c.max_queued_messages_set(10_000)  # telemetry while a connection stalls: bounded
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        c.on_connect_fail = self._on_connect_fail
+        c.on_attempt_failed = self._on_attempt_failed
+        return c
+
+    def start(self) -> None:
+        m = self.cfg.mqtt
+        log.info("MQTT: connecting to %s:%d as %r%s%s", m.host, m.port, self.cfg.client_id,
+                 " with TLS" if m.tls else " WITHOUT TLS", f", user {m.username!r}" if m.username else "")
+        try:
+            self.client.connect(m.host, m.port, keepalive=m.keepalive_s)
+        except Exception:
+            pass  # already reported by _on_attempt_failed; paho keeps retrying with its backoff
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="mqtt sender", daemon=True)
+        self._thread.start()
+
+    def stop(self, flush_s: float = 3.0) -> None:
+        """Flush unsent alerts (while connected, up to flush_s), publish `offline`, disconnect."""
+        deadline = time.monotonic() + flush_s
+        while self.connected and self.outbox.depth and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.02)
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(2)
+        if self.connected:
+            info = self.client.publish(self.status_topic, b"offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(2)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # ------------------------------------------------------------------------------------------ paho callbacks
+
+    def _on_attempt_failed(self, exc: BaseException) -> None:
+        self.counters["connect_failures"] += 1
+        msg = explain(exc, self.cfg)
+        if msg != self.last_error:
+            log.error("MQTT: %s (retrying with backoff up to %g s)", msg, self.cfg.mqtt.reconnect_max_s)
+        self.last_error = msg
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        pass  # _on_attempt_failed already said why
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.counters["connect_failures"] += 1
+            msg = f"the broker {self.cfg.mqtt.host}:{self.cfg.mqtt.port} refused the connection: {reason_code}"
+            if "password" in str(reason_code).lower() or "authori" in str(reason_code).lower():
+                msg += " (check [mqtt] username and password / password_file, and the broker's ACL)"
+            if msg != self.last_error:
+                log.error("MQTT: %s", msg)
+            self.last_error = msg
+            return
+        self.connected = True
+        self.counters["connects"] += 1
+        if self.last_error:
+            log.info("MQTT: connected to %s:%d (was: %s)", self.cfg.mqtt.host, self.cfg.mqtt.port, self.last_error)
+        else:
+            log.info("MQTT: connected to %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
+        self.last_error = ""
+        client.publish(self.status_topic, b"online", qos=1, retain=True)
+        if self.cfg.mqtt.discovery:
+            client.subscribe(f"{self.cfg.mqtt.discovery_prefix}/status", qos=1)  # renewed on every reconnect
+            self._discovery_due.set()
+        with self._lock:
+            states = list(self._states.items())
+        for device, payload in states:
+            client.publish(self._topic(device, "state"), payload, qos=1, retain=True)
+        self._wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connected:
+            log.warning("MQTT: disconnected (%s); alerts wait in the outbox", reason_code)
+        self.connected = False
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._acks.put(mid)  # runs under paho's lock: just hand the id over
+        self._wake.set()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if msg.topic == f"{self.cfg.mqtt.discovery_prefix}/status" and msg.payload.strip() == b"online":
+            log.info("Home Assistant came online: re-sending discovery")
+            self._discovery_due.set()
+            self._wake.set()
+
+    # ------------------------------------------------------------------------------------------ sender thread
+
+    def _run(self) -> None:
+        next_health = time.monotonic() + 1.0
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self._take_acks()
+                if self.connected:
+                    self._send_pending()
+                    if self._discovery_due.is_set():
+                        self._discovery_due.clear()
+                        self._send_discovery()
+                    if time.monotonic() >= next_health:
+                        next_health = time.monotonic() + self.cfg.mqtt.status_interval_s
+                        self.client.publish(self.health_topic, json.dumps(self.health()).encode(), qos=0, retain=True)
+            except Exception:
+                log.exception("MQTT sender: unexpected error (continuing)")
+                time.sleep(0.5)
+        self._take_acks()
+
+    def _take_acks(self) -> None:
+        while True:
+            try:
+                mid = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            seq = self._inflight.pop(mid, None)
+            if seq is not None:
+                self.outbox.remove(seq)
+                self.counters["alerts_acked"] += 1
+
+    def _send_pending(self) -> None:
+        room = self.cfg.mqtt.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        if not self._inflight:
+            self._sent_upto = 0  # nothing in flight: start over from the oldest unsent (after a lost session)
+        for item in self.outbox.pending(self._sent_upto, room):
+            info = self.client.publish(item.topic, item.payload, qos=1)
+            if info.rc == mqtt.MQTT_ERR_NO_CONN:
+                # paho queued it and will send it on reconnect; keep the mapping so its PUBACK removes it
+                pass
+            self._inflight[info.mid] = item.seq
+            self._sent_upto = item.seq
+            self.counters["alerts_sent"] += 1
+
+    # ------------------------------------------------------------------------------------------ publishing
+
+    def _topic(self, device: str, leaf: str) -> str:
+        return f"{self.base}/{device}/{leaf}"
+
+    def alert_topic(self, device: str) -> str:
+        return self._topic(device, "alert")
+
+    def notify(self) -> None:
+        """New alerts are in the outbox."""
+        self._wake.set()
+
+    def telemetry(self, device: str, payload: dict[str, Any]) -> None:
+        if not (self.cfg.mqtt.telemetry and self.connected):
+            self.counters["telemetry_skipped"] += 1
+            return
+        self.client.publish(self._topic(device, "telemetry"), json.dumps(payload, separators=(",", ":")), qos=0)
+        self.counters["telemetry_sent"] += 1
+
+    def event(self, device: str, payload: dict[str, Any]) -> None:
+        if self.connected:
+            self.client.publish(self._topic(device, "event"), json.dumps(payload, separators=(",", ":")), qos=1)
+
+    def state(self, device: str, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        with self._lock:
+            if self._states.get(device) == data:
+                return
+            self._states[device] = data
+        if self.connected:
+            self.client.publish(self._topic(device, "state"), data, qos=1, retain=True)
+
+    def device_seen(self, device: str, unit: str, flow_unit: str) -> None:
+        """A device's units are known: (re)send its Home Assistant discovery if new or changed."""
+        if self._devices.get(device) == (unit, flow_unit):
+            return
+        self._devices[device] = (unit, flow_unit)
+        self._discovery_due.set()
+        self._wake.set()
+
+    def _send_discovery(self) -> None:
+        from edge.discovery import configs
+
+        for device, (unit, flow_unit) in list(self._devices.items()):
+            for topic, payload in configs(self.cfg, device, unit, flow_unit, self.base, self.status_topic):
+                self.client.publish(topic, json.dumps(payload, separators=(",", ":")), qos=1, retain=True)
