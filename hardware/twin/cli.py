@@ -1,0 +1,98 @@
+"""Run the unchanged board firmware against a simulated mine, behind a serial port you can open.
+
+The port appears at --link (a symlink to a pseudo-terminal): point `firedamp run` or `firedamp console` at
+it as you would at /dev/ttyACM0. The board keeps its settings, calibration and totaliser in --flash, so a
+restart with the same folder is a board reboot. Several boards: run this command once per board, each with
+its own --link, --flash and --device-id.
+
+Calibration gas: write a concentration in % CH4 to LINK.gas (e.g. `echo 2.00 > /tmp/board-1.gas`) and the
+simulated sensor sees that gas instead of the mine, as with a calibration cap; delete the file to remove it.
+
+Examples:
+    firedamp board --scenario story --link /tmp/board-1 --speed 10
+    firedamp board --scenario normal --link /tmp/board-2 --device-id face-2 --seed 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+from pathlib import Path
+
+from edge.errors import ConfigError
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--scenario", default="normal",
+                        help="what the simulated mine does: normal, story, outburst, ventilation_loss, "
+                             "fan_stoppage, drainage_leak, sensor_drift, stuck_sensor, spikes, pulse_dropout "
+                             "(default normal)")
+    parser.add_argument("--link", required=True, metavar="PATH",
+                        help="where the board's serial port appears (a symlink to a pty), e.g. /tmp/board-1")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="simulated seconds per wall-clock second (default 1; 10 runs ten times faster)")
+    parser.add_argument("--seed", type=int, default=0, help="scenario seed: same seed, same mine (default 0)")
+    parser.add_argument("--seconds", type=float, default=None, metavar="S",
+                        help="stop after S simulated seconds (default: run until Ctrl-C)")
+    parser.add_argument("--duration", type=float, default=None, metavar="S",
+                        help="scenario length in simulated seconds (default: the scenario's own; "
+                             "after its end the last sample holds)")
+    parser.add_argument("--device-id", default=None,
+                        help="device id for a new board (default: the link's file name); a board keeps the "
+                             "id in its settings")
+    parser.add_argument("--flash", default=None, metavar="DIR",
+                        help="folder for the board's files: settings, calibration log, totaliser "
+                             "(default: LINK.flash next to the link)")
+    parser.add_argument("--front-end", choices=("ma", "volt", "freq"), default="ma",
+                        help="methane input of a new board: 4-20 mA (default), voltage, or 200-1000 Hz")
+    parser.add_argument("--console-link", default=None, metavar="PATH",
+                        help="a second serial port on the same board for a technician's console "
+                             "(the board's output goes to both ports)")
+    parser.add_argument("--record", default=None, metavar="FILE",
+                        help="append every relay/buzzer/beacon pin change here as JSON lines")
+    parser.add_argument("--sensor-offset", type=float, default=0.0, metavar="PCT",
+                        help="simulated sensor zero error in %% CH4 (default 0: a perfect sensor)")
+    parser.add_argument("--sensor-gain", type=float, default=1.0,
+                        help="simulated sensor gain error (default 1.0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hardware.twin.virtual import VirtualBoard
+    from models import scenarios
+
+    if not args.speed > 0:
+        raise ConfigError(f"--speed must be > 0, got {args.speed}")
+    if args.scenario not in scenarios.SCENARIOS:
+        raise ConfigError(f"--scenario {args.scenario!r} is not one of: {', '.join(scenarios.SCENARIOS)}")
+    link = Path(args.link)
+    device_id = args.device_id or link.name
+    if not _ID.match(device_id):
+        raise ConfigError(f"--device-id {device_id!r} must be 1-16 of A-Z a-z 0-9 _ -")
+    scenario = scenarios.make(args.scenario, seed=args.seed, duration_s=args.duration)
+    flash = Path(args.flash) if args.flash else Path(str(link) + ".flash")
+    board = VirtualBoard(scenario, str(link), flash, device_id=device_id, speed=args.speed,
+                         front_end=args.front_end, console_link=args.console_link,
+                         record=Path(args.record) if args.record else None,
+                         sensor_offset_pct=args.sensor_offset, sensor_gain=args.sensor_gain)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    print(f"virtual board {board.ctl.s['device_id']}: firmware {board.fw_main.VERSION} on {board.links[0].device}, "
+          f"link {board.links[0].path}"
+          + (f", console link {board.links[1].path}" if len(board.links) > 1 else "")
+          + f"; scenario {args.scenario} (seed {args.seed}, {scenario.duration_s:g} s) at {args.speed:g}x; "
+          f"flash {flash}", flush=True)
+    try:
+        board.run(args.seconds, stop=lambda: bool(stopping))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.close()
+        print(f"virtual board stopped after {board.sim_s:.1f} simulated s: {board.steps} loop iterations, "
+              f"{board.reboots} resets, {board.crashes} firmware crashes, {board.dropped_bytes} bytes "
+              f"sent while no one listened", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,267 @@
+"""The virtual board: the unchanged firmware (firmware/*.py) on a fake `machine`, in a simulated mine.
+
+One VirtualBoard per process: the firmware modules and the fake `machine` are module-level singletons (as
+on the real board), so several boards run as several processes (`firedamp board` each). Per loop iteration
+of simulated time the board: reads the scenario sample (or the calibration gas, when applied), sets the
+methane ADC or fires frequency edges and flow pulses as pin interrupts, runs ONE firmware loop iteration
+(`main.build(board, clock).step()`), records the relay/buzzer/beacon pins, and checks the watchdog. A hung
+or crashed firmware stops feeding the watchdog, so the board resets itself (BOOT reset=watchdog) as a Pico
+would. Simulated time runs `speed` times faster than wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from hardware.twin.pty_link import PtyLink
+from hardware.twin.signals import MethaneSensor, PulseTrain
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE = ROOT / "firmware"
+TWIN = Path(__file__).resolve().parent
+
+TICKS_PERIOD = 1 << 30  # MicroPython's ticks_ms/ticks_us wrap here
+_HALF = TICKS_PERIOD >> 1
+FLOW_K_PER_M3 = 10.0  # the virtual anemometer: 10 pulses per m3 (1000 m3/min = 167 Hz)
+SUPPLY_MV = 5000  # VSYS as the Pico's divider sees it
+
+
+def load_firmware():
+    """Import the firmware modules as the board would (top-level names), with the fake `machine` first."""
+    for path in (str(TWIN), str(FIRMWARE)):  # firmware first: its board.py, then the fake machine.py
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    import board as fw_board
+    import machine
+    import main as fw_main
+    import methane as fw_methane
+    import settings as fw_settings
+
+    return machine, fw_board, fw_main, fw_settings, fw_methane
+
+
+class SimClock:
+    """Simulated time with MicroPython's wrapping ticks (2**30), so the firmware's ticks_diff use is tested."""
+
+    def __init__(self, start_us: int = 0):
+        self.us = start_us
+
+    def ticks_us(self) -> int:
+        return self.us % TICKS_PERIOD
+
+    def ticks_ms(self) -> int:
+        return (self.us // 1000) % TICKS_PERIOD
+
+    @staticmethod
+    def ticks_diff(a: int, b: int) -> int:
+        return ((a - b + _HALF) % TICKS_PERIOD) - _HALF
+
+    def sleep_ms(self, ms: int) -> None:  # the firmware never sleeps here: the twin paces the loop
+        self.us += ms * 1000
+
+
+def initial_settings(fw_settings, device_id: str, front_end: str) -> dict:
+    """A board as an installer leaves it: defaults, the chosen front end, calibrated at 2.00 % CH4 against
+    a perfect sensor (so cal-due is off), an anemometer of FLOW_K_PER_M3 pulses/m3, and no OLED."""
+    import methane as fw_methane
+
+    values = fw_settings.defaults()
+    nominal = fw_methane.NOMINAL[fw_methane.FRONT_ENDS.index(front_end)]
+    span = nominal[0] + (nominal[1] - nominal[0]) * 2.0 / values["range_vol_pct"]
+    values.update(device_id=device_id, front_end=front_end, display=0, k_pulses_per_l=0.0,
+                  k_pulses_per_m3=FLOW_K_PER_M3, cal_zero_raw=nominal[0], cal_span_raw=int(round(span)),
+                  cal_span_pct=2.0)
+    return values
+
+
+class VirtualBoard:
+    """The firmware on a fake board, behind a pty (and optionally a second technician's pty).
+
+    scenario: anything with sample(t_s) -> (ch4, flow, ...). flash: folder holding the board's files.
+    record: optional path of a JSON-lines log of relay/buzzer/beacon pin changes (t_s, pin, value, state).
+    """
+
+    def __init__(self, scenario, link: str, flash: Path, device_id: str = "pico-01", speed: float = 1.0,
+                 front_end: str = "ma", console_link: str | None = None, record: Path | None = None,
+                 sensor_offset_pct: float = 0.0, sensor_gain: float = 1.0, gas_file: Path | None = None):
+        self.machine, self.fw_board, self.fw_main, self.fw_settings, self.fw_methane = load_firmware()
+        self.scenario = scenario
+        self.speed = speed
+        self.flash = Path(flash)
+        self.flash.mkdir(parents=True, exist_ok=True)
+        store = self.fw_settings.Store(str(self.flash))
+        if not Path(store.path).exists():
+            store.save(initial_settings(self.fw_settings, device_id, front_end))
+        self.links = [PtyLink(link)] + ([PtyLink(console_link)] if console_link else [])
+        self.stream = _FanStream(self.links)
+        self.clock = SimClock()
+        self.record_path = record
+        self._record = open(record, "a", buffering=1) if record else None  # noqa: SIM115 - closed in close()
+        self.gas_file = Path(gas_file) if gas_file else Path(str(link) + ".gas")
+        self._gas: float | None = None
+        self._gas_checked_s = -1.0
+        self.sensor_offset_pct = sensor_offset_pct
+        self.sensor_gain = sensor_gain
+        self.flow_train = PulseTrain()
+        self.freq_train = PulseTrain()
+        self.reboots = 0
+        self.crashes = 0
+        self.steps = 0
+        self._boot("power")
+
+    # ---- boot and reset ----
+    def _boot(self, cause: str) -> None:
+        m = self.machine
+        m.Pin.clear()
+        m.ADC.clear()
+        m.RESET_CAUSE = {"power": m.PWRON_RESET, "watchdog": m.WDT_RESET, "soft": m.SOFT_RESET}[cause]
+        self.board = self.fw_board.Board("pico", stream=self.stream, root=str(self.flash))
+        if self.board.vsys_adc is not None:
+            self.board.vsys_adc.set_u16(SUPPLY_MV * 65535 // (self.board.vsys_divider * 3300))
+        self.board.relay_sense.set(1)
+        self.ctl = self.fw_main.build(self.board, self.clock)
+        self._hung_since_us: int | None = None
+        self._feeds = self.ctl.wdt.feeds
+        self._last_feed_us = self.clock.us
+        self._pins = {}
+        s = self.ctl.s
+        front = s["front_end"]
+        self.sensor = MethaneSensor(front, self.fw_methane.NOMINAL[self.fw_methane.FRONT_ENDS.index(front)],
+                                    s["range_vol_pct"], s["shunt_ohm"], s["adc_vref_mv"],
+                                    self.sensor_offset_pct, self.sensor_gain)
+        self.k = s["k_pulses_per_m3"] if s["k_pulses_per_m3"] > 0 else s["k_pulses_per_l"] * 1000.0
+        self._log_pins("boot:" + cause)
+
+    def restart(self) -> None:
+        """A soft reset of the board (the firmware starts again from its files on flash)."""
+        self.reboots += 1
+        self._boot("soft")
+
+    # ---- one iteration ----
+    @property
+    def sim_s(self) -> float:
+        return self.clock.us / 1e6
+
+    def gas(self) -> float | None:
+        """The calibration gas applied to the sensor (a number in `<link>.gas`), checked once a second."""
+        if self.sim_s - self._gas_checked_s >= 1.0:
+            self._gas_checked_s = self.sim_s
+            try:
+                self._gas = float(self.gas_file.read_text().strip())
+            except (OSError, ValueError):
+                self._gas = None
+        return self._gas
+
+    def step(self) -> int:
+        """Advance the inputs to the next loop tick and run one firmware iteration; returns its period in ms."""
+        period_ms = self.ctl.period_ms if self._hung_since_us is None else 100
+        t0 = self.clock.us
+        t1 = t0 + period_ms * 1000
+        sample = self.scenario.sample(t1 / 1e6)
+        gas = self.gas()
+        ch4 = sample.ch4 if gas is None else gas
+        pins = self.board
+        edges: list[tuple[int, object]] = [(t, pins.flow_pin) for t in
+                                          self.flow_train.edges(sample.flow / 60.0 * self.k, t0, t1)]
+        if self.sensor.front_end == "freq":
+            edges += [(t, pins.ch4_freq_pin) for t in self.freq_train.edges(self.sensor.freq_hz(ch4), t0, t1)]
+            edges.sort(key=lambda e: e[0])
+        else:
+            pins.ch4_adc.set_u16(self.sensor.adc_u16(ch4))
+        for t, pin in edges:
+            self.clock.us = t
+            pin.edge()
+        self.clock.us = t1
+        if self._hung_since_us is None:
+            try:
+                self.ctl.step()
+            except Exception:  # noqa: BLE001 - as main.main() does: power off, stop feeding, wait for the WDT
+                self.crashes += 1
+                traceback.print_exc()
+                self.board.relay.value(0)
+                self._hung_since_us = self.clock.us
+        self.steps += 1
+        self._watchdog()
+        self._log_pins(None)
+        self.stream.flush()
+        return period_ms
+
+    def _watchdog(self) -> None:
+        wdt = self.ctl.wdt
+        if wdt.feeds != self._feeds:
+            self._feeds = wdt.feeds
+            self._last_feed_us = self.clock.us
+        elif self.clock.us - self._last_feed_us > wdt.timeout * 1000:
+            self.reboots += 1
+            self._boot("watchdog")
+
+    def _log_pins(self, why: str | None) -> None:
+        b = self.board
+        now = {"relay": b.relay.value(), "buzzer": b.buzzer.value(), "beacon": b.beacon.value()}
+        if now == self._pins and why is None:
+            return
+        if self._record is not None:
+            changed = {k: v for k, v in now.items() if self._pins.get(k) != v}
+            state = self.fw_main.protocol.STATES[self.ctl.alarm.state]
+            for pin, value in changed.items():
+                entry = {"t_s": round(self.sim_s, 3), "pin": pin, "value": value, "state": state}
+                if why:
+                    entry["why"] = why
+                self._record.write(json.dumps(entry) + "\n")
+        self._pins = now
+
+    # ---- running ----
+    def run(self, seconds: float | None = None, stop=None) -> None:
+        """Run until `seconds` of simulated time have passed (None: for ever) or `stop()` is true,
+        pacing simulated time at `speed` x wall time (a slow machine just runs slower)."""
+        wall0 = time.monotonic()
+        sim0 = self.clock.us
+        end_us = None if seconds is None else sim0 + int(seconds * 1e6)
+        while end_us is None or self.clock.us < end_us:
+            if stop is not None and self.steps % 10 == 0 and stop():
+                break
+            self.step()
+            ahead = (self.clock.us - sim0) / 1e6 / self.speed - (time.monotonic() - wall0)
+            if ahead > 0.001:
+                time.sleep(ahead)
+
+    def close(self) -> None:
+        self.board.relay.value(0)  # unplugging a board de-energises its relay
+        self._log_pins("stopped")
+        for link in self.links:
+            link.close()
+        if self._record is not None:
+            self._record.close()
+
+    @property
+    def dropped_bytes(self) -> int:
+        return sum(link.dropped for link in self.links)
+
+
+class _FanStream:
+    """The firmware's byte stream over one or more ptys: reads from any, writes to all (one serial port plus
+    a technician's terminal on the same board)."""
+
+    def __init__(self, links: list[PtyLink]):
+        self._links = links
+
+    def read(self, n: int = 256) -> bytes | None:
+        for link in self._links:
+            data = link.read(n)
+            if data:
+                return data
+        return None
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        for link in self._links:
+            link.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        for link in self._links:
+            link.flush()
