@@ -14,9 +14,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import binascii
 import queue
-import re
 import sys
 import threading
 import time
@@ -24,105 +22,23 @@ from typing import NamedTuple, TextIO
 
 import serial
 
+from edge import frames
 from edge.errors import LinkError
+from edge.link import LineSplitter
 
 MAX_COMMAND_BYTES = 64  # docs/protocol.md: longer console lines are refused by the board
-MAX_LINE_BYTES = 128  # docs/protocol.md: longest frame, newline included
-
-FAULTS = ("LINE", "RAIL", "RANGE", "STUCK", "NOFLOW", "SETTINGS", "SELFTEST", "POWER", "LOOP")
-FLAGS = ("calibration due", "low flow", "ack awaited", "console unlocked")
-_CRC = re.compile(rb"\*([0-9a-f]{8})$")
+FAULTS = frames.FAULT_NAMES
+FLAGS = ("calibration due", "low flow", "ack awaited", "console unlocked")  # bits 0..3 of `flags`
 
 
-class Frame(NamedTuple):
-    """A checked frame, enough of it for a person to read (the edge's parser validates every field)."""
-
-    type: str  # R, E or C
-    device: str
-    seq: int
-    fields: list[str]  # the payload fields after uptime_ms
-
-    @property
-    def status(self) -> str:  # C frames: OK, ERR or MORE; E frames: the event code
-        return self.fields[0]
-
-    @property
-    def text(self) -> str:
-        return ",".join(self.fields[1:])
-
-
-def decode(line: bytes) -> tuple[Frame | None, str]:
-    """One line (no newline) -> (frame, "") or (None, reason), reasons named as in docs/protocol.md."""
-    line = line.rstrip(b"\r")
-    if not line.startswith(b"$FD"):
-        return None, "no_start"
-    if not line.startswith(b"$FD1,"):
-        return None, "version"
-    match = _CRC.search(line)
-    if match is None:
-        return None, "no_checksum"
-    body = line[: match.start()]
-    if binascii.crc32(body) & 0xFFFFFFFF != int(match.group(1), 16):
-        return None, "checksum"
-    try:
-        text = body.decode("ascii")
-    except UnicodeDecodeError:
-        return None, "encoding"
-    parts = text.split(",")
-    kind = parts[1] if len(parts) > 1 else ""
-    if kind == "R" and len(parts) != 14 or kind in ("E", "C") and len(parts) < 7 or kind not in "REC":
-        return None, "fields"
-    try:
-        seq = int(parts[3])
-    except ValueError:
-        return None, "value"
-    if kind in ("E", "C"):  # free text may contain commas
-        parts = parts[:6] + [",".join(parts[6:])]
-    return Frame(kind, parts[2], seq, parts[5:]), ""
-
-
-class LineSplitter:
-    """Bytes in, complete lines out; a line over MAX_LINE_BYTES comes out as None and is skipped to its end."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._discarding = False
-
-    def feed(self, chunk: bytes) -> list[bytes | None]:
-        out: list[bytes | None] = []
-        self._buf += chunk
-        while True:
-            end = self._buf.find(b"\n")
-            if end < 0:
-                if len(self._buf) >= MAX_LINE_BYTES:
-                    if not self._discarding:
-                        out.append(None)
-                    self._discarding = True
-                    self._buf.clear()
-                return out
-            line = bytes(self._buf[:end])
-            del self._buf[: end + 1]
-            if self._discarding:
-                self._discarding = False
-            elif end + 1 > MAX_LINE_BYTES:
-                out.append(None)
-            else:
-                out.append(line)
-
-
-def describe_reading(frame: Frame) -> str:
-    """An R frame as one line a technician can read at a glance."""
-    ch4, unit, flow, flow_unit, total, state, relay, faults, flags = frame.fields
-    unit_text = "% vol" if unit == "VOL" else "% LEL"
-    gas = f"CH4 {ch4:>6} {unit_text}" if ch4 else "CH4   ----      "
-    total_unit = flow_unit.split("/")[0]
-    try:
-        fault_names = [n for i, n in enumerate(FAULTS) if int(faults, 16) >> i & 1]
-        flag_names = [n for i, n in enumerate(FLAGS) if int(flags, 16) >> i & 1]
-    except ValueError:
-        fault_names, flag_names = [f"?{faults}"], [f"?{flags}"]
-    text = (f"{frame.device}  {gas}  flow {flow} {flow_unit}  total {total} {total_unit}  {state:<8} "
-            f"power {'ON ' if relay == '1' else 'OFF'}")
+def describe_reading(r: frames.Reading) -> str:
+    """A reading as one line a technician can read at a glance."""
+    unit_text = "% vol" if r.unit == "VOL" else "% LEL"
+    gas = f"CH4 {r.ch4:6.2f} {unit_text}" if r.ch4 is not None else "CH4   ----      "
+    fault_names = [n for i, n in enumerate(FAULTS) if r.faults >> i & 1]
+    flag_names = [n for i, n in enumerate(FLAGS) if r.flags >> i & 1]
+    text = (f"{r.device}  {gas}  flow {r.flow:.3f} {r.flow_unit}  total {r.total:.3f} {r.flow_unit.split('/')[0]}"
+            f"  {r.state:<8} power {'ON ' if r.relay else 'OFF'}")
     if fault_names:
         text += "  FAULT " + "+".join(fault_names)
     if flag_names:
@@ -143,23 +59,22 @@ class Printer:
         with self._lock:
             print(text, file=self._out, flush=True)
 
-    def frame(self, frame: Frame) -> None:
+    def frame(self, frame: frames.Frame) -> None:
         stamp = time.strftime("%H:%M:%S")
         if frame.type == "R":
-            key = tuple(frame.fields[5:])
+            key = (frame.state, frame.relay, frame.faults, frame.flags)
             changed = self._last.get(frame.device) != key
             self._last[frame.device] = key
             if self._readings == "all" or self._readings == "changes" and changed:
                 self.note(f"{stamp} {describe_reading(frame)}")
         elif frame.type == "E":
-            self.note(f"{stamp} {frame.device}  event {frame.status}: {frame.text}")
+            self.note(f"{stamp} {frame.device}  event {frame.code}: {frame.text}")
         else:
             mark = {"OK": "  ok ", "ERR": "  ERR", "MORE": "     "}.get(frame.status, "  ?  ")
             self.note(f"{mark} {frame.text}")
 
-    def bad(self, reason: str, line: bytes | None) -> None:
-        shown = "(over 128 bytes)" if line is None else repr(line[:60])[2:-1]
-        self.note(f"         ? line rejected ({reason}): {shown}")
+    def bad(self, reason: str, line: bytes) -> None:
+        self.note(f"         ? line rejected ({reason}): {repr(line[:60])[2:-1]}")
 
 
 class Reply(NamedTuple):
@@ -196,12 +111,12 @@ class Console:
         self._port = port
         self._on_frame = on_frame
         self._on_bad = on_bad
-        self._replies: queue.Queue[Frame] = queue.Queue(maxsize=1000)
+        self._replies: queue.Queue[frames.Reply] = queue.Queue(maxsize=1000)
         self._splitter = LineSplitter()
         self._stop = threading.Event()
         self._send_lock = threading.Lock()
         self.link_error: Exception | None = None
-        self.frames = 0
+        self.received = 0
         self.rejected: dict[str, int] = {}
         self._thread = threading.Thread(target=self._read_loop, name="console-reader", daemon=True)
         self._thread.start()
@@ -230,17 +145,15 @@ class Console:
             for line in self._splitter.feed(chunk):
                 self._handle(line)
 
-    def _handle(self, line: bytes | None) -> None:
-        if line is None:
-            frame, reason = None, "too_long"
-        else:
-            frame, reason = decode(line)
-        if frame is None:
-            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+    def _handle(self, line: bytes) -> None:
+        try:
+            frame = frames.parse(line)
+        except frames.BadFrame as exc:
+            self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
             if self._on_bad:
-                self._on_bad(reason, line)
+                self._on_bad(exc.reason, line)
             return
-        self.frames += 1
+        self.received += 1
         if frame.type == "C":
             try:
                 self._replies.put_nowait(frame)
@@ -348,5 +261,5 @@ def _interactive(port: serial.SerialBase, args: argparse.Namespace, inp: TextIO,
                 continue
             if reply.status == "ERR":
                 printer.note("! refused: nothing was changed")
-        printer.note(f"{console.frames} frames received, rejected lines: {console.rejected or 'none'}")
+    printer.note(f"{console.received} frames received, rejected lines: {console.rejected or 'none'}")
     return 0
