@@ -1,0 +1,157 @@
+"""Evaluate a model honestly: on a CSV, on held-out simulator seeds, or with the SKAB protocol.
+
+  firedamp evaluate --model M --data FILE [--sep S] [--label-column NAME] [--json] [--plot out.png]
+  firedamp evaluate sim [--model M] [--seeds N] [--json]       (held-out seeds never used in training)
+  firedamp evaluate skab DIR [--json]                          (SKAB outlier-detection protocol)
+
+The feature columns and the forecast column are read from the model's metadata. An alert is a ready
+sample whose score is above the model's threshold; with --warn-at V a forecast >= V also counts (the
+edge's early warning). Forecast errors are shown beside persistence (the current value) on the same rows.
+Runs on numpy + onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import DataError
+from models import metrics
+from models.features import future_max
+
+BOARD_ALARM_PCT = 1.00  # the board's default CH4 alarm (firmware setting ch4_alarm_pct)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("mode", nargs="?", choices=["skab", "sim"],
+                        help="`skab DIR`: SKAB benchmark; `sim`: held-out simulator seeds; omit for --data")
+    parser.add_argument("dir", nargs="?", help="for `skab`: the folder with the SKAB CSV files (searched recursively)")
+    parser.add_argument("--model", help="the .onnx model (default: the shipped models/firedamp-lstm.onnx)")
+    parser.add_argument("--data", help="CSV to score (e.g. the output of `firedamp history --csv`)")
+    parser.add_argument("--sep", default=",", help="CSV column separator (default ',')")
+    parser.add_argument("--label-column", help="0/1 column marking known anomalies (for precision/recall)")
+    parser.add_argument("--warn-at", type=float, default=None,
+                        help="also alert when the forecast reaches this value (e.g. 1.0 %% CH4); sim default 1.0")
+    parser.add_argument("--seeds", type=int, default=5, help="sim: held-out seeds per scenario (default 5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--plot", help="write a PNG with signals, score, threshold, labels and alerts")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.mode == "skab":
+        if not args.dir:
+            raise DataError("usage: firedamp evaluate skab DIR  (DIR holds the SKAB CSV files)")
+        from models.skab import evaluate_dir, report
+
+        res = evaluate_dir(Path(args.dir))
+        print(json.dumps(res, indent=2) if args.json else report(res))
+        return 0
+    from models.runtime import Model
+
+    model = Model(args.model)
+    if args.mode == "sim":
+        from models.simeval import evaluate_sim
+        from models.simeval import report as sim_report
+
+        res = evaluate_sim(model, seeds=args.seeds, warn_at=BOARD_ALARM_PCT if args.warn_at is None else args.warn_at)
+        print(json.dumps(res, indent=2) if args.json else sim_report(res))
+        return 0
+    if not args.data:
+        raise DataError("give --data FILE (a CSV), or `skab DIR`, or `sim`; see `firedamp evaluate --help`")
+    res = evaluate_csv(model, Path(args.data), args.sep, args.label_column, args.warn_at, args.plot)
+    print(json.dumps(res, indent=2) if args.json else _table(res))
+    return 0
+
+
+def evaluate_csv(model, path: Path, sep: str, label_column: str | None, warn_at: float | None,
+                 plot: str | None) -> dict:
+    """Score one CSV as one stream; returns a dict of metrics."""
+    from models.csvdata import read_csv
+
+    spec = model.spec
+    table = read_csv(path, sep=sep, columns=spec.features, label_column=label_column)
+    out = model.score_series(table.x)
+    alert = alerts(out, warn_at)
+    fi = spec.forecast_index
+    cur = table.x[:, fi]
+    target = future_max(cur, spec.horizon)
+    res: dict = {
+        "file": str(path), "rows": len(table.x), "model": spec.version, "threshold": spec.threshold,
+        "alerts": int(alert.sum()), "alert_runs": len(metrics.runs(alert)),
+        "forecast": {"column": spec.forecast_feature, "horizon": spec.horizon,
+                     **metrics.forecast_errors(np.where(out["ready"], out["forecast"], np.nan), cur, target)},
+    }
+    if table.label is not None:
+        ready = out["ready"]
+        res["pointwise"] = metrics.rates(metrics.confusion(alert[ready], table.label[ready]))
+        res["events"] = metrics.events(alert, table.label, spec.sample_period_s)
+    if plot:
+        plot_run(plot, table.x, spec, out, alert, table.label, title=path.name)
+        res["plot"] = plot
+    return res
+
+
+def alerts(out: dict[str, np.ndarray], warn_at: float | None) -> np.ndarray:
+    a = out["anomalous"].copy()
+    if warn_at is not None:
+        a |= out["ready"] & (out["forecast"] >= warn_at)
+    return a
+
+
+def plot_run(path: str, x: np.ndarray, spec, out: dict, alert: np.ndarray, label: np.ndarray | None,
+             title: str = "") -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise DataError("--plot needs matplotlib (pip install -e '.[train]')") from exc
+    t = np.arange(len(x)) * spec.sample_period_s / 60.0
+    nf = spec.n_features
+    fig, axes = plt.subplots(nf + 1, 1, figsize=(10, 2.2 * (nf + 1)), sharex=True)
+    for i, ax in enumerate(axes[:nf]):
+        ax.plot(t, x[:, i], lw=0.7, label=spec.features[i])
+        if i == spec.forecast_index:
+            ax.plot(t, out["forecast"], lw=0.7, label=f"forecast (max next {spec.horizon} samples)")
+        ax.set_ylabel(f"{spec.features[i]} {spec.units[i]}")
+        ax.legend(loc="upper left", fontsize=7)
+    ax = axes[-1]
+    ax.plot(t, out["score"], lw=0.7, color="k", label="score")
+    ax.axhline(spec.threshold, color="r", ls="--", lw=0.8, label="threshold")
+    ax.set_ylabel("score")
+    ax.set_xlabel("minutes")
+    for a in axes:
+        if label is not None:
+            for s, e in metrics.runs(label):
+                a.axvspan(t[s], t[min(e, len(t) - 1)], color="orange", alpha=0.2, lw=0)
+        for s, e in metrics.runs(alert):
+            a.axvspan(t[s], t[min(e, len(t) - 1)], ymin=0.0, ymax=0.05, color="red", alpha=0.8, lw=0)
+    ax.legend(loc="upper left", fontsize=7)
+    fig.suptitle(f"{title}  (orange: labelled anomaly, red bar: alert)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _table(res: dict) -> str:
+    lines = [f"{res['file']}: {res['rows']} rows, model {res['model']}, threshold {res['threshold']:.3f}",
+             f"alerts: {res['alerts']} samples in {res['alert_runs']} runs"]
+    if "pointwise" in res:
+        p, e = res["pointwise"], res["events"]
+        lines.append("point-wise: precision {precision:.3f}  recall {recall:.3f}  F1 {f1:.3f}  "
+                     "FAR {far:.3%}  MAR {mar:.3%}".format(**p))
+        delay = "n/a" if e["median_delay_s"] is None else f"{e['median_delay_s']:.0f} s"
+        far24 = "n/a" if e["false_alarms_per_24h"] is None else f"{e['false_alarms_per_24h']:.2f}"
+        lines.append(f"events: {e['detected']}/{e['events']} detected, median delay {delay}, "
+                     f"false alarms {e['false_alarms']} ({far24} per 24 h of normal rows)")
+    f = res["forecast"]
+    if f.get("rows"):
+        lines.append(f"forecast of max {f['column']} over {f['horizon']} samples on {f['rows']} rows: "
+                     f"MAE {f['mae']:.4f} (persistence {f['persistence_mae']:.4f}), "
+                     f"RMSE {f['rmse']:.4f} (persistence {f['persistence_rmse']:.4f})")
+    return "\n".join(lines)
