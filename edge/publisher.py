@@ -189,7 +189,7 @@ class Publisher:
         self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected:
+        if self.connected and not self._stop.is_set():
             log.warning("MQTT: disconnected (%s); alerts wait in the outbox", reason_code)
         self.connected = False
 

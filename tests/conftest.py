@@ -170,10 +170,12 @@ class Broker:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
 
-def write_broker_config(b: Broker, acl: str, require_client_cert: bool) -> None:
+def write_broker_config(b: Broker, acl: str, require_client_cert: bool, persistence: bool = False) -> None:
     lines = [
         f"listener {b.port} {b.host}",
-        "persistence false",
+        # persistence true: sessions and queued QoS 1 messages survive a restart (a real control room's setup)
+        f"persistence {'true' if persistence else 'false'}",
+        f"persistence_location {b.dir}/",
         f"pid_file {b.dir / 'mosquitto.pid'}",
         "log_dest stderr",
         "log_type error",
@@ -205,19 +207,20 @@ def write_broker_config(b: Broker, acl: str, require_client_cert: bool) -> None:
 
 @pytest.fixture
 def mosquitto(tmp_path, request):
-    """Factory: `mosquitto(auth=False, tls=False, users=None, acl=None, require_client_cert=False, start=True)`."""
+    """Factory: `mosquitto(auth=False, tls=False, users=None, acl=None, require_client_cert=False,
+    persistence=False, start=True)`."""
     if not MOSQUITTO:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)")
     brokers: list[Broker] = []
 
     def make(auth: bool = False, tls: bool = False, users: dict[str, str] | None = None, acl: str | None = None,
-             require_client_cert: bool = False, start: bool = True) -> Broker:
+             require_client_cert: bool = False, persistence: bool = False, start: bool = True) -> Broker:
         d = tmp_path / f"broker{len(brokers)}"
         d.mkdir()
         cert = request.getfixturevalue("certs") if tls else None
         b = Broker(dir=d, port=free_port(), tls=tls, auth=auth, users=dict(users or DEFAULT_USERS) if auth else {},
                    ca_file=cert.ca_file if cert else None, certs=cert)
-        write_broker_config(b, acl if acl is not None else DEFAULT_ACL, require_client_cert)
+        write_broker_config(b, acl if acl is not None else DEFAULT_ACL, require_client_cert, persistence)
         brokers.append(b)
         return b.start() if start else b
 
@@ -348,3 +351,85 @@ def socat_pty(tmp_path):
     yield make
     for line in lines:
         line.unplug()
+
+
+# ---------------------------------------------------------------------------------------------- MQTT subscriber
+
+class Subscriber:
+    """A paho client that records every message: `messages` [(topic, payload bytes, retain)], `wait(pred)`.
+
+    `persistent=True` uses a fixed client id and clean_session=False, so with a persistent broker it gets the
+    QoS 1 messages published while it (or the broker) was away.
+    """
+
+    def __init__(self, broker: Broker, topics=("#",), username: str | None = None, password: str | None = None,
+                 persistent: bool = False, client_id: str | None = None):
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.cond = threading.Condition()
+        self.subscribed = threading.Event()
+        self.topics = list(topics)
+        cid = client_id or f"test-sub-{os.getpid()}-{id(self)}"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=not persistent)
+        self.client.reconnect_delay_set(1, 1)
+        if username:
+            self.client.username_pw_set(username, password)
+        if broker.tls:
+            self.client.tls_set(ca_certs=str(broker.ca_file))
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.connect(broker.host, broker.port, keepalive=10)
+        self.client.loop_start()
+        if not self.subscribed.wait(5):
+            raise TimeoutError("test subscriber did not subscribe")
+
+    def _on_connect(self, client, userdata, flags, rc, props):
+        if not rc.is_failure:
+            client.subscribe([(t, 1) for t in self.topics])
+
+    def _on_message(self, client, userdata, msg):
+        with self.cond:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self.cond.notify_all()
+
+    def wait(self, pred, timeout: float = 10.0) -> bool:
+        """Wait until pred(messages) is true."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not pred(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+            return True
+
+    def payloads(self, suffix: str) -> list:
+        """JSON payloads of the topics ending with `suffix` (e.g. "/alert"), in arrival order."""
+        import json
+
+        with self.cond:
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix)]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def mqtt_subscriber():
+    """Factory: `mqtt_subscriber(broker, topics=("#",), username=None, password=None, persistent=False)`."""
+    subs: list[Subscriber] = []
+
+    def make(broker: Broker, topics=("#",), **kw) -> Subscriber:
+        s = Subscriber(broker, topics, **kw)
+        subs.append(s)
+        return s
+
+    yield make
+    for s in subs:
+        s.close()

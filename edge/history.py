@@ -1,0 +1,277 @@
+"""Local history: every board's readings in SQLite — raw frames for `raw_days` (default 7) and per-minute
+min/mean/max for `minute_days` (≥ 90, mine rules) — and the `firedamp history` command that prints them.
+
+Written by one thread in batches (about once a second), pruned a few hundred rows per batch so the service
+never stalls on a big delete. `firedamp history --device ID --since 7d --csv` writes `time,ch4,flow,label`
+(label 1 = the board was not NORMAL or had no reading), which `firedamp train` and `firedamp evaluate` read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import queue
+import re
+import sqlite3
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge.errors import ConfigError, DataError
+from edge.frames import Reading
+
+log = logging.getLogger("firedamp.history")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS raw (
+    device TEXT NOT NULL, t REAL NOT NULL, seq INTEGER, uptime_ms INTEGER, ch4 REAL, unit TEXT, flow REAL,
+    flow_unit TEXT, total REAL, state TEXT, relay INTEGER, faults INTEGER, flags INTEGER
+);
+CREATE INDEX IF NOT EXISTS raw_device_t ON raw (device, t);
+CREATE INDEX IF NOT EXISTS raw_t ON raw (t);
+CREATE TABLE IF NOT EXISTS minutes (
+    device TEXT NOT NULL, minute INTEGER NOT NULL, unit TEXT, flow_unit TEXT,
+    n INTEGER NOT NULL, n_ch4 INTEGER NOT NULL, ch4_min REAL, ch4_sum REAL, ch4_max REAL,
+    flow_min REAL, flow_sum REAL, flow_max REAL, worst_state TEXT,
+    PRIMARY KEY (device, minute)
+);
+CREATE INDEX IF NOT EXISTS minutes_minute ON minutes (minute);
+"""
+_SEVERITY = {"NORMAL": 0, "WARMUP": 1, "WARNING": 2, "ALARM": 3, "FAULT": 4, "POWEROFF": 5}
+_PRUNE_ROWS = 500  # per batch: a few ms, never a stall
+
+
+def _lo(a, b):
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _hi(a, b):
+    return b if a is None else a if b is None else max(a, b)
+
+
+class History:
+    """The SQLite store. Not thread-safe: one writer thread (HistoryWriter) or one reader (the CLI)."""
+
+    def __init__(self, path: str | Path, raw_days: float = 7.0, minute_days: float = 400.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.raw_s = raw_days * 86400
+        self.minute_s = minute_days * 86400
+        self.db = sqlite3.connect(str(self.path), timeout=10, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self.rows = 0
+        self.pruned = 0
+
+    def write(self, batch: list[tuple[Reading, float]], now: float | None = None) -> None:
+        """Store a batch of (reading, arrival time) and merge it into the per-minute table; prune a little."""
+        if batch:
+            self.db.executemany(
+                "INSERT INTO raw VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(r.device, t, r.seq, r.uptime_ms, r.ch4, r.unit, r.flow, r.flow_unit, r.total, r.state, r.relay,
+                  r.faults, r.flags) for r, t in batch])
+            agg: dict[tuple[str, int], list] = {}
+            for r, t in batch:
+                key = (r.device, int(t // 60) * 60)
+                a = agg.get(key)
+                if a is None:
+                    a = agg[key] = [r.unit, r.flow_unit, 0, 0, None, 0.0, None, None, 0.0, None, r.state]
+                a[2] += 1
+                if r.ch4 is not None:
+                    a[3] += 1
+                    a[4], a[5], a[6] = _lo(a[4], r.ch4), a[5] + r.ch4, _hi(a[6], r.ch4)
+                a[7], a[8], a[9] = _lo(a[7], r.flow), a[8] + r.flow, _hi(a[9], r.flow)
+                if _SEVERITY[r.state] > _SEVERITY[a[10]]:
+                    a[10] = r.state
+            self.db.executemany(
+                """INSERT INTO minutes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT(device, minute) DO UPDATE SET n = n + excluded.n, n_ch4 = n_ch4 + excluded.n_ch4,
+                   ch4_min = min(coalesce(ch4_min, excluded.ch4_min), coalesce(excluded.ch4_min, ch4_min)),
+                   ch4_max = max(coalesce(ch4_max, excluded.ch4_max), coalesce(excluded.ch4_max, ch4_max)),
+                   ch4_sum = ch4_sum + excluded.ch4_sum,
+                   flow_min = min(flow_min, excluded.flow_min), flow_max = max(flow_max, excluded.flow_max),
+                   flow_sum = flow_sum + excluded.flow_sum,
+                   worst_state = CASE WHEN instr('NORMAL WARMUP WARNING ALARM FAULT POWEROFF', excluded.worst_state) > instr('NORMAL WARMUP WARNING ALARM FAULT POWEROFF', worst_state)
+                                 THEN excluded.worst_state ELSE worst_state END""",
+                [(d, m, *a) for (d, m), a in agg.items()])
+            self.rows += len(batch)
+        self.prune(time.time() if now is None else now)
+        self.db.commit()
+
+    def prune(self, now: float) -> int:
+        """Delete at most _PRUNE_ROWS expired raw rows and as many expired minutes; returns rows deleted."""
+        n = self.db.execute("DELETE FROM raw WHERE rowid IN (SELECT rowid FROM raw WHERE t < ? LIMIT ?)",
+                            (now - self.raw_s, _PRUNE_ROWS)).rowcount
+        n += self.db.execute("DELETE FROM minutes WHERE rowid IN (SELECT rowid FROM minutes WHERE minute < ? LIMIT ?)",
+                             (now - self.minute_s, _PRUNE_ROWS)).rowcount
+        self.pruned += n
+        return n
+
+    def raw(self, device: str, since: float, until: float) -> list[tuple]:
+        return self.db.execute(
+            "SELECT t, ch4, flow, unit, flow_unit, total, state, relay, faults, flags, seq FROM raw "
+            "WHERE device = ? AND t >= ? AND t < ? ORDER BY t, rowid", (device, since, until)).fetchall()
+
+    def minutes(self, device: str, since: float, until: float) -> list[tuple]:
+        return self.db.execute(
+            "SELECT minute, ch4_min, CASE WHEN n_ch4 > 0 THEN ch4_sum / n_ch4 END, ch4_max, flow_min, flow_sum / n, "
+            "flow_max, unit, flow_unit, worst_state, n FROM minutes WHERE device = ? AND minute >= ? AND minute < ? "
+            "ORDER BY minute", (device, since, until)).fetchall()
+
+    def devices(self) -> list[str]:
+        return [d for (d,) in self.db.execute("SELECT DISTINCT device FROM minutes ORDER BY device")]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class HistoryWriter(threading.Thread):
+    """Takes readings from a bounded queue (drops and counts when full) and writes them about once a second."""
+
+    def __init__(self, history: History, max_queue: int = 20_000, interval_s: float = 1.0):
+        super().__init__(name="history", daemon=True)
+        self.history = history
+        self.q: queue.Queue = queue.Queue(max_queue)
+        self.interval_s = interval_s
+        self.dropped = 0
+        self._halt = threading.Event()
+
+    def put(self, reading: Reading, t: float) -> None:
+        try:
+            self.q.put_nowait((reading, t))
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped in (1, 10, 100) or self.dropped % 10_000 == 0:
+                log.error("history queue full: %d reading(s) not stored (disk too slow?)", self.dropped)
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self._halt.wait(self.interval_s)
+            self._flush()
+        self._flush()
+
+    def _flush(self) -> None:
+        batch = []
+        while True:
+            try:
+                batch.append(self.q.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            self.history.write(batch)
+        except sqlite3.Error:
+            log.exception("history: writing %d reading(s) failed", len(batch))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+        self.history.close()
+
+
+# ---------------------------------------------------------------------------------------------- the command
+
+_REL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(text: str, now: float | None = None) -> float:
+    """'7d', '12h', '30m', '90s', '2w' (ago) or an ISO date/time ('2026-11-20', '2026-11-20T10:00', UTC
+    unless an offset is given) → unix seconds."""
+    now = time.time() if now is None else now
+    m = _REL.match(text.strip().lower())
+    if m:
+        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise DataError(f"time {text!r} not understood; use e.g. 7d, 12h, 30m, 2026-11-20 or 2026-11-20T10:00") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("Examples:  firedamp history --device pico-01 --since 2h\n"
+                "           firedamp history --device pico-01 --since 30d --minutes\n"
+                "           firedamp history --device pico-01 --since 7d --csv > normal.csv   "
+                "(then: firedamp train --csv normal.csv)")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--device", required=False, help="board id as it appears in its frames (e.g. pico-01); "
+                   "leave out to list the boards on record")
+    p.add_argument("--since", default="24h", help="start: 7d, 12h, 30m ago, or a date/time such as 2026-11-20 or "
+                   "2026-11-20T10:00 (UTC) (default: 24h)")
+    p.add_argument("--until", default=None, help="end, same forms (default: now)")
+    p.add_argument("--minutes", action="store_true", help="per-minute min/mean/max (kept ≥ 90 days) instead of "
+                   "every reading (kept 7 days by default)")
+    p.add_argument("--csv", action="store_true", help="CSV on standard output (time,ch4,flow,label ... ), the format "
+                   "`firedamp train` and `firedamp evaluate` read")
+    p.add_argument("--config", default="/etc/firedamp/edge.toml", help="edge.toml, for where the history is "
+                   "stored (default: /etc/firedamp/edge.toml)")
+    p.add_argument("--db", default=None, help="history database file (overrides --config)")
+
+
+def _db_path(args: argparse.Namespace) -> Path:
+    if args.db:
+        return Path(args.db)
+    from edge.config import load
+
+    return load(args.config).history_path
+
+
+def run(args: argparse.Namespace) -> int:
+    path = _db_path(args)
+    if not path.exists():
+        raise ConfigError(f"no history database at {path} (has `firedamp run` stored anything yet?)")
+    h = History(path)
+    try:
+        if not args.device:
+            for d in h.devices():
+                print(d)
+            return 0
+        since = parse_time(args.since)
+        until = parse_time(args.until) if args.until else time.time() + 1
+        out = sys.stdout
+        w = csv.writer(out, lineterminator="\n") if args.csv else None
+        if args.minutes:
+            rows = h.minutes(args.device, since, until)
+            head = ["time", "ch4", "flow", "label", "ch4_min", "ch4_max", "flow_min", "flow_max", "unit", "flow_unit",
+                    "worst_state", "samples"]
+            table = [[iso(m), _f(mean), _f(fmean), int(ws != "NORMAL" or mean is None), _f(cmin), _f(cmax), _f(fmin),
+                      _f(fmax), _unit(u), fu, ws, n] for m, cmin, mean, cmax, fmin, fmean, fmax, u, fu, ws, n in rows]
+        else:
+            rows = h.raw(args.device, since, until)
+            head = ["time", "ch4", "flow", "label", "unit", "flow_unit", "total", "state", "relay", "faults", "flags",
+                    "seq"]
+            table = [[iso(t), _f(ch4), _f(flow), int(state != "NORMAL" or ch4 is None), _unit(u), fu, _f(total), state,
+                      relay, f"{faults:04x}", f"{flags:02x}", seq]
+                     for t, ch4, flow, u, fu, total, state, relay, faults, flags, seq in rows]
+        if not table:
+            kept = "minutes" if args.minutes else f"readings (kept {h.raw_s / 86400:g} days; try --minutes)"
+            print(f"no {kept} for {args.device!r} between {iso(since)} and {iso(until)}", file=sys.stderr)
+            return 1
+        if w:
+            w.writerow(head)
+            w.writerows(table)
+        else:
+            widths = [max(len(str(x)) for x in col) for col in zip(head, *table, strict=True)]
+            for row in [head, *table]:
+                print("  ".join(str(x).rjust(n) for x, n in zip(row, widths, strict=True)))
+        return 0
+    finally:
+        h.close()
+
+
+def _f(v: float | None) -> str:
+    return "" if v is None else f"{v:.3f}".rstrip("0").rstrip(".") if v % 1 else f"{v:.0f}"
+
+
+def _unit(u: str | None) -> str:
+    return {"VOL": "%vol", "LEL": "%LEL"}.get(u or "", u or "")

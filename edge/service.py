@@ -1,0 +1,345 @@
+"""The edge service: wires link → frames → windows → detector → policy → outbox → publisher (+ history).
+
+`firedamp run --config edge.toml` runs it until SIGTERM/SIGINT (then: flush, publish `offline`, close).
+In-process use (the demo): `svc = Service(config); q = svc.observe(); svc.start(); ...; svc.stop()`;
+`observe()` returns a bounded queue of `Observation(kind, data)` with kind "reading" (data: dict with the
+reading, its model result or None and the arrival time), "alert" (a policy.Alert), "link" (port, up,
+detail) or "frame" (board events and console replies). `add_observer(fn)` calls fn(kind, data) instead.
+
+Threads: one reader per port → a bounded queue → one pipeline thread (parse, score, alert, commit to the
+outbox) → the MQTT sender thread; the history writer has its own bounded queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from edge import __version__
+from edge.config import Config, load
+from edge.frames import Decoder, Event, Reading
+from edge.history import History, HistoryWriter
+from edge.link import PortReader
+from edge.outbox import Outbox
+from edge.policy import Alert, Policy, fault_names, iso
+from edge.publisher import Publisher
+
+log = logging.getLogger("firedamp")
+
+_INGEST_QUEUE = 20_000  # lines; ~100 s of 8 boards at 1 Hz with room for bursts
+_BATCH = 512  # lines handled per pipeline round (one batched model call, one outbox commit)
+
+
+class Observation(NamedTuple):
+    kind: str  # "reading", "alert", "link", "frame"
+    data: Any
+
+
+class Service:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.started = time.time()
+        self.decoder = Decoder()
+        self.detector = None
+        self.windows = None
+        if cfg.model.enabled:
+            from edge.detector import Detector
+            from edge.windows import Windows
+
+            self.detector = Detector(cfg.model.path or None, threads=cfg.model.threads)
+            self.windows = Windows(self.detector.spec, self.detector.new_state, cfg.policy.max_gap_samples)
+        self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_alerts, cfg.outbox.fsync)
+        version = self.detector.spec.version if self.detector else ""
+        self.policy = Policy(cfg.site, cfg.edge_id, cfg.policy, version, self.outbox.load_state())
+        self.publisher = Publisher(cfg, self.outbox, self.health)
+        self.history = (HistoryWriter(History(cfg.history_path, cfg.history.raw_days, cfg.history.minute_days))
+                        if cfg.history.enabled else None)
+        self.q: queue.Queue = queue.Queue(_INGEST_QUEUE)
+        self.readers = [PortReader(b.port, self._on_line, self._on_status, baudrate=b.baudrate) for b in cfg.boards]
+        self.queue_dropped = 0
+        self.observer_errors = 0
+        self._observers: list[Callable[[str, Any], None]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._states: dict[str, tuple] = {}
+        self._links: dict[str, bool] = {}
+        self._forecast_ok = bool(self.detector and self.detector.spec.forecast_feature == "ch4"
+                                 and self.detector.spec.units[self.detector.spec.forecast_index].replace(" ", "").lower()
+                                 in ("%vol", "vol%"))
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Service:
+        for line in self.cfg.describe():
+            log.info("setting %s", line)
+        if self.detector:
+            log.info("%s", self.detector.describe())
+        else:
+            log.warning("model disabled ([model] enabled = false): no advisory scoring; board alarms are reported")
+        if self.history:
+            self.history.start()
+        self.publisher.start()
+        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
+        self._thread.start()
+        for r in self.readers:
+            r.start()
+        log.info("firedamp edge %s started: edge %r at site %r, %d board port(s)", __version__, self.cfg.edge_id,
+                 self.cfg.site, len(self.readers))
+        return self
+
+    def stop(self) -> None:
+        """Stop reading, finish the queued lines, flush alerts and history, publish `offline`, close."""
+        for r in self.readers:
+            r.stop()
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+        if self.history:
+            self.history.stop()
+        self.publisher.stop()
+        self.outbox.close()
+        log.info("firedamp edge stopped")
+
+    def observe(self, maxsize: int = 10_000) -> queue.Queue:
+        """A bounded queue of Observation items for a live view (items are dropped when it is full)."""
+        q: queue.Queue = queue.Queue(maxsize)
+
+        def put(kind: str, data: Any) -> None:
+            try:
+                q.put_nowait(Observation(kind, data))
+            except queue.Full:
+                pass
+
+        self._observers.append(put)
+        return q
+
+    def add_observer(self, fn: Callable[[str, Any], None]) -> None:
+        self._observers.append(fn)
+
+    def write(self, port: str, data: bytes) -> None:
+        """Send bytes to a board (console commands typed by a person; the service itself never does)."""
+        for r in self.readers:
+            if r.port == port:
+                r.write(data)
+                return
+        raise KeyError(port)
+
+    # ------------------------------------------------------------------------------------------ link callbacks
+
+    def _put(self, item: tuple) -> None:
+        try:
+            self.q.put(item, timeout=1.0)  # back-pressure on the reader first; drop only if stuck for a second
+        except queue.Full:
+            self.queue_dropped += 1
+            if self.queue_dropped in (1, 100) or self.queue_dropped % 10_000 == 0:
+                log.error("ingest queue full: %d line(s) dropped (pipeline stalled?)", self.queue_dropped)
+
+    def _on_line(self, port: str, line: bytes, t: float) -> None:
+        self._put((port, line, t))
+
+    def _on_status(self, port: str, up: bool, detail: str) -> None:
+        (log.info if up else log.warning)("serial %s: %s", port, "open" if up else detail)
+        self._put((port, up, time.time(), detail))
+
+    # ------------------------------------------------------------------------------------------ pipeline
+
+    def _emit(self, kind: str, data: Any) -> None:
+        for fn in self._observers:
+            try:
+                fn(kind, data)
+            except Exception:
+                self.observer_errors += 1
+                if self.observer_errors == 1:
+                    log.exception("observer failed (further failures are only counted)")
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + 1.0
+        while True:
+            try:
+                items = [self.q.get(timeout=0.2)]
+            except queue.Empty:
+                items = []
+                if self._stop.is_set():
+                    break
+            while items and len(items) < _BATCH:
+                try:
+                    items.append(self.q.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                alerts = self.process(items)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + 1.0
+                    alerts += self.policy.tick(time.time())
+                self._commit(alerts)
+            except Exception:
+                log.exception("pipeline: unexpected error on a batch of %d item(s) (continuing)", len(items))
+
+    def _commit(self, alerts: list[Alert]) -> None:
+        if not alerts:
+            return
+        self.outbox.put([(a.id, self.publisher.alert_topic(a.device), a.to_json(), a.time) for a in alerts],
+                        self.policy.saved_state())
+        self.publisher.notify()
+        for a in alerts:
+            (log.warning if a.state == "raised" and a.severity != "info" else log.info)(
+                "alert %s %s %s [%s]: %s", a.kind, a.state, a.device, a.severity, a.message)
+            self._emit("alert", a)
+        for device in {a.device for a in alerts}:
+            self._publish_state(device)
+
+    def process(self, items: list[tuple]) -> list[Alert]:
+        """One batch of (port, line, t) and (port, up, t, detail) items → alerts (not yet committed)."""
+        alerts: list[Alert] = []
+        due: list[tuple[Any, list[float]]] = []
+        due_readings: list[tuple[Reading, float]] = []
+        readings: list[tuple[Reading, float]] = []
+        policy = self.policy
+        for item in items:
+            if len(item) == 4:
+                port, up, t, detail = item
+                self._links[port] = up
+                alerts += policy.on_link(port, up, detail, t)
+                self._emit("link", (port, up, detail))
+                continue
+            port, line, t = item
+            frame = self.decoder.decode(line)
+            if frame is None:
+                continue
+            gap = self.decoder.track(frame)
+            alerts += policy.on_frame(frame.device, port, t)
+            if gap.lost or gap.rebooted:
+                alerts += policy.on_gap(frame.device, gap, t)
+                if gap.rebooted and self.windows:
+                    self.windows.streams.pop(frame.device, None)
+            if frame.type != "R":
+                self._emit("frame", frame)
+                if frame.type == "E":
+                    self.publisher.event(frame.device, _event_payload(frame, t))
+                continue
+            alerts += policy.on_reading(frame, t)
+            readings.append((frame, t))
+            if self.history:
+                self.history.put(frame, t)
+            if self.windows:
+                sample = self.windows.add(frame)
+                if sample is not None:
+                    due.append(sample)
+                    due_readings.append((frame, t))
+        scores: dict[int, Any] = {}
+        if due:
+            for (r, t), res in zip(due_readings, self.detector.score(due), strict=True):
+                scores[id(r)] = res
+                alerts += policy.on_score(r.device, res, t, self._forecast_ok and r.unit == "VOL")
+        for r, t in readings:
+            res = scores.get(id(r))
+            self.publisher.telemetry(r.device, _telemetry_payload(r, t, res))
+            self.publisher.device_seen(r.device, r.unit, r.flow_unit)
+            self._publish_state(r.device)
+            self._emit("reading", {"reading": r, "result": res, "time": t})
+        return alerts
+
+    def _publish_state(self, device: str) -> None:
+        r = self.policy.last.get(device)
+        st = self.policy.devices.get(device)
+        active = sorted(k for k, on in (st.active.items() if st else ()) if on)
+        link_up = not (st and st.active.get("link"))
+        key = (r.state, r.relay, r.faults, r.flags, r.unit, r.flow_unit) if r else None, link_up, tuple(active)
+        if self._states.get(device) == key:
+            return
+        self._states[device] = key
+        payload: dict[str, Any] = {"device": device, "site": self.cfg.site, "edge": self.cfg.edge_id,
+                                   "time": iso(time.time()), "link": "up" if link_up else "down", "active": active}
+        if r is not None:
+            payload.update(state=r.state, relay=r.relay, faults=fault_names(r.faults),
+                           flags={"calibration_due": bool(r.flags & 1), "low_flow": bool(r.flags & 2),
+                                  "ack_awaited": bool(r.flags & 4), "console_unlocked": bool(r.flags & 8)},
+                           ch4=r.ch4, unit=r.unit, flow=r.flow, flow_unit=r.flow_unit)
+        self.publisher.state(device, payload)
+
+    # ------------------------------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, Any]:
+        d = self.decoder
+        det = self.detector
+        return {
+            "edge": self.cfg.edge_id, "site": self.cfg.site, "version": __version__, "time": iso(time.time()),
+            "uptime_s": round(time.time() - self.started),
+            "frames_ok": d.ok, "frames_rejected": dict(d.rejected), "frames_lost": d.lost_frames,
+            "reboots": d.reboots,
+            "links": {r.port: r.stats.up for r in self.readers},
+            "link_reconnects": sum(r.stats.reconnects for r in self.readers),
+            "model_version": det.spec.version if det else None,
+            "inference_calls": det.calls if det else 0,
+            "inference_us_mean": round(det.mean_inference_us, 1) if det else 0.0,
+            "samples_scored": det.samples if det else 0,
+            "readings_unscored_units": self.windows.unscored if self.windows else 0,
+            "alerts_raised": self.policy.raised, "outbox_depth": self.outbox.depth,
+            "outbox_dropped": self.outbox.dropped, "alerts_acked": self.publisher.counters["alerts_acked"],
+            "mqtt_connects": self.publisher.counters["connects"],
+            "mqtt_connect_failures": self.publisher.counters["connect_failures"],
+            "mqtt_last_error": self.publisher.last_error or None,
+            "ingest_queue": self.q.qsize(), "ingest_dropped": self.queue_dropped,
+            "history_dropped": self.history.dropped if self.history else 0,
+        }
+
+
+def _telemetry_payload(r: Reading, t: float, res: Any) -> dict[str, Any]:
+    p = {"device": r.device, "time": iso(t), "ts": round(t, 3), "seq": r.seq, "uptime_ms": r.uptime_ms, "ch4": r.ch4,
+         "unit": r.unit, "flow": r.flow, "flow_unit": r.flow_unit, "total": r.total, "state": r.state,
+         "relay": r.relay, "faults": r.faults, "flags": r.flags, "score": None, "threshold": None,
+         "forecast": None, "ready": False}
+    if res is not None:
+        p.update(score=round(float(res.score), 4), threshold=round(float(res.threshold), 4),
+                 forecast=None if res.forecast != res.forecast else round(float(res.forecast), 4),
+                 ready=bool(res.ready), top_channel=res.top_channel)
+    return p
+
+
+def _event_payload(e: Event, t: float) -> dict[str, Any]:
+    return {"device": e.device, "time": iso(t), "seq": e.seq, "uptime_ms": e.uptime_ms, "code": e.code, "text": e.text}
+
+
+# ---------------------------------------------------------------------------------------------- `firedamp run`
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("Reads the boards listed in edge.toml, scores their readings and publishes telemetry, state and\n"
+                "alerts over MQTT. Stops cleanly on Ctrl-C or SIGTERM (systemctl stop firedamp).\n"
+                "Example:  firedamp run --config /etc/firedamp/edge.toml")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--config", default="/etc/firedamp/edge.toml",
+                   help="the edge.toml to use (default: /etc/firedamp/edge.toml; see deploy/edge.toml)")
+    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"],
+                   help="override log_level from the config")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("paho").setLevel(logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load(args.config)
+    setup_logging(args.log_level or cfg.log_level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    svc = Service(cfg)
+    svc.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        svc.stop()
+    return 0
