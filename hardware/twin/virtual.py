@@ -12,6 +12,7 @@ would. Simulated time runs `speed` times faster than wall time.
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
 import traceback
@@ -106,6 +107,7 @@ class VirtualBoard:
         self._gas_checked_s = -1.0
         self.sensor_offset_pct = sensor_offset_pct
         self.sensor_gain = sensor_gain
+        self._rng = random.Random(0)
         self.flow_train = PulseTrain()
         self.freq_train = PulseTrain()
         self.reboots = 0
@@ -163,7 +165,8 @@ class VirtualBoard:
         t1 = t0 + period_ms * 1000
         sample = self.scenario.sample(t1 / 1e6)
         gas = self.gas()
-        ch4 = sample.ch4 if gas is None else gas
+        # test gas reads with the sensor's own noise (0.01 % CH4), as the scenario's samples do
+        ch4 = sample.ch4 if gas is None else gas + self._rng.gauss(0.0, 0.01)
         pins = self.board
         edges: list[tuple[int, object]] = [(t, pins.flow_pin) for t in
                                           self.flow_train.edges(sample.flow / 60.0 * self.k, t0, t1)]
