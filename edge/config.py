@@ -137,7 +137,8 @@ class Config:
         out = []
         for name, value in _flatten(self):
             if name.rsplit(".", 1)[-1] in _SECRET_KEYS:
-                value = "***" if value else "<unset>"
+                out.append(f"{name} = {'***' if value else '<unset>'}")
+                continue
             out.append(f"{name} = {value!r}" if isinstance(value, str) else f"{name} = {value}")
         return out
 

@@ -97,7 +97,7 @@ class DeviceState:
     f_under: int = 0
     f_quiet: int = 0
     lost_pending: int = 0
-    lost_alert_t: float = 0.0
+    lost_alert_t: float = -1e18  # long ago
     last_seen: float = 0.0
     port: str = ""
 

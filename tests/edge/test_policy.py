@@ -1,0 +1,101 @@
+"""Alert policy: board transitions at once, advisory model alerts with hysteresis and hold-off, link and
+sequence alerts, unique ids, and a saved state that a restarted service resumes from."""
+
+from typing import NamedTuple
+
+from edge.config import PolicyConfig
+from edge.frames import Gap, Reading
+from edge.policy import Policy
+
+
+def reading(state="NORMAL", ch4=0.5, relay=1, faults=0, flags=0, seq=1, device="b1"):
+    return Reading(device, seq, seq * 1000, ch4, "VOL", 10.0, "m3/min", 1.0, state, relay, faults, flags)
+
+
+class Res(NamedTuple):
+    score: float
+    threshold: float = 1.0
+    anomalous: bool = False
+    forecast: float = 0.5
+    top_channel: str = "ch4"
+    ready: bool = True
+
+
+def kinds(alerts):
+    return [(a.kind, a.state) for a in alerts]
+
+
+def test_board_transitions_are_alerts_at_once_with_readings_and_unique_ids():
+    p = Policy("mine", "pi", model_version="1.0")
+    assert p.on_reading(reading(), 1.0) == []
+    out = p.on_reading(reading("ALARM", 1.2), 2.0)
+    assert kinds(out) == [("alarm", "raised")]
+    a = out[0].to_dict()
+    assert a["severity"] == "critical" and a["readings"]["ch4"] == 1.2 and a["site"] == "mine" and a["device"] == "b1"
+    assert a["time"].endswith("Z") and not a["advisory"]
+    assert p.on_reading(reading("ALARM", 1.3), 3.0) == []  # same state: nothing
+    out = p.on_reading(reading("POWEROFF", 1.6, relay=0), 4.0)
+    assert kinds(out) == [("power_off", "raised"), ("alarm", "cleared")]
+    out = p.on_reading(reading("POWEROFF", 0.9, relay=0, flags=0x04), 5.0)
+    assert out == []  # acknowledgement awaited is state, not a new alert
+    out = p.on_reading(reading("FAULT", None, relay=0, faults=0x0009, flags=0x03), 6.0)
+    assert kinds(out) == [("power_off", "cleared"), ("fault", "raised"), ("low_flow", "raised"),
+                          ("calibration_due", "raised")]
+    assert out[1].details["faults"] == ["LINE", "STUCK"]
+    out = p.on_reading(reading(), 7.0)
+    assert kinds(out) == [("fault", "cleared"), ("low_flow", "cleared"), ("calibration_due", "cleared")]
+    ids = [a.id for a in p.on_reading(reading("WARNING"), 8.0) + p.on_reading(reading(), 9.0)]
+    assert len(set(ids)) == 2
+
+
+def test_anomaly_needs_consecutive_samples_clears_with_hysteresis_and_holds_off():
+    cfg = PolicyConfig(anomaly_raise_samples=3, anomaly_clear_samples=2, anomaly_clear_ratio=0.8,
+                       anomaly_holdoff_samples=5)
+    p = Policy("s", "e", cfg, model_version="2.1")
+    assert p.on_score("b1", Res(5.0, ready=False), 0) == []  # warming up: ignored
+    out = []
+    for t, score in enumerate([1.5, 1.5, 0.5, 1.5, 1.5, 1.5, 1.6, 0.9, 0.85, 0.7, 0.7, 1.5, 1.5, 1.5]):
+        out += p.on_score("b1", Res(score), t)
+    # raised once at the 3rd consecutive sample over 1.0; 0.9/0.85 are inside the hysteresis band;
+    # cleared after two samples under 0.8; the burst right after is inside the hold-off
+    assert kinds(out) == [("anomaly", "raised"), ("anomaly", "cleared")]
+    d = out[0].details
+    assert d["score"] == 1.5 and d["threshold"] == 1.0 and d["model_version"] == "2.1" and d["top_channel"] == "ch4"
+    assert out[0].advisory and out[0].severity == "warning"
+    later = []
+    for t in range(20, 26):
+        later += p.on_score("b1", Res(2.0), t)
+    assert kinds(later) == [("anomaly", "raised")]
+
+
+def test_forecast_early_warning_only_for_vol_boards():
+    p = Policy("s", "e", PolicyConfig(anomaly_raise_samples=2, forecast_ch4_vol_pct=1.0))
+    out = []
+    for t in range(3):
+        out += p.on_score("b1", Res(0.1, forecast=1.3), t, forecast_ok=True)
+        out += p.on_score("b2", Res(0.1, forecast=1.3), t, forecast_ok=False)
+    assert [(a.device, a.kind, a.state) for a in out] == [("b1", "forecast", "raised")]
+
+
+def test_link_lost_restored_frames_lost_reboot_and_silence():
+    p = Policy("s", "e", PolicyConfig(frames_lost_holdoff_s=10, silent_after_s=5))
+    assert kinds(p.on_link("/dev/ttyACM0", False, "cannot open", 0.0)) == [("link", "raised")]  # no device yet
+    p.on_frame("b1", "/dev/ttyUSB1", 1.0)
+    assert kinds(p.on_link("/dev/ttyUSB1", False, "read failed", 2.0)) == [("link", "raised")]
+    assert p.on_link("/dev/ttyUSB1", True, "open", 3.0) == []  # cleared when frames arrive, not on open
+    assert kinds(p.on_frame("b1", "/dev/ttyUSB1", 3.5)) == [("link", "cleared")]
+    assert kinds(p.on_gap("b1", Gap(3, False, False), 4.0)) == [("frames_lost", "raised")]
+    assert p.on_gap("b1", Gap(2, False, False), 5.0) == []  # inside the hold-off: counted
+    assert p.on_gap("b1", Gap(0, True, False), 5.5)[0].kind == "reboot"
+    later = p.tick(14.5)  # silent for > 5 s, and the held-back count goes out
+    assert sorted(kinds(later)) == [("frames_lost", "raised"), ("link", "raised")]
+    assert [a.details.get("lost") for a in later if a.kind == "frames_lost"] == [2]
+
+
+def test_saved_state_means_a_restarted_policy_neither_repeats_nor_forgets():
+    p = Policy("s", "e")
+    p.on_reading(reading("ALARM", 1.2), 1.0)
+    saved = p.saved_state()
+    q = Policy("s", "e", saved=saved)
+    assert q.on_reading(reading("ALARM", 1.2), 2.0) == []
+    assert kinds(q.on_reading(reading(), 3.0)) == [("alarm", "cleared")]
