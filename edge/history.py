@@ -254,8 +254,9 @@ def run(args: argparse.Namespace) -> int:
                       relay, f"{faults:04x}", f"{flags:02x}", seq]
                      for t, ch4, flow, u, fu, total, state, relay, faults, flags, seq in rows]
         if not table:
-            kept = "minutes" if args.minutes else f"readings (kept {h.raw_s / 86400:g} days; try --minutes)"
-            print(f"no {kept} for {args.device!r} between {iso(since)} and {iso(until)}", file=sys.stderr)
+            hint = "" if args.minutes else f" (every reading is kept {h.raw_s / 86400:g} days; older: --minutes)"
+            what = "minutes" if args.minutes else "readings"
+            print(f"no {what} for {args.device!r} between {iso(since)} and {iso(until)}{hint}", file=sys.stderr)
             return 1
         if w:
             w.writerow(head)

@@ -1,0 +1,69 @@
+"""Local history: raw readings for raw_days, per-minute min/mean/max for longer, pruned in small steps;
+`firedamp history --csv` writes a CSV that the models' CSV reader (train/evaluate) accepts."""
+
+import time
+
+import pytest
+
+from edge import cli
+from edge.frames import Reading
+from edge.history import History, parse_time
+
+
+def reading(seq, ch4=0.5, flow=10.0, state="NORMAL", device="b1"):
+    return Reading(device, seq, seq * 1000, ch4, "VOL", flow, "m3/min", 1.0, state, 1, 0, 0)
+
+
+def test_minutes_aggregate_and_raw_rows_expire_before_minutes(tmp_path):
+    now = 1_800_000_000.0
+    h = History(tmp_path / "h.sqlite", raw_days=1, minute_days=90)
+    old = now - 3 * 86400
+    h.write([(reading(i, ch4=0.1 * i, flow=i), old + i) for i in range(1, 6)], now=old + 10)
+    h.write([(reading(i, ch4=None if i == 3 else 1.0, state="ALARM" if i == 2 else "NORMAL"), now - 30 + i)
+             for i in range(1, 5)], now=now)
+    assert h.raw("b1", 0, now + 1)[0][0] == now - 29  # the old raw rows are gone ...
+    mins = h.minutes("b1", 0, now + 1)
+    m0 = mins[0]  # ... their minute stays: min/mean/max over 5 readings
+    assert m0[1] == pytest.approx(0.1) and m0[2] == pytest.approx(0.3) and m0[3] == pytest.approx(0.5)
+    assert m0[4] == 1 and m0[6] == 5 and m0[-1] == 5
+    assert any(m[9] == "ALARM" for m in mins[1:])
+    h.close()
+
+
+def test_pruning_is_done_in_small_steps(tmp_path):
+    now = 1_800_000_000.0
+    h = History(tmp_path / "h.sqlite", raw_days=1)
+    h.write([(reading(i), now - 5 * 86400 + i) for i in range(1200)], now=now - 5 * 86400 + 2000)
+    assert h.prune(now) == 500 + 0 and h.prune(now) == 500 and h.prune(now) == 200 and h.prune(now) == 0
+    h.close()
+
+
+def test_history_csv_is_read_by_the_training_csv_reader(tmp_path, capsys):
+    from models.csvdata import read_csv
+
+    db = tmp_path / "h.sqlite"
+    h = History(db)
+    t0 = time.time() - 120
+    h.write([(reading(i, ch4=0.4 + i / 100, flow=10 + i, state="ALARM" if i == 5 else "NORMAL"), t0 + i)
+             for i in range(10)] + [(reading(3, device="other"), t0)])
+    h.write([(reading(10, ch4=None), t0 + 10)])
+    h.close()
+    assert cli.main(["history", "--db", str(db), "--device", "b1", "--since", "1h", "--csv"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("time,ch4,flow,label")
+    path = tmp_path / "b1.csv"
+    path.write_text(out)
+    table = read_csv(path, columns=["ch4", "flow"], label_column="label")
+    assert table.x.shape == (11, 2) and table.x[3, 0] == pytest.approx(0.43) and table.x[3, 1] == 13
+    assert list(table.label) == [0] * 5 + [1] + [0] * 4 + [1]  # not NORMAL, or no reading
+    assert cli.main(["history", "--db", str(db), "--device", "b1", "--since", "1h", "--minutes", "--csv"]) == 0
+    assert capsys.readouterr().out.startswith("time,ch4,flow,label,ch4_min")
+    assert cli.main(["history", "--db", str(db), "--device", "nobody", "--since", "1h"]) == 1
+    assert "no readings for 'nobody'" in capsys.readouterr().err
+
+
+def test_since_accepts_relative_and_iso_times_and_rejects_nonsense():
+    assert parse_time("2h", now=10_000.0) == 10_000.0 - 7200
+    assert parse_time("2026-11-20T10:00") == parse_time("2026-11-20T10:00+00:00")
+    with pytest.raises(Exception, match="not understood"):
+        parse_time("last tuesday")
