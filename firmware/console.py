@@ -215,6 +215,7 @@ class Console:
             return False
         c.dirty = True
         c.record(code, text)
+        c.report_now()
         return True
 
     def cmd_set(self, args, now):

@@ -75,10 +75,10 @@ class EdgeRate:
             self.idle_ms += dt_ms
             return
         self.idle_ms = 0
-        if not self._have_win:  # the first edge after a silence starts a window; it has no interval yet
+        if not self._have_win:  # the window starts at the newest edge; edges before it have no interval
             self._have_win = True
             self._win_us = c.snap_us
-            self._acc = n - 1
+            self._acc = 0
             return
         self._acc += n
         span = self._diff(c.snap_us, self._win_us)

@@ -192,6 +192,10 @@ class Controller:
             else None, self.unit, self.flow.rate_x1000, self.flow_unit, self.flow.total_x1000,
             protocol.STATES[a.state], a.relay, self.faults, self.flags))
 
+    def report_now(self):
+        """Send an R frame in this iteration even if state, relay, faults and flags are unchanged."""
+        self._prev = (-1, -1, -1, -1)
+
     def record(self, code, text):
         """A state-changing console action: E frame now, and a line in records.txt (`log` shows them)."""
         text = "%s, uptime %d ms" % (text, self.uptime_ms())

@@ -1,0 +1,243 @@
+"""Console: every command, every kind of bad input (unknown, bad number, out of range, locked), records."""
+
+import fwkit
+import settings
+
+
+def rig_on(overrides=None):
+    rig = fwkit.Rig(overrides)
+    rig.set_pct(0.2)
+    rig.boot()
+    return rig
+
+
+def test_help_status_get_log_work_locked():
+    rig = rig_on()
+    try:
+        replies = rig.cmd("help")
+        assert [s for s, _ in replies[:-1]] == ["MORE"] * (len(replies) - 1) and replies[-1][0] == "OK"
+        assert "cal span <pct>" in " ".join(t for _, t in replies)
+        replies = rig.cmd("status")
+        text = " ".join(t for _, t in replies)
+        assert replies[-1][0] == "OK" and "state NORMAL" in text and "gas 0.2" in text and "locked" in text
+        replies = rig.cmd("get")
+        assert len(replies) == len(settings.KEYS) + 1 and replies[-1] == ("OK", "%d settings" % len(settings.KEYS))
+        assert ("MORE", "pin=(hidden)") in replies
+        assert rig.last("get ch4_alarm_pct") == ("OK", "ch4_alarm_pct=1.00")
+        assert rig.last("log") == ("OK", "no records yet")
+    finally:
+        rig.close()
+
+
+def test_state_changing_commands_need_unlock():
+    rig = rig_on()
+    try:
+        before = dict(rig.ctl.s)
+        for line in ("set warmup_s 10", "profile plant", "cal zero", "cal span 1.0", "ack", "selftest",
+                     "save", "factory-reset"):
+            status, text = rig.last(line)
+            assert status == "ERR" and text.startswith("locked: unlock <pin> first"), (line, text)
+        assert rig.ctl.s == before
+    finally:
+        rig.close()
+
+
+def test_unlock_wrong_pin_lockout_and_lock():
+    rig = rig_on()
+    try:
+        assert rig.last("unlock 9999")[0] == "ERR"
+        assert rig.last("unlock 0000")[0] == "ERR"
+        status, text = rig.last("unlock 1111")
+        assert status == "ERR" and "0 tries" in text
+        status, text = rig.last("unlock 1234")
+        assert status == "ERR" and "wait" in text       # locked out even with the right pin
+        rig.run_ms(61000)
+        assert rig.last("unlock 1234")[0] == "OK"
+        rig.step()
+        assert rig.readings()[-1]["flags"] & 0x08    # flag: console unlocked
+        assert rig.last("lock") == ("OK", "locked")
+        assert rig.last("selftest")[0] == "ERR"
+    finally:
+        rig.close()
+
+
+def test_unlock_lapses_after_silence():
+    rig = rig_on({"unlock_timeout_s": 10})
+    try:
+        rig.last("unlock 1234")
+        rig.run_ms(9000)
+        assert rig.last("set warmup_s 5")[0] == "OK"    # activity renews it
+        rig.run_ms(10500)
+        assert rig.last("set warmup_s 6")[0] == "ERR"
+    finally:
+        rig.close()
+
+
+def test_set_good_and_every_kind_of_bad_value():
+    rig = rig_on()
+    try:
+        rig.last("unlock 1234")
+        bad = (
+            ("set", "usage: set <key> <value>"),
+            ("set warmup_s", "usage: set <key> <value>"),
+            ("set nosuch 1", "unknown key 'nosuch' (get lists the keys)"),
+            ("set ch4_alarm_pct abc", "ch4_alarm_pct must be 0.10..4.00"),
+            ("set ch4_alarm_pct 9", "ch4_alarm_pct must be 0.10..4.00"),
+            ("set ch4_alarm_pct nan", "ch4_alarm_pct must be 0.10..4.00"),
+            ("set ch4_alarm_pct inf", "ch4_alarm_pct must be 0.10..4.00"),
+            ("set warmup_s 2.5", "warmup_s must be 0..900"),
+            ("set warmup_s -1", "warmup_s must be 0..900"),
+            ("set front_end amps", "front_end must be one of ma, volt, freq"),
+            ("set device_id bad*id", "device_id must be 1..16 characters of A-Z a-z 0-9 _ -"),
+            ("set pin 12ab", "pin must be 4..8 characters of digits"),
+            ("set ch4_alarm_pct 2.00", None),  # custom cross-check: alarm above power-off 1.50
+        )
+        for line, want in bad:
+            before = dict(rig.ctl.s)
+            status, text = rig.last(line)
+            assert status == "ERR", line
+            if want is not None:
+                assert text == want, (line, text)
+            else:
+                assert "ch4_restore_pct <= ch4_alarm_pct <= ch4_poweroff_pct" in text
+            assert rig.ctl.s == before, line
+        frames = []
+        rig.stream.feed(b"set warmup_s 20\n")
+        rig.step()
+        frames = rig.frames()
+        ok = [f for f in frames if f[0] == "C"]
+        ev = [f for f in frames if f[0] == "E" and f[4] == "SET"]
+        assert ok[-1][4] == "OK" and rig.ctl.s["warmup_s"] == 20
+        assert ev and ev[0][5].startswith("warmup_s 0 -> 20, uptime ")
+        # choosing the other K-factor switches the flow unit
+        assert rig.last("set k_pulses_per_m3 60")[0] == "OK"
+        assert rig.ctl.s["k_pulses_per_l"] == 0.0 and rig.ctl.flow_unit == "m3/min"
+    finally:
+        rig.close()
+
+
+def test_overlong_unknown_empty_and_non_ascii_lines():
+    rig = rig_on()
+    try:
+        rig.stream.feed(b"x" * 70 + b"\n")
+        rig.step()
+        c = [f for f in rig.frames() if f[0] == "C"]
+        assert len(c) == 1 and c[0][4] == "ERR" and "longer than 64" in c[0][5]
+        assert rig.last("frobnicate now") == ("ERR", "unknown command 'frobnicate' (help lists the commands)")
+        assert rig.cmd("   ") == []
+        assert rig.last("st\xc3\xa4tus") [0] == "ERR"
+        rig.stream.feed(b"sta")          # split across reads, \r\n ending
+        rig.step()
+        rig.stream.feed(b"tus\r\n")
+        rig.step()
+        assert [f for f in rig.frames() if f[0] == "C"][-1][4] == "OK"
+    finally:
+        rig.close()
+
+
+def test_profile_command():
+    rig = rig_on()
+    try:
+        rig.last("unlock 1234")
+        status, text = rig.last("profile mars")
+        assert status == "ERR" and text.startswith("profile must be one of coal_face, return_airway")
+        assert rig.last("profile") == ("ERR", "usage: profile <name>")
+        status, text = rig.last("profile intake_air")
+        assert status == "OK" and "power-off 0.50" in text
+        rig.set_pct(0.6)
+        rig.step()
+        assert rig.relay == 0
+        status, text = rig.last("profile plant")
+        assert status == "OK" and "LEL" in text
+        assert rig.ctl.unit == "LEL"
+        rig.run_ms(1000)
+        assert rig.readings()[-1]["unit"] == "LEL"
+        assert rig.last("log")[1].startswith("2 records")
+    finally:
+        rig.close()
+
+
+def test_ack_after_power_off():
+    rig = rig_on()
+    try:
+        rig.last("unlock 1234")
+        assert rig.last("ack")[1].startswith("nothing to acknowledge")
+        rig.set_pct(1.7)
+        rig.step()
+        assert rig.relay == 0
+        rig.set_pct(1.2)
+        rig.step()
+        assert rig.last("ack") == ("ERR", "reading must be below the restore level 1.00 first")
+        rig.set_pct(0.6)
+        rig.step()
+        assert rig.readings()[-1]["flags"] & 0x04     # flag: acknowledgement awaited
+        rig.stream.feed(b"ack\n")
+        rig.step(2)
+        fr = rig.frames()
+        assert [f for f in fr if f[0] == "C"][-1][4] == "OK"
+        codes = [f[4] for f in fr if f[0] == "E"]
+        assert "ACK" in codes and "RESTORE" in codes
+        assert rig.relay == 1
+    finally:
+        rig.close()
+
+
+def test_calibration_zero_span_and_their_errors():
+    rig = rig_on()
+    try:
+        rig.last("unlock 1234")
+        assert rig.last("cal")[0] == "ERR"
+        assert rig.last("cal span")[1].startswith("usage: cal zero | cal span <pct>")
+        assert rig.last("cal span abc")[1] == "span must be 0.10..4.00 (% VOL, the certified gas)"
+        assert rig.last("cal span 5")[1] == "span must be 0.10..4.00 (% VOL, the certified gas)"
+        rig.set_ma(4.4)                       # the sensor reads 0.4 mA high in clean air
+        rig.step(2)
+        assert rig.last("cal zero")[0] == "OK"
+        status, text = rig.last("cal span 2.00")   # span gas not applied: signal too close to zero
+        assert status == "ERR" and "too close to zero" in text
+        rig.set_ma(12.4)
+        rig.step(2)
+        assert rig.last("cal span 2.00")[0] == "OK"
+        rig.set_ma(8.4)
+        rig.step(2)
+        assert abs(rig.ctl.methane.x100 - 100) <= 1
+        text = rig.last("log")
+        assert text[1].startswith("2 records")
+        recs = [t for s, t in rig.cmd("log") if s == "MORE"]
+        assert recs[0].startswith("CAL zero 0 -> 44") and "uA" in recs[0] and "uptime" in recs[0]
+        rig.set_ma(3.0)
+        rig.step()
+        assert "fix the sensor line" in rig.last("cal zero")[1]
+    finally:
+        rig.close()
+
+
+def test_cal_refused_during_warm_up():
+    rig = fwkit.Rig({"warmup_s": 60})
+    try:
+        rig.step(10)
+        rig.last("unlock 1234")
+        assert rig.last("cal zero")[1].startswith("sensor warming up: wait ")
+    finally:
+        rig.close()
+
+
+def test_selftest_save_and_factory_reset():
+    rig = rig_on()
+    try:
+        rig.last("unlock 1234")
+        assert rig.last("selftest")[0] == "OK"
+        rig.step(9)
+        ev = [f for f in rig.frames() if f[0] == "E" and f[4] == "SELFTEST"]
+        assert ev and ev[0][5] == "pass"
+        assert rig.relay == 1        # an on-demand self-test never leaves power off
+        rig.last("set report_period_ms 2000")
+        assert rig.last("save") == ("OK", "saved")
+        assert settings.Store(rig.root).load()[0]["report_period_ms"] == 2000
+        rig.last("set device_id mine-7")
+        assert rig.last("factory-reset")[0] == "OK"
+        values, problem = settings.Store(rig.root).load()
+        assert problem is None and values["report_period_ms"] == 1000 and values["device_id"] == "mine-7"
+        assert rig.last("set warmup_s 1")[0] == "ERR"      # factory reset locks the console
+    finally:
+        rig.close()

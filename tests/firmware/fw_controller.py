@@ -1,0 +1,235 @@
+"""The control loop on the whole board: timing of the relay, watchdog, frames, boot, calibration due."""
+
+import gc
+
+import fwkit
+import machine
+import main
+
+
+def test_relay_cut_in_the_same_iteration_as_the_over_limit_sample():
+    rig = fwkit.Rig()
+    try:
+        rig.set_pct(0.5)
+        rig.boot()
+        assert rig.relay == 1
+        rig.frames()
+        rig.set_pct(1.6)      # over power-off (1.50 %) for the coal-face profile
+        rig.step()            # one iteration reads it...
+        assert rig.relay == 0  # ...and has already cut power
+        r = rig.readings()
+        assert r and r[-1]["state"] == "POWEROFF" and r[-1]["relay"] == "0"   # sent at once, not at the next second
+    finally:
+        rig.close()
+
+
+def test_boot_events_self_test_and_relay_stays_off_until_done():
+    rig = fwkit.Rig()
+    try:
+        first = rig.frames()
+        assert first[0][0] == "E" and first[0][4] == "BOOT" and first[0][2] == "0"
+        assert first[0][5].startswith("fw ") and "reset=power" in first[0][5]
+        rig.set_pct(0.2)
+        relay_seen = []
+        buzzer_seen = []
+        for _ in range(6):
+            rig.step()
+            relay_seen.append(rig.relay)
+            buzzer_seen.append(rig.pin("buzzer").value())
+        assert buzzer_seen[0] == 1 and relay_seen.count(1) == 1   # the one 100 ms relay pulse
+        rig.step(2)
+        ev = [f for f in rig.frames() if f[0] == "E" and f[4] == "SELFTEST"]
+        assert ev and ev[0][5] == "pass"
+        assert rig.relay == 1
+    finally:
+        rig.close()
+
+
+def test_self_test_fails_when_relay_sense_does_not_follow():
+    rig = fwkit.Rig({"relay_sense": 1})
+    try:
+        rig.pin("relay_sense").set(1)     # contact never closes
+        rig.set_pct(0.2)
+        rig.step(10)
+        ev = [f for f in rig.frames() if f[0] == "E" and f[4] == "SELFTEST"]
+        assert ev and "relay sense" in ev[0][5]
+        assert rig.ctl.faults & 0x40 and rig.relay == 0
+    finally:
+        rig.close()
+
+
+def test_watchdog_fed_only_by_completed_iterations():
+    rig = fwkit.Rig()
+    try:
+        wdt = machine.WDT.last
+        rig.boot()
+        fed = wdt.feeds
+        rig.step(5)
+        assert wdt.feeds == fed + 5
+
+        class Broken:
+            def read_u16(self):
+                raise OSError(5)
+        rig.ctl.methane.adc = Broken()
+        try:
+            rig.step()
+        except OSError:
+            pass
+        else:
+            raise AssertionError("a broken iteration must not pass silently")
+        assert wdt.feeds == fed + 5
+    finally:
+        rig.close()
+
+
+def test_periodic_frames_once_a_second_with_sequence_and_uptime():
+    rig = fwkit.Rig()
+    try:
+        rig.set_pct(0.3)
+        rig.boot()
+        rig.frames()
+        rig.run_ms(5000)
+        rs = rig.readings()
+        assert len(rs) == 5
+        seqs = [int(r["seq"]) for r in rs]
+        assert seqs == list(range(seqs[0], seqs[0] + 5))
+        ups = [int(r["uptime_ms"]) for r in rs]
+        assert [b - a for a, b in zip(ups, ups[1:])] == [1000] * 4
+        last = rs[-1]
+        assert [last[k] for k in ("ch4", "unit", "flow", "flow_unit", "total", "state", "relay")] == [
+            "0.30", "VOL", "0.000", "L/min", "0.000", "NORMAL", "1"]
+        assert (last["faults"], last["flags"]) == (0, 1)    # calibration due: never calibrated
+    finally:
+        rig.close()
+
+
+def test_state_changes_go_out_at_once():
+    rig = fwkit.Rig()
+    try:
+        rig.set_pct(0.3)
+        rig.boot()
+        rig.run_ms(1000)
+        rig.frames()
+        rig.set_pct(1.2)
+        rig.step()
+        r = rig.readings()
+        assert len(r) == 1 and r[0]["state"] == "ALARM" and r[0]["relay"] == "1"
+    finally:
+        rig.close()
+
+
+def test_calibration_due_after_fifteen_days():
+    rig = fwkit.Rig()
+    root = rig.root
+    try:
+        rig.boot()
+        assert rig.last("unlock 1234")[0] == "OK"
+        rig.set_pct(0.0)
+        rig.step(2)
+        assert rig.last("cal zero")[0] == "OK"
+        rig.set_pct(2.0)
+        rig.step(2)
+        assert rig.last("cal span 2.00")[0] == "OK"
+        rig.last("save")
+        rig.step()
+        assert rig.ctl.flags & 1 == 0
+        # a runtime file says the calibration is 15 days old minus 30 s: due 30 s (of uptime) later
+        import settings
+        settings.Store(root, "runtime").save({"total_x1000": 0, "cal_age_s": 15 * 86400 - 30})
+        rig = fwkit.Rig(root=root, save=False)
+        rig.set_pct(0.5)
+        rig.boot()
+        assert rig.ctl.flags & 1 == 0
+        rig.run_ms(61000)
+        assert rig.readings()[-1]["flags"] & 1 == 1
+    finally:
+        rig.close()
+
+
+def test_no_flow_fault_and_low_flow_warning():
+    rig = fwkit.Rig({"flow_expected": 1, "flow_timeout_ms": 2000, "k_pulses_per_l": 1.0,
+                     "flow_low_per_min": 300.0})
+    try:
+        rig.set_pct(0.2)
+        rig.pulses("flow_pulse", 10, 3000)        # 600 L/min: fine
+        assert rig.ctl.faults == 0 and rig.ctl.alarm.state == 1
+        rig.pulses("flow_pulse", 2, 3000)         # 120 L/min: low flow -> WARNING, power stays on
+        r = rig.readings()[-1]
+        assert r["state"] == "WARNING" and r["flags"] & 2 and r["relay"] == "1"
+        rig.run_ms(3000)                          # no pulses: NOFLOW fault cuts
+        assert rig.ctl.faults & 0x10 and rig.relay == 0
+    finally:
+        rig.close()
+
+
+def test_brown_out_is_a_power_fault():
+    rig = fwkit.Rig(vsys=20000)                   # ~3.0 V supply
+    try:
+        rig.set_pct(0.2)
+        rig.boot()
+        assert rig.ctl.faults & 0x80 and rig.relay == 0
+    finally:
+        rig.close()
+
+
+def test_loop_overrun_is_a_fault():
+    rig = fwkit.Rig()
+    try:
+        rig.set_pct(0.2)
+        rig.boot()
+        rig.clock.us += 900000                    # one iteration 900 ms late
+        rig.ctl.step()
+        assert rig.ctl.faults & 0x100 and rig.relay == 0
+    finally:
+        rig.close()
+
+
+def test_step_returns_time_to_the_next_iteration():
+    rig = fwkit.Rig()
+    try:
+        assert rig.ctl.period_ms == 100
+        assert rig.ctl.step() == 100              # simulated clock: no time spent inside the step
+    finally:
+        rig.close()
+
+
+def test_steady_iteration_allocates_nothing():
+    """gc.mem_alloc() around iterations that send no frame (MicroPython only; CPython has no gc.mem_alloc)."""
+    if not hasattr(gc, "mem_alloc"):
+        return
+    rig = fwkit.Rig({"report_period_ms": 60000, "k_pulses_per_l": 10.0})
+    try:
+        rig.set_pct(0.4)
+        rig.pulses("flow_pulse", 40, 3000)
+        rig.frames()
+        ctl = rig.ctl
+        clock = rig.clock
+        edge = rig.pin("flow_pulse").edge
+        worst = 0
+        for _ in range(50):
+            clock.us += 25000
+            edge()
+            clock.us += 25000
+            edge()
+            clock.us += 50000
+            gc.collect()
+            before = gc.mem_alloc()
+            ctl.step()
+            used = gc.mem_alloc() - before
+            if used > worst:
+                worst = used
+        assert not rig.stream.out, "no frame expected in this window"
+        assert worst == 0, "steady iteration allocated %d bytes" % worst
+    finally:
+        rig.close()
+
+
+def test_build_api_is_stable():
+    assert callable(main.build) and callable(main.main)
+    rig = fwkit.Rig()
+    try:
+        ctl = rig.ctl
+        for name in ("step", "uptime_ms", "period_ms", "alarm", "methane", "flow", "faults", "flags"):
+            assert hasattr(ctl, name), name
+    finally:
+        rig.close()

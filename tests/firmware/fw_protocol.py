@@ -1,0 +1,59 @@
+"""Frames: the encoder reproduces every valid shared vector exactly; framing checks; text limits."""
+
+import fwkit
+import protocol
+
+
+def test_every_valid_vector_is_reproduced_from_its_fields():
+    vectors = fwkit.load_vectors()
+    assert vectors["protocol"] == 1 and vectors["max_line_bytes"] == protocol.MAX_LINE
+    n = 0
+    for item in vectors["valid"]:
+        f = item["fields"]
+        if f["type"] == "R":
+            ch4 = None if f["ch4"] is None else int(round(f["ch4"] * 100))
+            line = protocol.reading(f["device"], f["seq"], f["uptime_ms"], ch4, f["unit"],
+                                    int(round(f["flow"] * 1000)), f["flow_unit"], int(round(f["total"] * 1000)),
+                                    f["state"], f["relay"], f["faults"], f["flags"])
+        else:
+            code = f["code"] if f["type"] == "E" else f["status"]
+            line = protocol.text(f["type"], f["device"], f["seq"], f["uptime_ms"], code, f["text"])
+        assert line == item["line"] + "\n", (line, item["line"])
+        n += 1
+    assert n == len(vectors["valid"]) and n >= 10
+
+
+def test_framing_check_agrees_with_the_invalid_vectors_it_can_judge():
+    # the board only checks framing (its own lines); field values are the edge's job
+    framing = ("too_long", "no_start", "version", "no_checksum", "checksum")
+    seen = 0
+    for item in fwkit.load_vectors()["invalid"]:
+        if item["reason"] in framing:
+            assert protocol.check(item["line"]) == item["reason"], item
+            seen += 1
+    assert seen >= 10
+    for item in fwkit.load_vectors()["valid"]:
+        assert protocol.check(item["line"]) is None
+
+
+def test_fixed_point_formatting():
+    assert protocol.fixed(0, 2) == "0.00"
+    assert protocol.fixed(-50, 2) == "-0.50"
+    assert protocol.fixed(-5, 2) == "-0.05"
+    assert protocol.fixed(10000, 2) == "100.00"
+    assert protocol.fixed(1250000, 3) == "1250.000"
+    assert protocol.fixed(999999999999999, 3) == "999999999999.999"
+
+
+def test_free_text_is_cleaned_and_cut_to_the_line_limit():
+    line = protocol.text("C", "abcdefghijklmnop", 4294967295, 9223372036854775807, "MORE", "x*y$z\t" + "w" * 300)
+    assert len(line) == protocol.MAX_LINE and line.endswith("...*" + line[-9:-1] + "\n")
+    assert protocol.check(line[:-1]) is None
+    body = line[: line.rindex("*")]
+    assert "x?y?z?" in body and body.count("*") == 0 and body.count("$") == 1
+
+
+def test_fault_names():
+    assert protocol.fault_names(0) == "none"
+    assert protocol.fault_names(0x0011) == "LINE NOFLOW"
+    assert protocol.fault_names(0x0100) == "LOOP"

@@ -1,0 +1,214 @@
+"""Test rig for the firmware, importable on CPython and on the MicroPython unix port alike.
+
+A Rig is one board: fake `machine` pins/ADCs (hardware/twin/machine.py), a simulated clock, a byte stream
+standing in for the serial link, and a fresh settings folder. Only builtins, os, json: no pytest here.
+"""
+
+import json
+import os
+
+import board
+import machine
+import main
+import settings
+
+PERIOD_MS = 100
+R_FIELDS = ("type", "device", "seq", "uptime_ms", "ch4", "unit", "flow", "flow_unit", "total", "state",
+            "relay", "faults", "flags")
+
+
+def tmpdir():
+    n = int.from_bytes(os.urandom(4), "little")
+    path = "/tmp/fdfw-%08x" % n
+    os.mkdir(path)
+    return path
+
+
+def rmtree(path):
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for name in names:
+        try:
+            os.remove(path + "/" + name)
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+class SimClock:
+    """Simulated time in microseconds; ticks never wrap here unless a test sets `us` near a wrap."""
+
+    def __init__(self, us=0):
+        self.us = us
+
+    def ticks_ms(self):
+        return self.us // 1000
+
+    def ticks_us(self):
+        return self.us
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+
+class Stream:
+    """The serial link: `feed()` queues host bytes; what the board wrote accumulates in `out` (a list of
+    writes, the newest KEEP only, so long runs fit the RP2040-sized heap; one write is one frame)."""
+
+    KEEP = 300
+
+    def __init__(self):
+        self.inp = []
+        self.out = []
+
+    def read(self):
+        if self.inp:
+            return self.inp.pop(0)
+        return None
+
+    def write(self, data):
+        self.out.append(bytes(data))
+        if len(self.out) > self.KEEP:
+            self.out.pop(0)
+
+    def feed(self, data):
+        self.inp.append(data)
+
+
+def ma_counts(ma, shunt_ohm=150, vref_mv=3300):
+    """ADC counts for a loop current (rounded up so the board reads at least `ma`)."""
+    uv = ma * shunt_ohm * 1000
+    return min(65535, int(uv * 65535 / (vref_mv * 1000)) + 1)
+
+
+def parse(line):
+    """A frame line -> list of fields (type first), with the CRC checked."""
+    import protocol
+
+    assert protocol.check(line) is None, "bad frame: " + line
+    body = line[: line.rindex("*")]
+    parts = body.split(",")
+    if parts[1] in ("E", "C"):
+        parts = parts[:6] + [",".join(parts[6:])]
+    return parts[1:]
+
+
+class Rig:
+    def __init__(self, overrides=None, save=True, root=None, vsys=33000, i2c=()):
+        machine.Pin.clear()
+        machine.ADC.clear()
+        machine.I2C.devices = list(i2c)
+        machine.I2C.written = []
+        self.root = root or tmpdir()
+        values = settings.defaults()
+        values["warmup_s"] = 0
+        values["display"] = 0
+        if overrides:
+            for k in overrides:
+                values[k] = overrides[k]
+        if save:
+            settings.Store(self.root).save(values)
+        self.clock = SimClock(1000000)
+        self.stream = Stream()
+        machine.ADC.set(29, vsys)  # VSYS/3 -> about 5 V
+        self.set_ma(4.0)
+        self.board = board.Board("pico", stream=self.stream, root=self.root)
+        self.ctl = main.build(self.board, self.clock)
+        self.lines = []
+
+    def close(self):
+        rmtree(self.root)
+
+    # inputs
+    def set_ma(self, ma):
+        machine.ADC.set(26, ma_counts(ma))
+
+    def set_pct(self, pct, full=4.0):
+        """A nominal (uncalibrated) 4-20 mA sensor reading `pct` of `full`."""
+        self.set_ma(4.0 + 16.0 * pct / full)
+
+    def pin(self, name):
+        return machine.Pin.get(board.PINMAPS["pico"][name])
+
+    def pulses(self, pin_name, hz, ms):
+        """Edges at `hz` for `ms` of simulated time, stepping the loop every period as time passes."""
+        p = self.pin(pin_name)
+        period_us = 1000000 // hz
+        end = self.clock.us + ms * 1000
+        next_step = self.clock.us + PERIOD_MS * 1000
+        t = self.clock.us
+        while t < end:
+            t += period_us
+            while next_step <= t:
+                self.clock.us = next_step
+                self.ctl.step()
+                next_step += PERIOD_MS * 1000
+            self.clock.us = t
+            p.edge()
+        self.clock.us = next_step
+        self.ctl.step()
+
+    # time
+    def step(self, n=1):
+        for _ in range(n):
+            self.clock.us += PERIOD_MS * 1000
+            self.ctl.step()
+
+    def run_ms(self, ms):
+        self.step(ms // PERIOD_MS)
+
+    def boot(self):
+        """Run past the boot self-test (7 iterations)."""
+        self.step(8)
+
+    # outputs
+    @property
+    def relay(self):
+        return self.pin("relay").value()
+
+    def frames(self):
+        """New frames since the last call, as field lists (type, device, seq, uptime, ...)."""
+        chunks = self.stream.out
+        self.stream.out = []
+        out = []
+        for chunk in chunks:   # one write is one frame: no big join (heap fragmentation on 192 KB)
+            for line in chunk.decode().split("\n"):
+                if line:
+                    out.append(parse(line))
+        return out
+
+    def readings(self):
+        """New R frames as dicts keyed like docs/protocol.md (ch4, unit, flow, ..., faults and flags as ints)."""
+        out = []
+        for f in self.frames():
+            if f[0] == "R":
+                d = {}
+                for i in range(len(R_FIELDS)):
+                    d[R_FIELDS[i]] = f[i]
+                d["faults"] = int(d["faults"], 16)
+                d["flags"] = int(d["flags"], 16)
+                out.append(d)
+        return out
+
+    def cmd(self, line):
+        """Send one console line, run one iteration, return the C replies as (status, text)."""
+        self.frames()
+        self.stream.feed((line + "\n").encode())
+        self.step()
+        return [(f[4], f[5]) for f in self.frames() if f[0] == "C"]
+
+    def last(self, line):
+        """Status and text of the final reply to `line`."""
+        replies = self.cmd(line)
+        assert replies, "no reply to " + line
+        return replies[-1]
+
+
+def load_vectors():
+    with open("tests/vectors/frames.json") as f:
+        return json.load(f)

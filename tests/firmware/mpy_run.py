@@ -1,0 +1,38 @@
+"""Tiny test runner for the MicroPython unix port (no unittest there): runs every test_* in the fw_* files.
+
+MICROPYPATH=firmware:hardware/twin:tests/firmware micropython -X heapsize=192k tests/firmware/mpy_run.py
+Prints one line per test and a summary; exits 1 if any test failed.
+"""
+
+import gc
+import sys
+
+MODULES = ("fw_protocol", "fw_alarm", "fw_flow", "fw_methane", "fw_controller", "fw_console",
+           "fw_settings", "fw_display")
+
+
+def main(names):
+    passed = failed = 0
+    for modname in MODULES:
+        mod = __import__(modname)
+        for name in sorted(dir(mod)):
+            if not name.startswith("test_") or (names and name not in names):
+                continue
+            gc.collect()
+            try:
+                getattr(mod, name)()
+            except Exception as exc:  # noqa: BLE001 - report and go on
+                failed += 1
+                print("FAIL %s.%s: %s %s" % (modname, name, type(exc).__name__, exc))
+                sys.print_exception(exc)
+            else:
+                passed += 1
+                gc.collect()
+                print("ok   %s.%s (heap free %d)" % (modname, name, gc.mem_free()))
+    gc.collect()
+    print("micropython: %d passed, %d failed, heap free %d" % (passed, failed, gc.mem_free()))
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(1 if main(sys.argv[1:]) else 0)
