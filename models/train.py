@@ -165,7 +165,7 @@ def fit(train: list[Series], val: list[Series], spec: ModelSpec, s: Settings, wo
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             total += loss.item()
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}")
         net.eval()
         with torch.no_grad():
             vl, vp, vf = (float(v) for v in loss_of(vb))

@@ -1,0 +1,142 @@
+"""Export parity (ONNX Runtime vs PyTorch), sealed metadata, int8 variant, and tiny training runs."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from edge import cli  # noqa: E402
+from edge.errors import ModelError  # noqa: E402
+from models import scenarios  # noqa: E402
+from models.export import quantize_int8, write_model  # noqa: E402
+from models.features import ModelSpec, normalise, sliding_windows  # noqa: E402
+from models.network import FiredampNet, Windowed  # noqa: E402
+from models.runtime import Model  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+def make_spec(form: str, window: int, hidden: int = 16) -> ModelSpec:
+    return ModelSpec(features=["ch4", "flow"], units=["%vol", "m3/min"], sample_period_s=1.0, mean=[0.45, 900.0],
+                     std=[0.15, 40.0], form=form, window=window, hidden_size=hidden, num_layers=1, threshold=2.0,
+                     horizon=120, forecast_feature="ch4", version="test", training_digest="0f" * 32,
+                     residual_std=[0.1, 0.2], warmup=5)
+
+
+@pytest.fixture(scope="module")
+def series():
+    return scenarios.make("outburst", 3, duration_s=600).arrays()
+
+
+@pytest.mark.parametrize("kernel", [1, 4])
+def test_streaming_export_matches_pytorch(tmp_path, series, kernel):
+    torch.manual_seed(kernel)
+    net = FiredampNet(2, hidden_size=16, kernel=kernel).eval()
+    spec = make_spec("streaming", kernel)
+    path = write_model(net, spec, tmp_path / "s.onnx")
+    model = Model(path)
+    z = normalise(series, spec)
+    # the runtime's window buffer starts as zeros (the mean): the torch sequence gets the same padding
+    zpad = np.concatenate([np.zeros((kernel - 1, 2), np.float32), z])
+    with torch.no_grad():
+        pred, fc, _ = net.sequence(torch.from_numpy(zpad[None]))
+    st = model.new_state()
+    got_fc, got_pred = [], []
+    for t in range(len(series)):
+        model.step([st], series[t:t + 1])
+        got_pred.append(st.pred.copy())
+        got_fc.append((st.last.forecast - spec.mean[0]) / spec.std[0])
+    assert np.abs(np.array(got_pred) - pred[0].numpy()).max() <= 1e-5
+    assert np.abs(np.array(got_fc) - fc[0, :, 0].numpy()).max() <= 1e-5
+
+
+def test_windowed_export_matches_pytorch(tmp_path, series):
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    net = FiredampNet(2, hidden_size=16).eval()
+    spec = make_spec("windowed", 32)
+    path = write_model(net, spec, tmp_path / "w.onnx")
+    Model(path)  # loads, verifies seal and shapes
+    win = np.ascontiguousarray(sliding_windows(normalise(series, spec), 32)[:200])
+    with torch.no_grad():
+        pred, fc = Windowed(net)(torch.from_numpy(win))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    opred, ofc = sess.run(["pred", "forecast"], {"x": win})
+    assert np.abs(opred - pred.numpy()).max() <= 1e-5 and np.abs(ofc - fc.numpy()).max() <= 1e-5
+
+
+def test_metadata_round_trips_through_the_file(tmp_path):
+    net = FiredampNet(2, hidden_size=16).eval()
+    spec = make_spec("streaming", 1)
+    m = Model(write_model(net, spec, tmp_path / "m.onnx"))
+    assert m.spec.content_sha256 != "0" * 64
+    spec.content_sha256 = m.spec.content_sha256
+    assert m.spec == spec
+
+
+def test_shape_mismatch_and_missing_metadata_are_refused(tmp_path):
+    import onnx
+
+    from models.export import seal
+
+    net = FiredampNet(2, hidden_size=16).eval()
+    path = write_model(net, make_spec("streaming", 1), tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    for p in model.metadata_props:
+        if p.key == "hidden_size":
+            p.value = "24"  # the graph says 16
+        if p.key == "content_sha256":
+            p.value = "0" * 64
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(seal(model.SerializeToString()))
+    with pytest.raises(ModelError, match="'h0' has shape"):
+        Model(bad)
+    model = onnx.load(str(path))
+    keep = [p for p in model.metadata_props if p.key != "features"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(model.SerializeToString())
+    with pytest.raises(ModelError, match="missing key 'features'"):
+        Model(bare)
+
+
+def test_int8_variant_loads_and_stays_close(tmp_path, series):
+    pytest.importorskip("onnxruntime.quantization")
+    torch.manual_seed(1)
+    net = FiredampNet(2, hidden_size=16).eval()
+    path = write_model(net, make_spec("streaming", 1), tmp_path / "f.onnx")
+    q = Model(quantize_int8(path, tmp_path / "q.onnx"))
+    f = Model(path)
+    a, b = f.score_series(series), q.score_series(series)
+    assert q.spec.version.endswith("+int8")
+    assert np.abs(a["forecast"] - b["forecast"]).max() < 0.05
+
+
+def test_quick_training_on_the_simulator_is_deterministic(tmp_path):
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"m{i}.onnx"
+        assert cli.main(["train", "--quick", "--out", str(out), "--work-dir", str(tmp_path / f"w{i}")]) == 0
+        outs.append(Model(out))
+    a, b = outs
+    assert a.spec.training_digest == b.spec.training_digest
+    assert a.spec.threshold == b.spec.threshold and a.spec.residual_std == b.spec.residual_std
+    assert (tmp_path / "w0" / "loss.png").stat().st_size > 1000
+
+
+def test_training_on_a_csv_with_chosen_columns(tmp_path):
+    sc = scenarios.make("normal", 9, duration_s=3000)
+    rows = "\n".join(f"{c:.2f};{f:.1f};{c * 2:.2f};0" for c, f in zip(sc.ch4, sc.flow, strict=True))
+    data = tmp_path / "d.csv"
+    data.write_text("ch4;flow;other;lab\n" + rows + "\n")
+    out = tmp_path / "csv.onnx"
+    assert cli.main(["train", "--quick", "--data", str(data), "--sep", ";", "--features", "flow,ch4",
+                     "--forecast", "ch4", "--horizon", "60", "--label-column", "lab", "--out", str(out),
+                     "--work-dir", str(tmp_path / "w")]) == 0
+    m = Model(out)
+    assert m.spec.features == ["flow", "ch4"] and m.spec.forecast_feature == "ch4" and m.spec.horizon == 60
+    assert cli.main(["train", "--quick", "--data", str(data), "--sep", ";", "--features", "flow,nope",
+                     "--out", str(out)]) == 1
