@@ -135,8 +135,7 @@ class PortReader(threading.Thread):
         ser = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0.05, do_not_open=True)
         if isinstance(ser, serial.Serial) and hasattr(ser, "exclusive"):
             ser.exclusive = True  # another process reading the same board would steal half the lines
-        ser.open()
-        ser.reset_input_buffer()
+        ser.open()  # bytes already waiting are kept: they are frames with sequence numbers like any other
         return ser
 
     def run(self) -> None:

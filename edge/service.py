@@ -106,6 +106,15 @@ class Service:
         self.outbox.close()
         log.info("firedamp edge stopped")
 
+    def wait_ready(self, timeout: float = 5.0, mqtt: bool = True) -> bool:
+        """True once every serial port is open (and MQTT connected, if `mqtt`); False after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(r.stats.up for r in self.readers) and (self.publisher.connected or not mqtt):
+                return True
+            time.sleep(0.01)
+        return False
+
     def observe(self, maxsize: int = 10_000) -> queue.Queue:
         """A bounded queue of Observation items for a live view (items are dropped when it is full)."""
         q: queue.Queue = queue.Queue(maxsize)

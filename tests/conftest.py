@@ -433,3 +433,63 @@ def mqtt_subscriber():
     yield make
     for s in subs:
         s.close()
+
+
+# ---------------------------------------------------------------------------------------------- edge config
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_edge_toml(path: Path, data: dict) -> Path:
+    """A dict shaped like edge.toml (top-level keys, sections as dicts, "boards" as a list) → a TOML file."""
+    top = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, (dict, list))]
+    out = top[:]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out += ["", f"[{k}]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
+        elif isinstance(v, list):
+            for item in v:
+                out += ["", f"[[{k}]]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in item.items()]
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def edge_settings(tmp_path: Path, broker: Broker | None, ports: list[str], **sections) -> dict:
+    """edge.toml content for a test: data under tmp_path, MQTT at `broker` (TLS and auth as it has them),
+    fast reconnects; `sections` are merged in (e.g. mqtt={"telemetry": False}, policy={...})."""
+    data: dict = {"edge_id": "pi-test", "site": "testmine", "data_dir": str(tmp_path / "edge-data"),
+                  "log_level": "info", "boards": [{"port": p} for p in ports],
+                  "mqtt": {"reconnect_min_s": 1, "reconnect_max_s": 1, "status_interval_s": 1}}
+    if broker is not None:
+        data["mqtt"].update(host="localhost" if broker.tls else broker.host, port=broker.port)
+        if broker.auth:
+            data["mqtt"].update(username="edge", password=broker.users["edge"])
+        if broker.tls:
+            data["mqtt"].update(tls=True, ca_file=str(broker.ca_file))
+    for name, values in sections.items():
+        if isinstance(values, dict):
+            data.setdefault(name, {}).update(values)
+        else:
+            data[name] = values
+    return data
+
+
+@pytest.fixture
+def edge_config(tmp_path):
+    """Factory: `edge_config(broker, ports, **sections)` → edge.toml content (a dict) for this test."""
+
+    def make(broker: Broker | None, ports: list[str], **sections) -> dict:
+        return edge_settings(tmp_path, broker, ports, **sections)
+
+    return make
+
+
+@pytest.fixture
+def edge_toml(tmp_path):
+    """Factory: `edge_toml(data, name="edge.toml")` → path of that dict written as TOML."""
+    return lambda data, name="edge.toml": write_edge_toml(tmp_path / name, data)

@@ -1,0 +1,247 @@
+"""The whole firedamp system on this machine, shown live: a virtual board, the edge service, an MQTT broker.
+
+It starts a virtual board (the real firmware code measuring a simulated mine, behind a pseudo-terminal),
+the edge service with the shipped model reading that port, a private MQTT broker (Mosquitto when
+installed, else a built-in one) unless --broker names one, and an MQTT subscriber that shows the alerts as
+a control room receives them. The default scenario, "story", runs in about a minute and a half: normal
+operation, a ventilation loss in which the model's advisory early warning comes before the board's own
+alarm, the board cutting the power, an operator acknowledging at the board's console, and the restore.
+It stops by itself at the end of the scenario (or after --seconds), then prints a summary.
+
+Examples:
+    firedamp demo
+    firedamp demo --scenario outburst --speed 20
+    firedamp demo --broker 192.168.1.10:1883 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edge.errors import BrokerError, ConfigError, FiredampError
+
+DEVICE = "demo-01"
+SITE = "demo"
+EDGE_ID = "demo-edge"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--scenario", default="story",
+                        help="what the simulated mine does (default story; see `firedamp board --help`)")
+    parser.add_argument("--seconds", type=float, default=None, metavar="N",
+                        help="stop after N wall-clock seconds at most (default: at the end of the scenario)")
+    parser.add_argument("--speed", type=float, default=10.0,
+                        help="simulated seconds per wall-clock second (default 10: the story takes ~95 s)")
+    parser.add_argument("--broker", default=None, metavar="HOST:PORT",
+                        help="use this MQTT broker (anonymous, plain TCP) instead of starting a private one")
+    parser.add_argument("--seed", type=int, default=0, help="scenario seed (default 0)")
+    parser.add_argument("--duration", type=float, default=None, metavar="S",
+                        help="scenario length in simulated seconds (default: the scenario's own; story 900)")
+    parser.add_argument("--run-dir", default="run/demo", metavar="DIR",
+                        help="where the outbox, history, logs and the board's files go (default run/demo; "
+                             "emptied of the previous demo's files at start)")
+    parser.add_argument("--no-operator", action="store_true",
+                        help="nobody acknowledges the power-off: the board keeps the power cut")
+
+
+def _parse_broker(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--broker must be HOST:PORT, e.g. 127.0.0.1:1883, not {text!r}")
+    return host, int(port)
+
+
+def _clean(run_dir: Path) -> None:
+    """Remove what an earlier demo left (only the names the demo itself writes)."""
+    for pattern in ("outbox.sqlite*", "history.sqlite*", "*.log", "*-pins.jsonl", "edge.toml", "mosquitto.*",
+                    f"{DEVICE}*"):
+        for path in run_dir.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def _edge_toml(run_dir: Path, link: Path, host: str, port: int) -> Path:
+    path = run_dir / "edge.toml"
+    path.write_text(f"""# written by `firedamp demo`: `firedamp run --config {path}` runs the same edge service
+edge_id = "{EDGE_ID}"
+site = "{SITE}"
+data_dir = "{run_dir.resolve()}"
+log_level = "info"
+
+[[boards]]
+port = "{link.resolve()}"
+name = "virtual board"
+
+[mqtt]
+host = "{host}"
+port = {port}
+client_id = "firedamp-demo-edge"
+discovery = false
+status_interval_s = 10
+
+[outbox]
+fsync = false
+""")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.config import load
+    from edge.demo.broker import LocalBroker
+    from edge.demo.operator import Operator
+    from edge.demo.subscriber import AlertSubscriber
+    from edge.demo.view import LiveView
+    from edge.service import Service
+    from models import scenarios
+
+    if not args.speed > 0:
+        raise ConfigError(f"--speed must be > 0, got {args.speed}")
+    if args.scenario not in scenarios.SCENARIOS:
+        raise ConfigError(f"--scenario {args.scenario!r} is not one of: {', '.join(scenarios.SCENARIOS)}")
+    duration = scenarios.make(args.scenario, seed=args.seed, duration_s=args.duration).duration_s
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _clean(run_dir)
+    log_file = run_dir / "edge.log"
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+    link, console_link = run_dir / DEVICE, run_dir / f"{DEVICE}-console"
+    pins = run_dir / f"{DEVICE}-pins.jsonl"
+    broker = board = svc = sub = None
+    view = None
+    places: dict[str, str] = {}
+    counters: dict[str, object] = {}
+    try:
+        if args.broker:
+            host, port = _parse_broker(args.broker)
+            broker_text = f"broker {host}:{port}"
+        else:
+            broker = LocalBroker(run_dir)
+            host, port = broker.host, broker.port
+            broker_text = f"private {broker.kind} broker on {broker.address}"
+        board = _start_board(args, run_dir, link, console_link, pins)
+        cfg = load(_edge_toml(run_dir, link, host, port))
+        svc = Service(cfg)
+        observations = svc.observe()
+        speed_text = f"{args.speed:g}x" if args.speed != 1 else "real time"
+        view = LiveView(f"firedamp demo: scenario {args.scenario} at {speed_text}; {broker_text}")
+        model_spec = svc.detector.spec if svc.detector else None
+        if model_spec is not None:
+            view.horizon_s = model_spec.horizon * model_spec.sample_period_s
+        sub = AlertSubscriber(host, port, f"{cfg.mqtt.topic_prefix}/{SITE}/+/alert", view.alert)
+        svc.start()
+        view.note(f"edge service started: model {model_spec.version if model_spec else '(none)'}, "
+                  f"board {DEVICE} on {link}")
+        operator = None if args.no_operator else Operator(console_link, "1234", view.note)
+        _loop(args, view, observations, operator, board, duration)
+    except KeyboardInterrupt:
+        if view:
+            view.note("stopped by Ctrl-C")
+    finally:
+        if svc is not None:
+            svc.stop()
+            d = svc.decoder
+            counters = {"frames received": d.ok, "frames rejected": sum(d.rejected.values()),
+                        "frames lost (sequence gaps)": d.lost_frames,
+                        "alerts raised by the edge": svc.policy.raised,
+                        "alerts still in the outbox (not acknowledged by the broker)": svc.outbox.depth}
+            if d.rejected:
+                counters["rejected by reason"] = dict(d.rejected)
+            places = {"outbox": str(svc.cfg.outbox_path), "history": str(svc.cfg.history_path),
+                      "edge service log": str(log_file), "edge config": str(run_dir / "edge.toml")}
+        if sub is not None:
+            time.sleep(0.3)  # alerts published at the very end
+            sub.close()
+        if board is not None:
+            _stop_board(board)
+            places["virtual board log"] = str(run_dir / "board.log")
+            places["relay/buzzer/beacon pin record"] = str(pins)
+        if broker is not None:
+            broker.stop()
+            if broker.log:
+                places["broker log"] = str(broker.log)
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    if view is not None:
+        if sub is not None:
+            counters["alerts received by the subscriber"] = sub.received
+        view.draw()
+        print(view.summary(counters, places), flush=True)
+    return 0
+
+
+def _start_board(args, run_dir: Path, link: Path, console_link: Path, pins: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "edge.cli", "board", "--scenario", args.scenario, "--link", str(link),
+           "--console-link", str(console_link), "--flash", str(run_dir / f"{DEVICE}.flash"), "--device-id",
+           DEVICE, "--speed", str(args.speed), "--seed", str(args.seed), "--record", str(pins)]
+    if args.duration:
+        cmd += ["--duration", str(args.duration)]
+    with open(run_dir / "board.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[2])
+    deadline = time.monotonic() + 30
+    while not (link.is_symlink() and console_link.is_symlink()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop_board(proc)
+            raise FiredampError(f"the virtual board did not start; see {run_dir / 'board.log'}:\n"
+                                + (run_dir / "board.log").read_text()[-1500:])
+        time.sleep(0.05)
+    return proc
+
+
+def _stop_board(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _loop(args, view, observations: queue.Queue, operator, board: subprocess.Popen, duration: float) -> None:
+    """Feed the view until the scenario's simulated time is over (plus a little), or --seconds of wall time."""
+    start = time.monotonic()
+    next_draw = 0.0
+    end_sim = duration + 20.0  # let the last alerts clear
+    while True:
+        now = time.monotonic()
+        if args.seconds is not None and now - start >= args.seconds:
+            view.note(f"--seconds {args.seconds:g} reached")
+            return
+        if board.poll() is not None:
+            raise BrokerError("the virtual board stopped unexpectedly; see its log")
+        try:
+            kind, data = observations.get(timeout=0.1)
+        except queue.Empty:
+            kind = ""
+        if kind == "reading":
+            r, res = data["reading"], data["result"]
+            sim_s = r.uptime_ms / 1000.0
+            view.reading(r.device, r._asdict(), sim_s)
+            if res is not None and res.ready:
+                view.score(r.device, float(res.score), float(res.threshold), bool(res.anomalous),
+                           float(res.forecast), res.top_channel)
+            if operator is not None:
+                operator.on_reading(r)
+            if sim_s >= end_sim:
+                view.note("end of the scenario")
+                return
+        elif kind == "link":
+            port, up, detail = data
+            view.note(f"serial link {'open' if up else 'lost: ' + detail}")
+        if now >= next_draw:
+            next_draw = now + 0.25
+            view.draw()
+

@@ -1,0 +1,154 @@
+"""The whole edge service in-process against a real Mosquitto and real ptys: alerts, telemetry, retained
+state, status/last will, Home Assistant discovery, the live-view queue, garbage on the line, unplug/replug."""
+
+import json
+import random
+import time
+
+import pytest
+
+from edge.config import parse_config
+from edge.frames import seal
+from edge.service import Service
+
+
+def frame(seq, state="NORMAL", ch4=0.45, device="b1", relay=None, flow=12.0, faults=0, flags=0):
+    relay = (0 if state in ("POWEROFF", "FAULT", "WARMUP") else 1) if relay is None else relay
+    ch4s = "" if ch4 is None else f"{ch4:.2f}"
+    return seal(f"$FD1,R,{device},{seq},{seq * 1000},{ch4s},VOL,{flow:.3f},m3/min,100.000,{state},{relay},"
+                f"{faults:04x},{flags:02x}")
+
+
+@pytest.fixture
+def service_factory():
+    services = []
+
+    def make(settings):
+        svc = Service(parse_config(settings))
+        services.append(svc)
+        return svc
+
+    yield make
+    for s in services:
+        if s._thread and s._thread.is_alive():
+            s.stop()
+
+
+def test_alerts_telemetry_state_status_and_the_live_view(edge_config, mosquitto, pty_pair, mqtt_subscriber,
+                                                         service_factory):
+    broker = mosquitto()
+    board = pty_pair()
+    sub = mqtt_subscriber(broker, ["firedamp/#"])
+    svc = service_factory(edge_config(broker, [board.device]))
+    live = svc.observe()
+    svc.start()
+    assert svc.wait_ready()
+    assert sub.wait(lambda m: ("firedamp/testmine/pi-test/status", b"online", False) in m or
+                    any(t.endswith("/status") and p == b"online" for t, p, _ in m))
+    states = ["NORMAL"] * 5 + ["ALARM"] * 3 + ["POWEROFF"] * 3 + ["NORMAL"] * 3
+    for i, s in enumerate(states):
+        board.write(frame(i, s, ch4=1.2 if s != "NORMAL" else 0.45))
+    assert sub.wait(lambda m: len([1 for t, *_ in m if t.endswith("/alert")]) >= 4)
+    time.sleep(0.3)
+    alerts = sub.payloads("/alert")
+    board_alerts = [(a["kind"], a["state"], a["readings"]["seq"]) for a in alerts if not a["advisory"]]
+    assert board_alerts == [("alarm", "raised", 5), ("power_off", "raised", 8), ("alarm", "cleared", 8),
+                            ("power_off", "cleared", 11)]
+    a = alerts[0]
+    assert a["site"] == "testmine" and a["edge"] == "pi-test" and a["device"] == "b1" and a["severity"] == "critical"
+    assert len({x["id"] for x in alerts}) == len(alerts)
+    assert sub.wait(lambda m: len([1 for t, *_ in m if t.endswith("/telemetry")]) == len(states))
+    tele = sub.payloads("/telemetry")
+    assert [t["seq"] for t in tele] == list(range(len(states))) and "score" in tele[0]
+    # a newcomer gets the retained state and status at once
+    late = mqtt_subscriber(broker, ["firedamp/testmine/b1/state", "firedamp/testmine/pi-test/status"])
+    assert late.wait(lambda m: len(m) >= 2, timeout=3)
+    state = [json.loads(p) for t, p, r in late.messages if t.endswith("/state") and r][0]
+    assert state["state"] == "NORMAL" and state["relay"] == 1 and state["link"] == "up"
+    assert sub.wait(lambda m: any(t.endswith("/health") for t, *_ in m), timeout=3)
+    health = sub.payloads("/health")[-1]
+    assert health["frames_ok"] >= 1 and "outbox_depth" in health and "frames_rejected" in health
+    kinds = set()
+    while not live.empty():
+        kinds.add(live.get().kind)
+    assert {"reading", "alert", "link"} <= kinds
+    svc.stop()
+    assert sub.wait(lambda m: m[-1][0].endswith("/status") and m[-1][1] == b"offline", timeout=3)
+    assert svc.outbox.depth == 0
+
+
+def test_home_assistant_discovery_is_sent_and_resent_when_home_assistant_comes_online(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, service_factory):
+    broker = mosquitto()
+    board = pty_pair()
+    svc = service_factory(edge_config(broker, [board.device]))
+    svc.start()
+    assert svc.wait_ready()
+    board.write(frame(1))
+    ha = mqtt_subscriber(broker, ["homeassistant/+/+/+/config"])
+    assert ha.wait(lambda m: len(m) >= 7)
+    cfg = {t: json.loads(p) for t, p, _ in ha.messages}
+    ch4 = cfg["homeassistant/sensor/firedamp_testmine_b1/ch4/config"]
+    assert ch4["state_topic"] == "firedamp/testmine/b1/telemetry" and ch4["unit_of_measurement"] == "%"
+    assert ch4["availability"][0]["topic"] == "firedamp/testmine/pi-test/status"
+    n = len(ha.messages)
+    ha.client.publish("homeassistant/status", b"online", qos=1)
+    assert ha.wait(lambda m: len(m) >= n + 7), "discovery was not re-sent after homeassistant/status online"
+
+
+def test_garbage_on_the_line_is_counted_and_never_becomes_a_reading(edge_config, mosquitto, pty_pair, service_factory):
+    broker = mosquitto()
+    board = pty_pair()
+    svc = service_factory(edge_config(broker, [board.device]))
+    readings = []
+    svc.add_observer(lambda kind, data: readings.append(data["reading"]) if kind == "reading" else None)
+    svc.start()
+    assert svc.wait_ready()
+    rng = random.Random(7)
+    good = 0
+    for i in range(200):
+        if i % 4 == 0:
+            board.write(frame(good))
+            good += 1
+        else:
+            board.write(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))) + b"\n")
+    bad_crc = bytearray(frame(good))
+    bad_crc[20] ^= 0x01
+    board.write(bytes(bad_crc) + b"$FD2,R,b1*00000000\n" + b"$FD1," + b"x" * 200 + b"\n")
+    board.write(frame(good, state="ALARM", ch4=120.0).replace(b"120.00", b"12O.00"))  # unparsable gas value
+    board.write(frame(good + 1))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (not readings or readings[-1].seq != good + 1):
+        time.sleep(0.02)
+    assert [r.seq for r in readings] == list(range(good)) + [good + 1]
+    rej = svc.decoder.rejected
+    assert rej["checksum"] >= 1 and rej["version"] >= 1 and rej["too_long"] >= 1 and sum(rej.values()) >= 150
+    assert all(r.device == "b1" for r in readings)
+    assert not any(a.kind == "alarm" for a in svc.policy.devices["b1"].active if svc.policy.devices["b1"].active[a])
+
+
+def test_unplug_mid_frame_gives_link_lost_then_restored_and_no_partial_reading(
+        edge_config, mosquitto, socat_pty, mqtt_subscriber, service_factory):
+    broker = mosquitto()
+    line = socat_pty("board")
+    sub = mqtt_subscriber(broker, ["firedamp/testmine/+/alert"])
+    svc = service_factory(edge_config(broker, [line.device]))
+    readings = []
+    svc.add_observer(lambda kind, data: readings.append(data["reading"].seq) if kind == "reading" else None)
+    svc.start()
+    assert svc.wait_ready()
+    time.sleep(0.2)
+    line.write(frame(1) + frame(2))
+    line.write(frame(3)[:25])  # the cable is pulled in the middle of frame 3
+    time.sleep(0.2)
+    line.unplug()
+    assert sub.wait(lambda m: any(json.loads(p)["kind"] == "link" for _, p, _ in m))
+    line.replug()
+    time.sleep(0.3)
+    line.write(frame(4))
+    assert sub.wait(lambda m: [json.loads(p)["state"] for _, p, _ in m if json.loads(p)["kind"] == "link"]
+                    == ["raised", "cleared"], timeout=5)
+    assert readings == [1, 2, 4]
+    assert sub.wait(lambda m: any(json.loads(p)["kind"] == "frames_lost" for _, p, _ in m))
+    lost = [json.loads(p) for _, p, _ in sub.messages if json.loads(p)["kind"] == "frames_lost"]
+    assert lost and lost[0]["details"]["lost"] == 1  # frame 3 never arrived whole
