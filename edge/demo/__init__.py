@@ -155,10 +155,11 @@ def run(args: argparse.Namespace) -> int:
             d = svc.decoder
             counters = {"frames received": d.ok, "frames rejected": sum(d.rejected.values()),
                         "frames lost (sequence gaps)": d.lost_frames,
-                        "alerts raised by the edge": svc.policy.raised,
+                        "alerts raised by the edge (each may clear later)": svc.policy.raised,
                         "alerts still in the outbox (not acknowledged by the broker)": svc.outbox.depth}
-            if d.rejected:
-                counters["rejected by reason"] = dict(d.rejected)
+            rejected = {reason: n for reason, n in d.rejected.items() if n}
+            if rejected:
+                counters["rejected by reason"] = rejected
             places = {"outbox": str(svc.cfg.outbox_path), "history": str(svc.cfg.history_path),
                       "edge service log": str(log_file), "edge config": str(run_dir / "edge.toml")}
         if sub is not None:
