@@ -1,0 +1,99 @@
+"""`firedamp flash`: the mpremote commands, the compiled firmware (run on the MicroPython binary), errors."""
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+MICROPYTHON = Path(sys.executable).parent / "micropython"
+MODULES = sorted(p.stem for p in (ROOT / "firmware").glob("*.py"))
+
+
+def flash(capsys, *args):
+    code = cli.main(["flash", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_dry_run_prints_the_mpremote_commands(tmp_path, capsys):
+    code, out, _ = flash(capsys, "--port", "/dev/ttyACM0", "--dry-run", "--build-dir", str(tmp_path))
+    assert code == 0
+    cmds = [shlex.split(line) for line in out.splitlines()]
+    assert [c[:3] for c in cmds] == [["mpremote", "connect", "/dev/ttyACM0"]] * 4
+    assert cmds[0][3] == "exec" and "os.remove" in cmds[0][4] and '"alarm.py"' in cmds[0][4]
+    assert cmds[1][3:5] == ["fs", "cp"] and cmds[1][-1] == ":"
+    copied = sorted(Path(p).name for p in cmds[1][5:-1])
+    assert copied == sorted(("main.py" if m == "main" else m + ".mpy") for m in MODULES)
+    assert cmds[2][3:] == ["mip", "install", "ssd1306"]
+    assert cmds[3][3:] == ["reset"]
+    # compiled for real: MicroPython .mpy files start with "M" and the mpy version
+    for name in copied:
+        data = (tmp_path / name).read_bytes()
+        if name.endswith(".mpy"):
+            assert data[:1] == b"M" and data[1] == 6, name
+
+
+def test_no_compile_and_no_display_driver(tmp_path, capsys):
+    code, out, _ = flash(capsys, "--port", "COM3", "--dry-run", "--no-compile", "--no-display-driver",
+                         "--build-dir", str(tmp_path))
+    assert code == 0
+    assert "mip install" not in out
+    cp = shlex.split(out.splitlines()[1])
+    assert sorted(Path(p).name for p in cp[5:-1]) == sorted(m + ".py" for m in MODULES)
+
+
+def test_defaults_write_settings_the_firmware_reads(tmp_path, capsys):
+    code, out, _ = flash(capsys, "--port", "/dev/ttyACM0", "--dry-run", "--defaults", "--device-id", "pico-07",
+                         "--build-dir", str(tmp_path))
+    assert code == 0 and "settings.json" in out
+    import settings as fw_settings
+    values, problem = fw_settings.Store(str(tmp_path)).load()
+    assert problem is None and values["device_id"] == "pico-07"
+
+
+def test_bad_device_id_and_missing_board_are_plain_errors(tmp_path, capsys):
+    code, _, err = flash(capsys, "--port", "/dev/ttyACM0", "--dry-run", "--defaults", "--device-id", "bad id!",
+                         "--build-dir", str(tmp_path))
+    assert code == 1 and err.startswith("firedamp: --device-id: device_id must be 1..16 characters")
+    code, _, err = flash(capsys, "--port", "/dev/ttyNOPE", "--mpremote", "false", "--no-display-driver",
+                         "--build-dir", str(tmp_path))
+    assert code == 1 and "mpremote failed on /dev/ttyNOPE" in err
+
+
+@pytest.mark.micropython
+@pytest.mark.skipif(not MICROPYTHON.exists(), reason=f"MicroPython unix binary not installed at {MICROPYTHON}")
+def test_compiled_firmware_runs_on_micropython(tmp_path, capsys):
+    code, _, _ = flash(capsys, "--port", "x", "--dry-run", "--defaults", "--build-dir", str(tmp_path))
+    assert code == 0
+    assert not list(tmp_path.glob("alarm.py")) and (tmp_path / "alarm.mpy").exists()
+    script = tmp_path / "boot_check.py"
+    script.write_text(
+        "import machine, board, main, settings\n"
+        "class S:\n"
+        "    def read(self): return None\n"
+        "    def write(self, b): print(bytes(b).decode(), end='')\n"
+        "class C:\n"
+        "    t = 0\n"
+        "    def ticks_ms(self): return self.t\n"
+        "    def ticks_us(self): return self.t * 1000\n"
+        "    def ticks_diff(self, a, b): return a - b\n"
+        "machine.ADC.set(29, 33000)\n"
+        "machine.ADC.set(26, 11916 + 2979)\n"  # ~5 mA: 0.25 %
+        "c = C()\n"
+        f"ctl = main.build(board.Board('pico', stream=S(), root={str(tmp_path)!r}), c)\n"
+        "for i in range(320):\n"
+        "    c.t += 100\n"
+        "    ctl.step()\n"
+        "print('relay', machine.Pin.get(16).value())\n")
+    env = dict(os.environ, MICROPYPATH=f"{tmp_path}:{ROOT / 'hardware/twin'}")
+    proc = subprocess.run([str(MICROPYTHON), "-X", "heapsize=192k", str(script)], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "BOOT,fw " in proc.stdout and "SELFTEST,pass" in proc.stdout and ",NORMAL,1," in proc.stdout
+    assert proc.stdout.strip().endswith("relay 1")
