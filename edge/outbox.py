@@ -86,10 +86,12 @@ class Outbox:
                                     (after_seq, limit)).fetchall()
         return [Pending(seq, id_, topic, bytes(payload)) for seq, id_, topic, payload in rows]
 
-    def remove(self, seq: int) -> None:
-        """The broker acknowledged this alert."""
+    def remove(self, *seqs: int) -> None:
+        """The broker acknowledged these alerts (one transaction: one fsync for a whole batch of PUBACKs)."""
         with self._lock:
-            n = self._db.execute("DELETE FROM alerts WHERE seq = ?", (seq,)).rowcount
+            self._db.execute("BEGIN IMMEDIATE")
+            n = sum(self._db.execute("DELETE FROM alerts WHERE seq = ?", (seq,)).rowcount for seq in seqs)
+            self._db.execute("COMMIT")
             self.depth -= n
             self.removed += n
 

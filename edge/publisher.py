@@ -226,15 +226,18 @@ class Publisher:
         self._take_acks()
 
     def _take_acks(self) -> None:
+        done = []
         while True:
             try:
                 mid = self._acks.get_nowait()
             except queue.Empty:
-                return
+                break
             seq = self._inflight.pop(mid, None)
             if seq is not None:
-                self.outbox.remove(seq)
-                self.counters["alerts_acked"] += 1
+                done.append(seq)
+        if done:
+            self.outbox.remove(*done)
+            self.counters["alerts_acked"] += len(done)
 
     def _send_pending(self) -> None:
         room = self.cfg.mqtt.max_inflight - len(self._inflight)

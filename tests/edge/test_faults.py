@@ -1,0 +1,218 @@
+"""Fault tests: no alert is lost, and none is published twice without the same id, when the broker goes
+away during a burst of alarms, when the edge process is killed with SIGKILL mid-burst (alone, and while
+alerts wait for a broker that is down). Real Mosquitto, real ptys, the real `firedamp run` process."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from edge.config import parse_config
+from edge.frames import seal
+from edge.service import Service
+
+ROOT = Path(__file__).parents[2]
+DEVICES = ["d0", "d1", "d2", "d3"]
+
+
+def frame(device, seq, alarm):
+    state, ch4, relay = ("ALARM", "1.20", 1) if alarm else ("NORMAL", "0.40", 1)
+    return seal(f"$FD1,R,{device},{seq},{seq * 1000},{ch4},VOL,10.000,m3/min,1.000,{state},{relay},0000,00")
+
+
+def burst(rounds):
+    """Every device alternates NORMAL (even rounds) and ALARM (odd rounds): one alert per device per round."""
+    return b"".join(frame(d, k, k % 2 == 1) for k in rounds for d in DEVICES)
+
+
+def check_alerts(messages, must_include=()):
+    """The promises, from what a subscriber received: same id ⇒ same payload; one id per event;
+    per device and kind the distinct alerts alternate raised/cleared in order. Returns distinct alerts."""
+    by_id = {}
+    for topic, payload, _ in messages:
+        if not topic.endswith("/alert"):
+            continue
+        a = json.loads(payload)
+        if a["id"] in by_id:
+            assert by_id[a["id"]] == a, "the same id was published with different contents"
+            continue
+        by_id[a["id"]] = a
+    events = [(a["device"], a["kind"], a["state"], a["readings"]["seq"]) for a in by_id.values()]
+    assert len(events) == len(set(events)), "one event was published twice under different ids"
+    per = defaultdict(list)
+    for a in by_id.values():
+        per[(a["device"], a["kind"])].append(a["state"])
+    for key, states in per.items():
+        assert states == ["raised", "cleared"] * (len(states) // 2) + ["raised"] * (len(states) % 2), (key, states)
+    missing = set(must_include) - set(by_id)
+    assert not missing, f"{len(missing)} alert(s) that were in the outbox never arrived"
+    return list(by_id.values())
+
+
+def test_broker_stopped_during_a_burst_then_restarted_loses_nothing_and_keeps_order(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber):
+    broker = mosquitto(persistence=True)
+    board = pty_pair()
+    room = mqtt_subscriber(broker, ["firedamp/testmine/+/alert"], persistent=True, client_id="control-room")
+    svc = Service(parse_config(edge_config(broker, [board.device], model={"enabled": False})))
+    svc.start()
+    try:
+        assert svc.wait_ready()
+        board.write(burst(range(0, 10)))
+        assert room.wait(lambda m: len(m) >= 9 * 4)
+        broker.stop()
+        board.write(burst(range(10, 30)))  # 80 alarms while the broker is away
+        deadline = time.monotonic() + 10
+        while svc.decoder.ok < 30 * 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert svc.outbox.depth >= 70  # waiting on disk (a few may sit in paho's in-flight window)
+        time.sleep(1.5)  # an outage longer than the reconnect backoff
+        broker.start()
+        board.write(burst(range(30, 40)))
+        assert room.wait(lambda m: len({json.loads(p)["id"] for _, p, _ in m}) >= 39 * 4, timeout=20)
+        alerts = check_alerts(room.messages)
+        assert len(alerts) == 39 * 4
+        for d in DEVICES:
+            seqs = [a["readings"]["seq"] for a in alerts if a["device"] == d]
+            assert seqs == list(range(1, 40)), f"{d}: alerts out of order or missing"
+        deadline = time.monotonic() + 5
+        while svc.outbox.depth and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert svc.outbox.depth == 0
+    finally:
+        svc.stop()
+
+
+class EdgeProcess:
+    """`firedamp run` as a child process (python -m edge.cli), logging to a file."""
+
+    def __init__(self, toml: Path, log: Path):
+        self.toml, self.log, self.proc = toml, log, None
+
+    def start(self):
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(self.toml)],
+                                         cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(5)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return None
+
+
+def outbox_ids(path: Path) -> list[str]:
+    db = sqlite3.connect(str(path))
+    try:
+        return [i for (i,) in db.execute("SELECT id FROM alerts ORDER BY seq")]
+    finally:
+        db.close()
+
+
+def status_is(value):
+    """The edge's latest status message (retained `online` / last will `offline`) is `value`."""
+    return lambda m: [p for t, p, _ in m if t.endswith("/pi-test/status")][-1:] == [value]
+
+
+@pytest.fixture
+def edge_proc(tmp_path):
+    procs = []
+
+    def make(toml):
+        p = EdgeProcess(toml, tmp_path / "edge.log")
+        procs.append(p)
+        return p.start()
+
+    yield make
+    for p in procs:
+        p.stop()
+
+
+def test_edge_killed_with_sigkill_mid_burst_and_restarted(tmp_path, edge_config, edge_toml, mosquitto, socat_pty,
+                                                          mqtt_subscriber, edge_proc):
+    broker = mosquitto()
+    line = socat_pty("board")
+    sub = mqtt_subscriber(broker, ["firedamp/#"])
+    settings = edge_config(broker, [line.device], model={"enabled": False}, mqtt={"telemetry": False})
+    toml = edge_toml(settings)
+    edge = edge_proc(toml)
+    assert sub.wait(status_is(b"online"), timeout=15)
+    rounds = 80
+
+    def writer():
+        for k in range(rounds):
+            line.write(burst([k]))
+            time.sleep(0.004)
+
+    w = threading.Thread(target=writer)
+    w.start()
+    assert sub.wait(lambda m: sum(t.endswith("/alert") for t, *_ in m) >= 30, timeout=15)
+    edge.kill()  # mid-burst: frames in its queue and alerts in flight are cut off
+    assert sub.wait(status_is(b"offline"), timeout=5), "the broker did not publish the last will"
+    pending = outbox_ids(Path(settings["data_dir"]) / "outbox.sqlite")
+    edge.start()
+    w.join(30)
+    assert sub.wait(status_is(b"online"), timeout=15)
+    time.sleep(0.5)
+    line.write(b"".join(frame(d, rounds + 5, False) for d in DEVICES))  # all back to NORMAL at the end
+
+    def all_cleared(m):
+        last = {}
+        for t, p, _ in m:
+            if t.endswith("/alert"):
+                a = json.loads(p)
+                last[a["device"]] = a["state"]
+        return all(last.get(d) == "cleared" for d in DEVICES)
+
+    assert sub.wait(all_cleared, timeout=10), "a board's last alarm alert is not a clear"
+    assert edge.stop() == 0
+    assert sub.wait(status_is(b"offline"), timeout=5)
+    alerts = check_alerts(sub.messages, must_include=pending)
+    for d in DEVICES:
+        mine = [a for a in alerts if a["device"] == d and a["kind"] == "alarm"]
+        assert mine and mine[-1]["state"] == "cleared", f"{d}: the last alarm alert is not a clear"
+    assert outbox_ids(Path(settings["data_dir"]) / "outbox.sqlite") == []
+    log = (tmp_path / "edge.log").read_text()
+    assert "Traceback" not in log
+
+
+def test_alerts_waiting_for_a_dead_broker_survive_sigkill_and_go_out_in_order(
+        tmp_path, edge_config, edge_toml, mosquitto, pty_pair, socat_pty, mqtt_subscriber, edge_proc):
+    broker = mosquitto(persistence=True)
+    line = socat_pty("board")
+    room = mqtt_subscriber(broker, ["firedamp/testmine/+/alert"], persistent=True, client_id="control-room")
+    settings = edge_config(broker, [line.device], model={"enabled": False}, mqtt={"telemetry": False})
+    edge = edge_proc(edge_toml(settings))
+    outbox = Path(settings["data_dir"]) / "outbox.sqlite"
+    deadline = time.monotonic() + 15
+    while not outbox.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # the port is open
+    broker.stop()
+    line.write(burst(range(0, 20)))
+    deadline = time.monotonic() + 10
+    while len(outbox_ids(outbox)) < 19 * 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pending = outbox_ids(outbox)
+    assert len(pending) == 19 * 4
+    edge.kill()
+    broker.start()
+    edge.start()
+    assert room.wait(lambda m: len({json.loads(p)["id"] for _, p, _ in m}) >= len(pending), timeout=20)
+    alerts = check_alerts(room.messages, must_include=pending)
+    assert [a["id"] for a in alerts] == pending  # in the order they were raised
