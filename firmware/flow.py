@@ -11,6 +11,8 @@ except ImportError:
         return x
 
 MASK = const(0x3FFFFFFF)
+_CAP = const(0x1FFFFFFF)  # idle time stops growing here (~6 days) instead of becoming a long int
+_MEGA = const(1000000)
 
 
 class PulseCounter:
@@ -64,6 +66,7 @@ class EdgeRate:
         self._acc = 0
         self._win_us = 0
         self._have_win = False
+        self.fresh = False          # a new window completed in this update
 
     def update(self, dt_ms):
         c = self.counter
@@ -71,8 +74,10 @@ class EdgeRate:
         n = (c.snap_count - self._prev) & MASK
         self._prev = c.snap_count
         self.edges = n
+        self.fresh = False
         if n == 0:
-            self.idle_ms += dt_ms
+            if self.idle_ms < _CAP:
+                self.idle_ms += dt_ms
             return
         self.idle_ms = 0
         if not self._have_win:  # the window starts at the newest edge; edges before it have no interval
@@ -85,6 +90,7 @@ class EdgeRate:
         if span >= self.window_us and self._acc > 0:
             self.rate_num = self._acc
             self.rate_us = span
+            self.fresh = True
             self._acc = 0
             self._win_us = c.snap_us
 
@@ -106,8 +112,19 @@ class Flow:
         self.k_milli = 450000       # K-factor in thousandths of a pulse per unit (L or m3)
         self.timeout_ms = 5000
         self.rate_x1000 = 0
-        self.total_x1000 = 0
+        self._total_m = 0           # totaliser = _total_m * 1e6 + _total_r thousandths of a unit: two small
+        self._total_r = 0           # ints, so adding to it never allocates on a 32-bit port
         self._carry = 0             # pulses * 1e6 not yet turned into whole thousandths of a unit
+        self._cap_ms = 1000
+
+    @property
+    def total_x1000(self):
+        return self._total_m * _MEGA + self._total_r
+
+    @total_x1000.setter
+    def total_x1000(self, value):
+        self._total_m = value // _MEGA
+        self._total_r = value % _MEGA
 
     def configure(self, k_per_unit, timeout_ms, debounce_us):
         k = int(round(k_per_unit * 1000))
@@ -124,15 +141,23 @@ class Flow:
             acc = self._carry + r.edges * 1000000
             add = acc // self.k_milli
             self._carry = acc - add * self.k_milli
-            self.total_x1000 += add
+            t = self._total_r + add
+            if t >= _MEGA:
+                self._total_m += t // _MEGA
+                t %= _MEGA
+            self._total_r = t
         if r.stale(self.timeout_ms):
             self.rate_x1000 = 0
-        elif r.rate_us:
-            # edges/us -> units/min: * 60e6 us/min / (k_milli / 1000) * 1000 (thousandths)
-            rate = r.rate_num * 60000000000000 // (r.rate_us * self.k_milli)
-            if r.idle_ms > 1000:
-                # no edge for a while: the rate cannot exceed one pulse per idle time
-                cap = 60000000000 // (r.idle_ms * self.k_milli + 1)
-                if rate > cap:
-                    rate = cap
-            self.rate_x1000 = rate
+            return
+        if r.edges:
+            self._cap_ms = 1000
+        if r.fresh:
+            # edges/us -> units/min: * 60e6 us/min / (k_milli / 1000) * 1000 (thousandths). Once per
+            # window (~1 s): on a 32-bit port these products are long ints, the one allocation here.
+            self.rate_x1000 = r.rate_num * 60000000000000 // (r.rate_us * self.k_milli)
+        elif r.idle_ms >= self._cap_ms and self.rate_x1000:
+            # no edge for a while (checked every 0.5 s): the rate cannot exceed one pulse per idle time
+            self._cap_ms = r.idle_ms + 500
+            cap = 60000000000 // (r.idle_ms * self.k_milli + 1)
+            if self.rate_x1000 > cap:
+                self.rate_x1000 = cap

@@ -1,7 +1,8 @@
 """Methane input: analog voltage, 4-20 mA through a shunt, or 200-1000 Hz frequency; two-point calibration.
 
-Each front end produces a raw integer (uV, uA or mHz), then calibration maps it to hundredths of the
-profile's unit. Faults found here: LINE (mA out of 3.6..21, frequency missing or out of band), RAIL (ADC at
+Each front end produces a raw integer (uA, 0.1 mV or 0.01 Hz), then calibration maps it to hundredths of
+the profile's unit. The arithmetic keeps every intermediate below 2**30, so it stays in small ints and
+allocates nothing on a 32-bit port (RP2040) either. Faults found here: LINE (mA out of 3.6..21, frequency missing or out of band), RAIL (ADC at
 either rail), RANGE (reading outside the configured range), STUCK (raw value unchanged for stuck_s).
 """
 
@@ -23,13 +24,14 @@ VOLT = const(1)
 FREQ = const(2)
 FRONT_ENDS = ("ma", "volt", "freq")
 # raw value at zero gas and at full scale before calibration (nominal sensor outputs)
-NOMINAL = ((4000, 20000), (400000, 2000000), (200000, 1000000))  # uA; uV (0.4-2.0 V); mHz
-RAW_UNITS = ("uA", "uV", "mHz")
+NOMINAL = ((4000, 20000), (4000, 20000), (20000, 100000))  # uA; 0.1 mV (0.4-2.0 V); 0.01 Hz (200-1000 Hz)
+RAW_UNITS = ("uA", "x0.1mV", "x0.01Hz")
 _RAIL = const(64)            # ADC counts from either rail
 _MA_LOW = const(3600)        # uA
 _MA_HIGH = const(21000)
-_HZ_LOW = const(150000)      # mHz: "far out of the 200-1000 Hz band"
-_HZ_HIGH = const(1100000)
+_HZ_LOW = const(15000)       # 0.01 Hz: "far out of the 200-1000 Hz band"
+_HZ_HIGH = const(110000)
+_CAP = const(0x1FFFFFFF)     # counters stop here instead of growing into long ints
 _NO_PULSE_MS = const(500)
 
 
@@ -82,9 +84,10 @@ class Methane:
             total += adc.read_u16()
         if total <= n * _RAIL or total >= n * (65535 - _RAIL):
             self.faults |= F_RAIL
-        uv = total * self.vref_mv * 1000 // (n * 65535)
+        x = total * (self.vref_mv // 10) // n           # <= 65535 * 500
+        uv = x // 65535 * 10000 + x % 65535 * 10000 // 65535  # = mean * vref_mv * 1000 / 65535
         if self.front == VOLT:
-            return uv
+            return uv // 100                              # 0.1 mV
         ua = uv // self.shunt_ohm
         if ua < _MA_LOW or ua > _MA_HIGH:
             self.faults |= F_LINE
@@ -99,17 +102,19 @@ class Methane:
         if f.stale(_NO_PULSE_MS) or not f.rate_us:
             self.faults |= F_LINE
             return 0
-        mhz = f.rate_num * 1000000000 // f.rate_us
-        if mhz < _HZ_LOW or mhz > _HZ_HIGH:
+        q = f.rate_num * 1000000                          # edges * us/s, <= ~1.1e8
+        chz = q // f.rate_us * 100 + q % f.rate_us * 100 // f.rate_us
+        if chz < _HZ_LOW or chz > _HZ_HIGH:
             self.faults |= F_LINE
-        return mhz
+        return chz
 
     def sample(self, dt_ms):
         """Read the front end once; sets raw, x100, valid and faults (bit mask of F_*)."""
         self.faults = 0
         raw = self._freq_raw(dt_ms) if self.front == FREQ else self._adc_raw()
         if raw == self.raw:
-            self._same_ms += dt_ms
+            if self._same_ms < _CAP:
+                self._same_ms += dt_ms
         else:
             self._same_ms = 0
         self.raw = raw

@@ -60,7 +60,7 @@ class Stream:
     """The serial link: `feed()` queues host bytes; what the board wrote accumulates in `out` (a list of
     writes, the newest KEEP only, so long runs fit the RP2040-sized heap; one write is one frame)."""
 
-    KEEP = 300
+    KEEP = 64
 
     def __init__(self):
         self.inp = []
