@@ -1,7 +1,7 @@
 """Methane input: analog voltage, 4-20 mA through a shunt, or 200-1000 Hz frequency; two-point calibration.
 
-Each front end produces a raw integer (uA, 0.1 mV or 0.01 Hz), then calibration maps it to hundredths of
-the profile's unit. The arithmetic keeps every intermediate below 2**30, so it stays in small ints and
+Each front end produces a raw integer (uA, uV or mHz), then calibration maps it to hundredths of the
+profile's unit. The arithmetic keeps every intermediate below 2**30, so it stays in small ints and
 allocates nothing on a 32-bit port (RP2040) either. Faults found here: LINE (mA out of 3.6..21, frequency missing or out of band), RAIL (ADC at
 either rail), RANGE (reading outside the configured range), STUCK (raw value unchanged for stuck_s).
 """
@@ -24,13 +24,14 @@ VOLT = const(1)
 FREQ = const(2)
 FRONT_ENDS = ("ma", "volt", "freq")
 # raw value at zero gas and at full scale before calibration (nominal sensor outputs)
-NOMINAL = ((4000, 20000), (4000, 20000), (20000, 100000))  # uA; 0.1 mV (0.4-2.0 V); 0.01 Hz (200-1000 Hz)
-RAW_UNITS = ("uA", "x0.1mV", "x0.01Hz")
+NOMINAL = ((4000, 20000), (400000, 2000000), (200000, 1000000))  # uA; uV (0.4-2.0 V); mHz (200-1000 Hz)
+RAW_UNITS = ("uA", "uV", "mHz")
+_COARSE = (1, 100, 10)  # calibration multiplies in uA, 0.1 mV, 0.01 Hz: products stay below 2**30
 _RAIL = const(64)            # ADC counts from either rail
 _MA_LOW = const(3600)        # uA
 _MA_HIGH = const(21000)
-_HZ_LOW = const(15000)       # 0.01 Hz: "far out of the 200-1000 Hz band"
-_HZ_HIGH = const(110000)
+_HZ_LOW = const(150000)      # mHz: "far out of the 200-1000 Hz band"
+_HZ_HIGH = const(1100000)
 _CAP = const(0x1FFFFFFF)     # counters stop here instead of growing into long ints
 _NO_PULSE_MS = const(500)
 
@@ -87,7 +88,7 @@ class Methane:
         x = total * (self.vref_mv // 10) // n           # <= 65535 * 500
         uv = x // 65535 * 10000 + x % 65535 * 10000 // 65535  # = mean * vref_mv * 1000 / 65535
         if self.front == VOLT:
-            return uv // 100                              # 0.1 mV
+            return uv
         ua = uv // self.shunt_ohm
         if ua < _MA_LOW or ua > _MA_HIGH:
             self.faults |= F_LINE
@@ -103,10 +104,10 @@ class Methane:
             self.faults |= F_LINE
             return 0
         q = f.rate_num * 1000000                          # edges * us/s, <= ~1.1e8
-        chz = q // f.rate_us * 100 + q % f.rate_us * 100 // f.rate_us
-        if chz < _HZ_LOW or chz > _HZ_HIGH:
+        mhz = q // f.rate_us * 1000 + q % f.rate_us * 1000 // f.rate_us
+        if mhz < _HZ_LOW or mhz > _HZ_HIGH:
             self.faults |= F_LINE
-        return chz
+        return mhz
 
     def sample(self, dt_ms):
         """Read the front end once; sets raw, x100, valid and faults (bit mask of F_*)."""
@@ -122,8 +123,9 @@ class Methane:
             self.valid = False
             self._same_ms = 0
             return
-        d = self.span_raw - self.zero
-        x = self.span_x100 * (raw - self.zero) // d if d else 0
+        c = _COARSE[self.front]
+        d = (self.span_raw - self.zero) // c
+        x = self.span_x100 * ((raw - self.zero) // c) // d if d else 0
         self.x100 = x
         self.valid = True
         margin = self.range_x100 // 20
