@@ -47,6 +47,7 @@ class MqttConfig:
     password: str = ""  # prefer password_file (mode 0600) so edge.toml can be world-readable
     password_file: str = ""
     keepalive_s: int = field(default=30, metadata=_range(5, 3600))
+    protocol: str = field(default="5", metadata=_choices("5", "3.1.1"))  # 5: refused alerts are noticed
     topic_prefix: str = field(default="firedamp", metadata=_TOPIC_NAME)
     tls: bool = False
     tls_required: bool = False  # refuse to start unless tls = true and a CA is given

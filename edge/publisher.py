@@ -42,8 +42,9 @@ def explain(exc: BaseException, cfg: Config) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"TLS: the certificate of {where} cannot be verified ({exc.verify_message}); "
                 f"check [mqtt] ca_file = {m.ca_file or '<system store>'!r} and the broker's host name")
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake with {where} failed ({exc.reason or exc}); is that port a TLS listener?"
+    if isinstance(exc, ssl.SSLError) or (m.tls and isinstance(exc, ConnectionResetError | BrokenPipeError)):
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        return f"TLS handshake with {where} failed ({reason}); is that port a TLS listener?"
     if isinstance(exc, ConnectionRefusedError):
         return f"nothing accepts connections on {where} (broker down or wrong [mqtt] port)"
     if isinstance(exc, TimeoutError | OSError) and "timed out" in str(exc):
@@ -76,9 +77,10 @@ class Publisher:
         self.health_topic = f"{self.base}/{cfg.edge_id}/health"
         self.connected = False
         self.last_error = ""
-        self.counters = {"alerts_sent": 0, "alerts_acked": 0, "connects": 0, "connect_failures": 0,
+        self.counters = {"alerts_sent": 0, "alerts_acked": 0, "alerts_refused": 0, "connects": 0, "connect_failures": 0,
                          "telemetry_sent": 0, "telemetry_skipped": 0}
-        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()  # (mid, "" or refusal reason)
+        self._refused_until = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
@@ -94,7 +96,13 @@ class Publisher:
 
     def _make_client(self) -> _Client:
         m = self.cfg.mqtt
-        c = _Client(CallbackAPIVersion.VERSION2, client_id=self.cfg.client_id, clean_session=True)
+        # MQTT 5: a PUBACK carries a reason code, so an alert the broker's ACL refuses is not taken as delivered
+        # (with 3.1.1 Mosquitto acknowledges a denied publish and drops it silently)
+        if m.protocol == "5":
+            c = _Client(CallbackAPIVersion.VERSION2, client_id=self.cfg.client_id, protocol=mqtt.MQTTv5)
+        else:
+            c = _Client(CallbackAPIVersion.VERSION2, client_id=self.cfg.client_id, clean_session=True,
+                        protocol=mqtt.MQTTv311)
         if m.username:
             c.username_pw_set(m.username, self.cfg.mqtt_password() or None)
         if m.tls:
@@ -124,6 +132,7 @@ class Publisher:
                  " with TLS" if m.tls else " WITHOUT TLS", f", user {m.username!r}" if m.username else "")
         try:
             self.client.connect(m.host, m.port, keepalive=m.keepalive_s)
+            # (MQTT 5: clean start on the first connect only; paho resends in-flight alerts after a reconnect)
         except Exception:
             pass  # already reported by _on_attempt_failed; paho keeps retrying with its backoff
         self.client.loop_start()
@@ -194,7 +203,8 @@ class Publisher:
         self.connected = False
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self._acks.put(mid)  # runs under paho's lock: just hand the id over
+        refused = str(reason_code) if getattr(reason_code, "is_failure", False) else ""
+        self._acks.put((mid, refused))  # runs under paho's lock: just hand the id over
         self._wake.set()
 
     def _on_message(self, client, userdata, msg) -> None:
@@ -229,12 +239,20 @@ class Publisher:
         done = []
         while True:
             try:
-                mid = self._acks.get_nowait()
+                mid, refused = self._acks.get_nowait()
             except queue.Empty:
                 break
             seq = self._inflight.pop(mid, None)
-            if seq is not None:
-                done.append(seq)
+            if seq is None:
+                continue
+            if refused:  # kept in the outbox and tried again later; loud, since nobody receives it meanwhile
+                self.counters["alerts_refused"] += 1
+                self._refused_until = time.monotonic() + self.cfg.mqtt.reconnect_max_s
+                log.error("MQTT: the broker refused alert #%d (%s): check the broker's ACL for this user and "
+                          "[mqtt] topic_prefix; it stays in the outbox and is retried in %g s", seq, refused,
+                          self.cfg.mqtt.reconnect_max_s)
+                continue
+            done.append(seq)
         if done:
             self.outbox.remove(*done)
             self.counters["alerts_acked"] += len(done)
@@ -243,8 +261,8 @@ class Publisher:
         room = self.cfg.mqtt.max_inflight - len(self._inflight)
         if room <= 0:
             return
-        if not self._inflight:
-            self._sent_upto = 0  # nothing in flight: start over from the oldest unsent (after a lost session)
+        if not self._inflight and time.monotonic() >= self._refused_until:
+            self._sent_upto = 0  # nothing in flight: start over from the oldest unsent (refused ones included)
         for item in self.outbox.pending(self._sent_upto, room):
             info = self.client.publish(item.topic, item.payload, qos=1)
             if info.rc == mqtt.MQTT_ERR_NO_CONN:

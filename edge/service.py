@@ -291,6 +291,7 @@ class Service:
             "readings_unscored_units": self.windows.unscored if self.windows else 0,
             "alerts_raised": self.policy.raised, "outbox_depth": self.outbox.depth,
             "outbox_dropped": self.outbox.dropped, "alerts_acked": self.publisher.counters["alerts_acked"],
+            "alerts_refused": self.publisher.counters["alerts_refused"],
             "mqtt_connects": self.publisher.counters["connects"],
             "mqtt_connect_failures": self.publisher.counters["connect_failures"],
             "mqtt_last_error": self.publisher.last_error or None,
