@@ -108,6 +108,7 @@ class Controller:
         self.cal_age_s = 0
         self._cal_ms = 0
         self._saved_total = 0
+        self._saved_cal_age = 0
         self._save_due_s = 0
         self.dirty = False   # settings changed and not saved
         self.flow_counter = PulseCounter(clock.ticks_us, clock.ticks_diff)
@@ -118,9 +119,9 @@ class Controller:
         self.flow = Flow(self.flow_counter, clock.ticks_diff)
         self.alarm = alarm.Alarm()
         self.console = Console(self)
-        self.event("BOOT", "fw %s board=%s reset=%s" % (VERSION, board.name, board.reset_cause))
         values, problem = self.store.load()
         self.s = values
+        self.event("BOOT", "fw %s board=%s reset=%s" % (VERSION, board.name, board.reset_cause))
         if problem:
             self.settings_fault = True
             self.event("SETTINGS", problem)
@@ -157,12 +158,14 @@ class Controller:
             self.flow.total_x1000 = int(raw.get("total_x1000", 0))
             self.cal_age_s = int(raw.get("cal_age_s", 0))
         self._saved_total = self.flow.total_x1000
+        self._saved_cal_age = self.cal_age_s
 
     def save_runtime(self):
         """Totaliser and calibration age: written every total_save_s at most (flash wear)."""
         try:
             self.runtime.save({"total_x1000": self.flow.total_x1000, "cal_age_s": self.cal_age_s})
             self._saved_total = self.flow.total_x1000
+            self._saved_cal_age = self.cal_age_s
         except (OSError, ValueError) as exc:
             self.event("SETTINGS", "runtime save failed: %s" % exc)
 
@@ -319,7 +322,7 @@ class Controller:
         # sparing flash writes: the totaliser and calibration age
         if self._up_s >= self._save_due_s:
             self._save_due_s = self._up_s + self.s["total_save_s"]
-            if self.flow.total_x1000 != self._saved_total:
+            if self.flow.total_x1000 != self._saved_total or self.cal_age_s - self._saved_cal_age >= 3600:
                 self.save_runtime()
         d = self.display
         if d.ok:

@@ -29,6 +29,13 @@ def test_boot_events_self_test_and_relay_stays_off_until_done():
         first = rig.frames()
         assert first[0][0] == "E" and first[0][4] == "BOOT" and first[0][2] == "0"
         assert first[0][5].startswith("fw ") and "reset=power" in first[0][5]
+        assert first[0][1] == "pico-01"
+    finally:
+        rig.close()
+    rig = fwkit.Rig({"device_id": "mine-7"})
+    try:
+        first = rig.frames()
+        assert first[0][4] == "BOOT" and first[0][1] == "mine-7"   # the id from the settings, even at boot
         rig.set_pct(0.2)
         relay_seen = []
         buzzer_seen = []
@@ -231,5 +238,18 @@ def test_build_api_is_stable():
         ctl = rig.ctl
         for name in ("step", "uptime_ms", "period_ms", "alarm", "methane", "flow", "faults", "flags"):
             assert hasattr(ctl, name), name
+    finally:
+        rig.close()
+
+
+def test_calibration_age_is_kept_across_reboots_without_flow():
+    rig = fwkit.Rig({"total_save_s": 60})
+    root = rig.root
+    try:
+        rig.boot()
+        rig.ctl.cal_age_s = 5000           # as if the board had run for 5000 s since its calibration
+        rig.run_ms(61000)                  # no flow at all: the age must still be written
+        rig = fwkit.Rig(root=root, save=False)
+        assert rig.ctl.cal_age_s >= 5000
     finally:
         rig.close()
