@@ -123,6 +123,7 @@ class Policy:
         self.devices: dict[str, DeviceState] = {}
         self.last: dict[str, Reading] = {}
         self.port_devices: dict[str, set[str]] = {}
+        self._board_key: dict[str, tuple] = {}
         self.raised = 0
         self.dirty: set[str] = set()
         for key, text in (saved or {}).items():
@@ -179,10 +180,15 @@ class Policy:
     def on_reading(self, r: Reading, t: float) -> list[Alert]:
         """Board state transitions of one reading → alerts at once."""
         self.last[r.device] = r
+        s = r.state
+        # fast path (most readings): the same board conditions as last time, so no transition to report
+        key = (s, r.faults != 0, r.flags & (FLAG_LOW_FLOW | FLAG_CALIBRATION_DUE))
+        if self._board_key.get(r.device) == key:
+            return []
+        self._board_key[r.device] = key
         st = self._dev(r.device)
         out: list[Alert] = []
         dev = r.device
-        s = r.state
         gas = "" if r.ch4 is None else f" at {r.ch4:.2f} {'% vol' if r.unit == 'VOL' else '% LEL'}"
         self._set(dev, st, "power_off", s == "POWEROFF", t,
                   f"{dev}: board cut the power{gas}" if s == "POWEROFF" else f"{dev}: power restored (state {s})",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -182,6 +183,10 @@ class Publisher:
             return
         self.connected = True
         self.counters["connects"] += 1
+        try:  # alerts are small packets: send them at once instead of waiting for Nagle's algorithm
+            client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
         if self.last_error:
             log.info("MQTT: connected to %s:%d (was: %s)", self.cfg.mqtt.host, self.cfg.mqtt.port, self.last_error)
         else:
@@ -283,6 +288,12 @@ class Publisher:
     def notify(self) -> None:
         """New alerts are in the outbox."""
         self._wake.set()
+
+    def wants_telemetry(self) -> bool:
+        if self.cfg.mqtt.telemetry and self.connected:
+            return True
+        self.counters["telemetry_skipped"] += 1
+        return False
 
     def telemetry(self, device: str, payload: dict[str, Any]) -> None:
         if not (self.cfg.mqtt.telemetry and self.connected):

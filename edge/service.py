@@ -246,9 +246,11 @@ class Service:
             for (r, t), res in zip(due_readings, self.detector.score(due), strict=True):
                 scores[id(r)] = res
                 alerts += policy.on_score(r.device, res, t, self._forecast_ok and r.unit == "VOL")
+        telemetry = self.publisher.wants_telemetry()
         for r, t in readings:
             res = scores.get(id(r))
-            self.publisher.telemetry(r.device, _telemetry_payload(r, t, res))
+            if telemetry:
+                self.publisher.telemetry(r.device, _telemetry_payload(r, t, res))
             self.publisher.device_seen(r.device, r.unit, r.flow_unit)
             self._publish_state(r.device)
             self._emit("reading", {"reading": r, "result": res, "time": t})
