@@ -241,3 +241,23 @@ def test_selftest_save_and_factory_reset():
         assert rig.last("set warmup_s 1")[0] == "ERR"      # factory reset locks the console
     finally:
         rig.close()
+
+
+def test_missing_settings_is_a_fault_until_saved_and_acknowledged():
+    rig = fwkit.Rig(save=False)
+    try:
+        ev = [f for f in rig.frames() if f[0] == "E" and f[4] == "SETTINGS"]
+        assert ev and ev[0][5] == "settings.json missing, using defaults"
+        rig.set_pct(0.2)
+        rig.run_ms(31000)                      # default 30 s warm-up
+        assert rig.ctl.faults == 0x20 and rig.relay == 0
+        assert rig.readings()[-1]["state"] == "FAULT"
+        rig.last("unlock 1234")
+        assert rig.last("save") == ("OK", "saved")
+        rig.step()
+        assert rig.ctl.faults == 0 and rig.relay == 0 and rig.ctl.alarm.state == 4   # latched POWEROFF
+        assert rig.last("ack")[0] == "OK"
+        rig.step()
+        assert rig.relay == 1
+    finally:
+        rig.close()
