@@ -202,7 +202,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = ("Examples:  firedamp history --device pico-01 --since 2h\n"
                 "           firedamp history --device pico-01 --since 30d --minutes\n"
                 "           firedamp history --device pico-01 --since 7d --csv > normal.csv   "
-                "(then: firedamp train --csv normal.csv)")
+                "\n           (then: firedamp train --data normal.csv --features ch4,flow --out site.onnx)")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--device", required=False, help="board id as it appears in its frames (e.g. pico-01); "
                    "leave out to list the boards on record")

@@ -56,6 +56,8 @@ def test_history_csv_is_read_by_the_training_csv_reader(tmp_path, capsys):
     table = read_csv(path, columns=["ch4", "flow"], label_column="label")
     assert table.x.shape == (11, 2) and table.x[3, 0] == pytest.approx(0.43) and table.x[3, 1] == 13
     assert list(table.label) == [0] * 5 + [1] + [0] * 4 + [1]  # not NORMAL, or no reading
+    assert cli.main(["evaluate", "--data", str(path), "--label-column", "label"]) == 0  # the real command takes it
+    capsys.readouterr()
     assert cli.main(["history", "--db", str(db), "--device", "b1", "--since", "1h", "--minutes", "--csv"]) == 0
     assert capsys.readouterr().out.startswith("time,ch4,flow,label,ch4_min")
     assert cli.main(["history", "--db", str(db), "--device", "nobody", "--since", "1h"]) == 1
