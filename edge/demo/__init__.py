@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--speed must be > 0, got {args.speed}")
     if args.scenario not in scenarios.SCENARIOS:
         raise ConfigError(f"--scenario {args.scenario!r} is not one of: {', '.join(scenarios.SCENARIOS)}")
-    duration = scenarios.make(args.scenario, seed=args.seed, duration_s=args.duration).duration_s
+    scenario = scenarios.make(args.scenario, seed=args.seed, duration_s=args.duration)
+    duration = scenario.duration_s
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _clean(run_dir)
@@ -136,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
         svc = Service(cfg)
         observations = svc.observe()
         speed_text = f"{args.speed:g}x" if args.speed != 1 else "real time"
-        view = LiveView(f"firedamp demo: scenario {args.scenario} at {speed_text}; {broker_text}")
+        view = LiveView(f"firedamp demo: scenario {args.scenario} at {speed_text}; {broker_text}",
+                        every_s=max(15.0, duration / 60.0))
+        view.script = _script(args.scenario, scenario)
         model_spec = svc.detector.spec if svc.detector else None
         if model_spec is not None:
             view.horizon_s = model_spec.horizon * model_spec.sample_period_s
@@ -176,11 +179,24 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().removeHandler(handler)
         handler.close()
     if view is not None:
-        if sub is not None:
-            counters["alerts received by the subscriber"] = sub.received
         view.draw()
         print(view.summary(counters, places), flush=True)
     return 0
+
+
+def _script(name: str, scenario) -> str:
+    """One line on what the simulator will do, so a watcher knows what to look for."""
+    from edge.demo.view import mmss
+
+    info = getattr(scenario, "info", {}) or {}
+    what = "ventilation lost" if name == "story" else f"{name.replace('_', ' ')} begins"
+    text = f"{name}, {mmss(scenario.duration_s)} long"
+    if "onset_s" in info:
+        text += f"; {what} at {mmss(info['onset_s'])}"
+    if "restore_s" in info:
+        text += f", ventilation restored at {mmss(info['restore_s'])}" if name == "story" else \
+            f", over at {mmss(info['restore_s'])}"
+    return text
 
 
 def _start_board(args, run_dir: Path, link: Path, console_link: Path, pins: Path) -> subprocess.Popen:

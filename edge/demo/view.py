@@ -17,8 +17,13 @@ from typing import TextIO
 _BARS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: list[float], lo: float, hi: float) -> str:
-    """Values as block characters scaled between lo and hi (NaN shows as a space)."""
+def sparkline(values: list[float], lo: float, hi: float, width: int = 0) -> str:
+    """Values as block characters scaled between lo and hi (NaN shows as a space); with `width`, the whole
+    series squeezed into that many characters, each the maximum of its bucket."""
+    if width and len(values) > width:
+        step = len(values) / width
+        buckets = [values[int(i * step): int((i + 1) * step)] for i in range(width)]
+        values = [max((v for v in b if v == v), default=float("nan")) for b in buckets]
     out = []
     span = hi - lo or 1.0
     for v in values:
@@ -54,7 +59,7 @@ class BoardView:
 class LiveView:
     """Collects readings, scores, alerts and notes from several threads; draws them; writes the summary."""
 
-    def __init__(self, title: str, out: TextIO | None = None, every_s: float = 15.0, width: int = 60):
+    def __init__(self, title: str, out: TextIO | None = None, every_s: float = 15.0, width: int = 20000):
         self._out = out or sys.stdout
         self._tty = self._out.isatty()
         self._title = title
@@ -69,6 +74,7 @@ class LiveView:
         self.alert_kinds: collections.Counter[str] = collections.Counter()
         self._started = time.monotonic()
         self.horizon_s = 0.0
+        self.script = ""  # what the simulator will do, for the narration line
 
     def _board(self, device: str) -> BoardView:
         if device not in self._boards:
@@ -109,10 +115,9 @@ class LiveView:
         kind = str(doc.get("kind", "?"))
         state = str(doc.get("state", ""))
         self.alert_kinds[f"{kind} {state}".strip()] += 1
-        text = f"{doc.get('severity', '?'):<8} {kind} {state}  [{doc.get('device', topic)}]"
-        detail = _alert_detail(doc)
-        if detail:
-            text += f"  {detail}"
+        device = str(doc.get("device", topic))
+        message = str(doc.get("message", "")).removeprefix(f"{device}: ")
+        text = f"{doc.get('severity', '?'):<8} {kind + ' ' + state:<20} {device}: {message}"
         with self._lock:
             self._alerts.append((self.sim_s, text))
             if not self._tty:
@@ -148,19 +153,24 @@ class LiveView:
         cols = shutil.get_terminal_size((100, 30)).columns
         wall = time.monotonic() - self._started
         lines = [f"\x1b[1m{self._title}\x1b[0m",
-                 f"simulated time {mmss(self.sim_s)}   wall time {wall:5.1f} s   (Ctrl-C stops)", ""]
+                 f"simulated time {mmss(self.sim_s)}   wall time {wall:5.1f} s   (Ctrl-C stops)"]
+        if self.script:
+            lines.append(f"the simulated mine: {self.script}")
+        lines.append("")
+        graph = max(20, min(cols - 42, 90))
         for b in self._boards.values():
             r = b.reading
             power = "\x1b[32mON\x1b[0m" if r.get("relay") == 1 else "\x1b[31mOFF\x1b[0m"
             state = _colour_state(b.state)
             lines.append(f"board {b.device}   state {state}   power {power}   faults {r.get('faults', 0):04x}"
                          if isinstance(r.get("faults"), int) else f"board {b.device}   state {state}   power {power}")
-            lines.append(f"  CH4   {_fmt(r.get('ch4')):>6} %   {sparkline(list(b.ch4), 0.0, 2.0)}")
+            lines.append(f"  CH4   {_fmt(r.get('ch4')):>6} %   {sparkline(list(b.ch4), 0.0, 2.0, graph)}  (0-2 %)")
             lines.append(f"  flow  {_fmt(r.get('flow'), 1):>6} {r.get('flow_unit', '')}")
             mark = "\x1b[33mABOVE threshold\x1b[0m" if b.anomalous else "below threshold"
             top = f" (most: {b.top_channel})" if b.anomalous and b.top_channel else ""
             lines.append(f"  model score {_fmt(b.score)} vs threshold {_fmt(b.threshold)}  {mark}{top}")
-            lines.append(f"        {sparkline(list(b.scores), 0.0, max(b.threshold * 2, 1e-6))}")
+            lines.append(f"  score history     {sparkline(list(b.scores), 0.0, max(b.threshold * 2, 1e-6), graph)}"
+                         "  (threshold = middle)")
             lines.append(f"  forecast: max CH4 expected over the next {self.horizon_s:g} s: {_fmt(b.forecast)} %")
             lines.append("")
         lines.append("alerts received by an MQTT subscriber:")
@@ -177,7 +187,7 @@ class LiveView:
         for key, value in counters.items():
             out.append(f"  {key}: {value}")
         if self.alert_kinds:
-            out.append("  alerts received by the subscriber, by kind:")
+            out.append(f"  alerts received by the subscriber: {sum(self.alert_kinds.values())}, by kind:")
             out.extend(f"    {n:3d}  {kind}" for kind, n in sorted(self.alert_kinds.items()))
         else:
             out.append("  alerts received by the subscriber: none")
@@ -195,18 +205,3 @@ def _fmt(value: object, places: int = 2) -> str:
 def _colour_state(state: str) -> str:
     colour = {"NORMAL": "32", "WARNING": "33", "ALARM": "33;1", "POWEROFF": "31;1", "FAULT": "31"}.get(state)
     return f"\x1b[{colour}m{state}\x1b[0m" if colour else state
-
-
-def _alert_detail(doc: dict) -> str:
-    parts = []
-    for key in ("score", "threshold"):
-        if isinstance(doc.get(key), (int, float)):
-            parts.append(f"{key} {doc[key]:.2f}")
-    readings = doc.get("readings") or doc.get("reading")
-    if isinstance(readings, dict) and isinstance(readings.get("ch4"), (int, float)):
-        parts.append(f"CH4 {readings['ch4']:.2f}")
-    for key in ("channel", "top_channel", "text", "message"):
-        if doc.get(key):
-            parts.append(str(doc[key])[:50])
-            break
-    return ", ".join(parts)

@@ -154,3 +154,28 @@ def subscriber():
 def run_console():
     """The `console(link, *commands, timeout=5)` helper, as a fixture (test modules do not import conftest)."""
     return console
+
+
+class Firedamp:
+    """How a test runs the `firedamp` command: `cmd` (argv prefix), `env`, `root` (working directory)."""
+
+    cmd = FIREDAMP
+    root = ROOT
+
+    @property
+    def env(self) -> dict[str, str]:
+        return firedamp_env()
+
+    def popen(self, *args: str, log: Path) -> subprocess.Popen:
+        with open(log, "ab") as out:
+            return subprocess.Popen([*FIREDAMP, *args], cwd=ROOT, env=firedamp_env(), stdout=out,
+                                    stderr=subprocess.STDOUT)
+
+    def run(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run([*FIREDAMP, *args], cwd=ROOT, env=firedamp_env(), capture_output=True, text=True,
+                              timeout=timeout)
+
+
+@pytest.fixture
+def firedamp():
+    return Firedamp()
