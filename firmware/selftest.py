@@ -1,0 +1,52 @@
+"""Boot and on-demand self-test: pulses buzzer, beacon and relay one loop period each and checks the relay.
+
+At boot the relay driver is pulsed on for one iteration (power is otherwise off then); on demand the relay
+only ever gets a short OFF pulse if it is energised, and is never energised while the alarm holds it off.
+With `relay_sense` wired, the relay's auxiliary contact (closed to GND when energised) must follow.
+"""
+
+# one loop iteration each: (output, level)
+STEPS = (("buzzer", 1), ("buzzer", 0), ("beacon", 1), ("beacon", 0), ("relay", 1), ("relay", 0))
+
+
+class SelfTest:
+    def __init__(self, board):
+        self.board = board
+        self.step = 0            # 0 = not running, else 1 + index of the next step
+        self.boot = True         # the boot self-test (part of the warm-up) has not finished yet
+        self.problem = ""
+        self.failed = False
+        self.finished = False    # set in the iteration that finished (the caller sends SELFTEST)
+        self._driven = 0
+
+    def start(self):
+        self.step = 1
+        self.problem = ""
+
+    def tick(self, relay, sense_wired):
+        """One iteration while running: drives buzzer/beacon, returns the relay level to drive now."""
+        self.finished = False
+        b = self.board
+        i = self.step - 1
+        # auxiliary contact closes to GND when energised: sense must read the opposite of what was driven
+        if i > 0 and sense_wired and b.relay_sense.value() == self._driven:
+            self.problem = "relay sense did not follow the relay"
+        if i >= len(STEPS):
+            self.step = 0
+            self.failed = bool(self.problem)
+            self.finished = True
+            self.boot = False
+            out = relay
+        else:
+            self.step += 1
+            what, level = STEPS[i]
+            out = relay
+            if what == "relay":
+                if self.boot:
+                    out = level  # boot: one 100 ms pulse of the relay driver
+                elif level == 1:
+                    out = 0      # on demand: a short OFF pulse, never an ON pulse
+            else:
+                (b.buzzer if what == "buzzer" else b.beacon).value(level)
+        self._driven = out
+        return out
