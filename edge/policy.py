@@ -100,6 +100,7 @@ class DeviceState:
     lost_alert_t: float = -1e18  # long ago
     last_seen: float = 0.0
     port: str = ""
+    placeholder: bool = False  # named after a port before any board was heard on it
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, separators=(",", ":"))
@@ -121,6 +122,7 @@ class Policy:
         self.model_version = model_version
         self.clock = clock
         self.devices: dict[str, DeviceState] = {}
+        self._placeholders: dict[str, str] = {}  # port -> device name used for its link alert
         self.last: dict[str, Reading] = {}
         self.port_devices: dict[str, set[str]] = {}
         self._board_key: dict[str, tuple] = {}
@@ -132,6 +134,9 @@ class Policy:
                     self.devices[key[7:]] = DeviceState.from_json(text)
                 except (ValueError, TypeError):
                     pass  # an unreadable saved state only costs a repeated raise
+        for name, st in self.devices.items():
+            if st.placeholder and st.active.get("link"):
+                self._placeholders[st.port] = name
 
     # ---------------------------------------------------------------------------------------------- helpers
 
@@ -175,6 +180,10 @@ class Policy:
         if st.active.get("link"):
             self._set(device, st, "link", False, t, f"{device}: link restored, frames arriving on {port}", out,
                       port=port)
+        placeholder = self._placeholders.pop(port, None)  # a link alert raised before any board was known
+        if placeholder and placeholder != device and self._dev(placeholder).active.get("link"):
+            self._set(placeholder, self._dev(placeholder), "link", False, t,
+                      f"{port}: link restored, board {device} is sending", out, port=port)
         return out
 
     def on_reading(self, r: Reading, t: float) -> list[Alert]:
@@ -234,8 +243,11 @@ class Policy:
             return []
         out: list[Alert] = []
         devices = self.port_devices.get(port) or {d for d, s in self.devices.items() if s.port == port}
-        if not devices:
-            devices = {port.rstrip("/").rsplit("/", 1)[-1].replace(".", "_")[:32] or "port"}
+        if not devices:  # no board heard on this port yet: name the alert after the port
+            name = "".join(c if c.isalnum() or c in "_-" else "_" for c in port.rstrip("/").rsplit("/", 1)[-1])
+            devices = {name[-32:] or "port"}
+            self._placeholders[port] = next(iter(devices))
+            self._dev(self._placeholders[port]).placeholder = True
         for device in sorted(devices):
             st = self._dev(device)
             st.port = port

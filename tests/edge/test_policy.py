@@ -79,7 +79,9 @@ def test_forecast_early_warning_only_for_vol_boards():
 
 def test_link_lost_restored_frames_lost_reboot_and_silence():
     p = Policy("s", "e", PolicyConfig(frames_lost_holdoff_s=10, silent_after_s=5))
-    assert kinds(p.on_link("/dev/ttyACM0", False, "cannot open", 0.0)) == [("link", "raised")]  # no device yet
+    first = p.on_link("/dev/ttyACM0", False, "cannot open", 0.0)  # no board heard there yet: named after the port
+    assert [(a.device, a.kind, a.state) for a in first] == [("ttyACM0", "link", "raised")]
+    assert [(a.device, a.state) for a in p.on_frame("pico-9", "/dev/ttyACM0", 0.5)] == [("ttyACM0", "cleared")]
     p.on_frame("b1", "/dev/ttyUSB1", 1.0)
     assert kinds(p.on_link("/dev/ttyUSB1", False, "read failed", 2.0)) == [("link", "raised")]
     assert p.on_link("/dev/ttyUSB1", True, "open", 3.0) == []  # cleared when frames arrive, not on open
@@ -87,8 +89,8 @@ def test_link_lost_restored_frames_lost_reboot_and_silence():
     assert kinds(p.on_gap("b1", Gap(3, False, False), 4.0)) == [("frames_lost", "raised")]
     assert p.on_gap("b1", Gap(2, False, False), 5.0) == []  # inside the hold-off: counted
     assert p.on_gap("b1", Gap(0, True, False), 5.5)[0].kind == "reboot"
-    later = p.tick(14.5)  # silent for > 5 s, and the held-back count goes out
-    assert sorted(kinds(later)) == [("frames_lost", "raised"), ("link", "raised")]
+    later = p.tick(14.5)  # silent for > 5 s (both boards), and the held-back count goes out
+    assert sorted((a.device, a.kind) for a in later) == [("b1", "frames_lost"), ("b1", "link"), ("pico-9", "link")]
     assert [a.details.get("lost") for a in later if a.kind == "frames_lost"] == [2]
 
 
@@ -99,3 +101,11 @@ def test_saved_state_means_a_restarted_policy_neither_repeats_nor_forgets():
     q = Policy("s", "e", saved=saved)
     assert q.on_reading(reading("ALARM", 1.2), 2.0) == []
     assert kinds(q.on_reading(reading(), 3.0)) == [("alarm", "cleared")]
+
+
+def test_a_link_alert_named_after_a_port_is_cleared_after_a_restart_when_a_board_speaks():
+    p = Policy("s", "e")
+    p.on_link("/dev/serial/by-id/usb-Board_e661-if00", False, "cannot open", 0.0)
+    q = Policy("s", "e", saved=p.saved_state())
+    out = q.on_frame("pico-1", "/dev/serial/by-id/usb-Board_e661-if00", 1.0)
+    assert [(a.device, a.kind, a.state) for a in out] == [("usb-Board_e661-if00", "link", "cleared")]
