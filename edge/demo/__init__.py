@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.errors import BrokerError, ConfigError, FiredampError
+from edge.errors import ConfigError, FiredampError
 
 DEVICE = "demo-01"
 SITE = "demo"
@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulated seconds per wall-clock second (default 10: the story takes ~95 s)")
     parser.add_argument("--broker", default=None, metavar="HOST:PORT",
                         help="use this MQTT broker (anonymous, plain TCP) instead of starting a private one")
+    parser.add_argument("--local-broker", choices=("auto", "mosquitto", "amqtt"), default="auto",
+                        help="without --broker: which private broker to start (default auto: Mosquitto when "
+                             "installed, else the built-in amqtt)")
     parser.add_argument("--seed", type=int, default=0, help="scenario seed (default 0)")
     parser.add_argument("--duration", type=float, default=None, metavar="S",
                         help="scenario length in simulated seconds (default: the scenario's own; story 900)")
@@ -70,7 +73,7 @@ def _clean(run_dir: Path) -> None:
                 path.unlink()
 
 
-def _edge_toml(run_dir: Path, link: Path, host: str, port: int) -> Path:
+def _edge_toml(run_dir: Path, link: Path, host: str, port: int, protocol: str) -> Path:
     path = run_dir / "edge.toml"
     path.write_text(f"""# written by `firedamp demo`: `firedamp run --config {path}` runs the same edge service
 edge_id = "{EDGE_ID}"
@@ -86,6 +89,7 @@ name = "virtual board"
 host = "{host}"
 port = {port}
 client_id = "firedamp-demo-edge"
+protocol = "{protocol}"
 discovery = false
 status_interval_s = 10
 
@@ -124,22 +128,27 @@ def run(args: argparse.Namespace) -> int:
     view = None
     places: dict[str, str] = {}
     counters: dict[str, object] = {}
+    error: FiredampError | None = None
     try:
         if args.broker:
             host, port = _parse_broker(args.broker)
             broker_text = f"broker {host}:{port}"
         else:
-            broker = LocalBroker(run_dir)
+            broker = LocalBroker(run_dir, prefer=args.local_broker)
             host, port = broker.host, broker.port
             broker_text = f"private {broker.kind} broker on {broker.address}"
         board = _start_board(args, run_dir, link, console_link, pins)
-        cfg = load(_edge_toml(run_dir, link, host, port))
+        # amqtt speaks MQTT 3.1.1 only; Mosquitto (and most brokers) speak 5, which reports refused alerts
+        protocol = "3.1.1" if broker is not None and broker.kind == "amqtt" else "5"
+        cfg = load(_edge_toml(run_dir, link, host, port, protocol))
         svc = Service(cfg)
         observations = svc.observe()
         speed_text = f"{args.speed:g}x" if args.speed != 1 else "real time"
         view = LiveView(f"firedamp demo: scenario {args.scenario} at {speed_text}; {broker_text}",
                         every_s=max(15.0, duration / 60.0))
         view.script = _script(args.scenario, scenario)
+        view.note(f"the simulated mine: {view.script}")
+        places["MQTT broker"] = broker_text
         model_spec = svc.detector.spec if svc.detector else None
         if model_spec is not None:
             view.horizon_s = model_spec.horizon * model_spec.sample_period_s
@@ -152,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if view:
             view.note("stopped by Ctrl-C")
+    except FiredampError as exc:
+        error = exc
     finally:
         if svc is not None:
             svc.stop()
@@ -163,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             rejected = {reason: n for reason, n in d.rejected.items() if n}
             if rejected:
                 counters["rejected by reason"] = rejected
-            places = {"outbox": str(svc.cfg.outbox_path), "history": str(svc.cfg.history_path),
+            places |= {"outbox": str(svc.cfg.outbox_path), "history": str(svc.cfg.history_path),
                       "edge service log": str(log_file), "edge config": str(run_dir / "edge.toml")}
         if sub is not None:
             time.sleep(0.3)  # alerts published at the very end
@@ -181,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
     if view is not None:
         view.draw()
         print(view.summary(counters, places), flush=True)
+    if error is not None:
+        raise error
     return 0
 
 
@@ -238,7 +251,8 @@ def _loop(args, view, observations: queue.Queue, operator, board: subprocess.Pop
             view.note(f"--seconds {args.seconds:g} reached")
             return
         if board.poll() is not None:
-            raise BrokerError("the virtual board stopped unexpectedly; see its log")
+            raise FiredampError(f"the virtual board stopped unexpectedly (exit status {board.returncode}); "
+                                f"see {Path(args.run_dir) / 'board.log'}")
         try:
             kind, data = observations.get(timeout=0.1)
         except queue.Empty:

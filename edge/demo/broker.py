@@ -54,6 +54,8 @@ class LocalBroker:
         self._proc: subprocess.Popen[bytes] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        if prefer not in ("auto", "mosquitto", "amqtt"):
+            raise BrokerError(f"unknown broker kind {prefer!r}: auto, mosquitto or amqtt")
         binary = mosquitto_binary() if prefer in ("auto", "mosquitto") else None
         if prefer == "mosquitto" and binary is None:
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")

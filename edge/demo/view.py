@@ -75,6 +75,8 @@ class LiveView:
         self._started = time.monotonic()
         self.horizon_s = 0.0
         self.script = ""  # what the simulator will do, for the narration line
+        if not self._tty:
+            self._line(title)
 
     def _board(self, device: str) -> BoardView:
         if device not in self._boards:

@@ -40,9 +40,10 @@ def load_firmware():
     import machine
     import main as fw_main
     import methane as fw_methane
+    import protocol as fw_protocol
     import settings as fw_settings
 
-    return machine, fw_board, fw_main, fw_settings, fw_methane
+    return machine, fw_board, fw_main, fw_settings, fw_methane, fw_protocol
 
 
 class SimClock:
@@ -89,7 +90,8 @@ class VirtualBoard:
     def __init__(self, scenario, link: str, flash: Path, device_id: str = "pico-01", speed: float = 1.0,
                  front_end: str = "ma", console_link: str | None = None, record: Path | None = None,
                  sensor_offset_pct: float = 0.0, sensor_gain: float = 1.0, gas_file: Path | None = None):
-        self.machine, self.fw_board, self.fw_main, self.fw_settings, self.fw_methane = load_firmware()
+        (self.machine, self.fw_board, self.fw_main, self.fw_settings, self.fw_methane,
+         self.fw_protocol) = load_firmware()
         self.scenario = scenario
         self.speed = speed
         self.flash = Path(flash)
@@ -209,7 +211,7 @@ class VirtualBoard:
             return
         if self._record is not None:
             changed = {k: v for k, v in now.items() if self._pins.get(k) != v}
-            state = self.fw_main.protocol.STATES[self.ctl.alarm.state]
+            state = self.fw_protocol.STATES[self.ctl.alarm.state]
             for pin, value in changed.items():
                 entry = {"t_s": round(self.sim_s, 3), "pin": pin, "value": value, "state": state}
                 if why:

@@ -1,0 +1,22 @@
+"""`firedamp demo` on a machine without Mosquitto: the built-in amqtt broker carries the alerts.
+
+A short, accelerated run of the story: the demo's own subscriber must receive the model's advisory alert
+through amqtt, and the summary must say which broker ran and where the outbox and logs are.
+"""
+
+import re
+
+
+def test_demo_with_the_builtin_broker_delivers_alerts(firedamp, tmp_path):
+    run_dir = tmp_path / "run"
+    done = firedamp.run("demo", "--local-broker", "amqtt", "--speed", "30", "--seconds", "20", "--run-dir",
+                        str(run_dir), timeout=90)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "private amqtt broker on 127.0.0.1:" in done.stdout
+    received = re.search(r"alerts received by the subscriber: (\d+)", done.stdout)
+    assert received and int(received.group(1)) >= 1, done.stdout[-2000:]
+    assert re.search(r"ALERT +warning +anomaly raised", done.stdout), done.stdout[-2000:]
+    for place in ("outbox.sqlite", "edge.log", "board.log"):
+        assert (run_dir / place).exists() and str(run_dir / place) in done.stdout.replace("\n", " ") or \
+            place in done.stdout, place
+    assert "frames rejected: 0" in done.stdout
