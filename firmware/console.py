@@ -136,16 +136,26 @@ class Console(Commands):
         self._ok("%d settings" % len(settings.KEYS))
 
     def cmd_log(self, args, now):
-        try:
-            with open(self.ctl.records_path) as f:
-                lines = f.read().split("\n")
-        except OSError:
+        path = self.ctl.records_path
+        last = []
+        count = 0
+        for name in (path + ".old", path):   # oldest first; read line by line: little RAM
+            try:
+                with open(name) as f:
+                    for line in f:
+                        if line.strip():
+                            count += 1
+                            last.append(line.rstrip())
+                            if len(last) > _LOG_LINES:
+                                last.pop(0)
+            except OSError:
+                pass
+        if not count:
             self._ok("no records yet")
             return
-        lines = [ln for ln in lines if ln]
-        for ln in lines[-_LOG_LINES:]:
+        for ln in last:
             self._more(ln)
-        self._ok("%d records (last %d shown)" % (len(lines), min(len(lines), _LOG_LINES)))
+        self._ok("%d records (last %d shown)" % (count, len(last)))
 
     def cmd_unlock(self, args, now):
         if not self._nargs(args, 1, 1, "unlock <pin>"):

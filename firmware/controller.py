@@ -3,6 +3,8 @@
 One `Controller.step()` is one loop iteration at the injected clock's time (see main.py for the API).
 """
 
+import os
+
 import alarm
 import protocol
 import settings
@@ -29,6 +31,7 @@ FLAG_CAL_DUE = const(0x01)
 FLAG_FLOW_LOW = const(0x02)
 FLAG_ACK = const(0x04)
 FLAG_UNLOCKED = const(0x08)
+_RECORDS_MAX = const(4096)     # bytes per records file (records.txt + records.txt.old on flash)
 WDT_TIMEOUT_MS = const(1500)    # a hung loop cuts power through the relay's own drop-out within this
 
 
@@ -151,10 +154,17 @@ class Controller:
         """A state-changing console action: E frame now, and a line in records.txt (`log` shows them)."""
         text = "%s, uptime %d ms" % (text, self.uptime_ms())
         self.event(code, text)
+        path = self.records_path
         try:
-            with open(self.records_path, "a") as f:
+            with open(path, "a") as f:
                 f.write("%s %s\n" % (code, text))
-        except OSError as exc:
+            if os.stat(path)[6] > _RECORDS_MAX:  # rotate: records.old keeps the previous file
+                try:
+                    os.remove(path + ".old")
+                except OSError:
+                    pass
+                os.rename(path, path + ".old")
+        except (OSError, MemoryError) as exc:
             self.event("SETTINGS", "records.txt: %s" % exc)
 
     # ---- the loop --------------------------------------------------------------------------------

@@ -261,3 +261,21 @@ def test_missing_settings_is_a_fault_until_saved_and_acknowledged():
         assert rig.relay == 1
     finally:
         rig.close()
+
+
+def test_records_file_stays_small_and_keeps_the_newest():
+    rig = rig_on()
+    try:
+        for i in range(400):
+            rig.ctl.record("SET", "test_key %d -> %d" % (i, i + 1))
+        import os
+        path = rig.ctl.records_path
+        assert os.stat(path)[6] <= 4096 + 100 and os.stat(path + ".old")[6] <= 4096 + 100
+        replies = rig.cmd("log")
+        recs = [t for s, t in replies if s == "MORE"]
+        count = int(replies[-1][1].split()[0])
+        assert 50 <= count < 400      # the oldest were rotated away
+        assert recs[-1].startswith("SET test_key 399 -> 400")
+        assert len(recs) == 10
+    finally:
+        rig.close()
