@@ -208,19 +208,31 @@ def write_broker_config(b: Broker, acl: str, require_client_cert: bool, persiste
 @pytest.fixture
 def mosquitto(tmp_path, request):
     """Factory: `mosquitto(auth=False, tls=False, users=None, acl=None, require_client_cert=False,
-    persistence=False, start=True)`."""
+    persistence=False, start=True, config=None)`; `config` is a whole config text of your own in which
+    `{port}` and `{dir}` are filled in (plus `user root` when root); `users` then go to `{dir}/passwd`."""
     if not MOSQUITTO:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto mosquitto-clients)")
     brokers: list[Broker] = []
 
     def make(auth: bool = False, tls: bool = False, users: dict[str, str] | None = None, acl: str | None = None,
-             require_client_cert: bool = False, persistence: bool = False, start: bool = True) -> Broker:
+             require_client_cert: bool = False, persistence: bool = False, start: bool = True,
+             config: str | None = None) -> Broker:
         d = tmp_path / f"broker{len(brokers)}"
         d.mkdir()
         cert = request.getfixturevalue("certs") if tls else None
         b = Broker(dir=d, port=free_port(), tls=tls, auth=auth, users=dict(users or DEFAULT_USERS) if auth else {},
                    ca_file=cert.ca_file if cert else None, certs=cert)
-        write_broker_config(b, acl if acl is not None else DEFAULT_ACL, require_client_cert, persistence)
+        if config is None:
+            write_broker_config(b, acl if acl is not None else DEFAULT_ACL, require_client_cert, persistence)
+        else:
+            if users:
+                (d / "passwd").write_text("")
+                for user, password in users.items():
+                    subprocess.run(["mosquitto_passwd", "-b", str(d / "passwd"), user, password], check=True,
+                                   capture_output=True)
+            text = config.replace("{port}", str(b.port)).replace("{dir}", str(d))
+            text += f"\npid_file {d / 'mosquitto.pid'}\nlog_dest stderr\nconnection_messages true\n"
+            b.config_file.write_text(text + ("user root\n" if os.geteuid() == 0 else ""))
         brokers.append(b)
         return b.start() if start else b
 
