@@ -38,17 +38,17 @@ class Settings:
     chunk: int = 256  # LSTM steps per training sequence (streaming forms)
     burn_in: int = 16  # first steps of a sequence left out of the loss (state warming up)
     batch: int = 64
-    batches_per_epoch: int = 100
+    batches_per_epoch: int = 150
     lr: float = 3e-3
     max_epochs: int = 60
-    patience: int = 10
+    patience: int = 8
     seed: int = 0
     max_minutes: float = 12.0
     smoothing: int = 30
     risk: float = 1e-5
     # simulator data
-    n_normal: int = 24
-    n_each_anomaly: int = 6
+    n_normal: int = 32
+    n_each_anomaly: int = 8
     n_val_normal: int = 6
     duration_s: float = 3 * 3600.0
 
