@@ -32,6 +32,7 @@ _LOCKED_CMDS = ("set", "profile", "cal", "ack", "selftest", "save", "factory-res
 class Console(Commands):
     def __init__(self, ctl):
         Commands.__init__(self, ctl)
+        self.failures = 0          # commands that raised (counted, answered ERR; the loop goes on)
         self.buf = bytearray(_MAX)
         self.n = 0
         self.overflow = False
@@ -62,7 +63,11 @@ class Console(Commands):
                     line = bytes(self.buf[: self.n])
                     self.n = 0
                     self._last_ms = now
-                    self.run(line, now)
+                    try:
+                        self.run(line, now)
+                    except Exception as exc:  # noqa: BLE001 - a console bug must not stop the safety loop
+                        self.failures += 1
+                        self._err("command failed (%s); check with status and get" % type(exc).__name__)
             elif self.n < _MAX:
                 self.buf[self.n] = b
                 self.n += 1

@@ -279,3 +279,17 @@ def test_records_file_stays_small_and_keeps_the_newest():
         assert len(recs) == 10
     finally:
         rig.close()
+
+
+def test_a_command_that_raises_is_answered_and_the_loop_goes_on():
+    rig = rig_on()
+    try:
+        def boom(args, now):
+            raise MemoryError()
+        rig.ctl.console.cmd_status = boom
+        assert rig.last("status") == ("ERR", "command failed (MemoryError); check with status and get")
+        assert rig.ctl.console.failures == 1
+        rig.step(3)
+        assert rig.relay == 1
+    finally:
+        rig.close()

@@ -33,3 +33,39 @@ def test_firmware_suite_passes_on_micropython():
     assert passed == len(CASES), f"MicroPython ran {passed} tests, CPython {len(CASES)}"
     # the allocation test really measured there (gc.mem_alloc exists on MicroPython)
     assert "ok   fw_controller.test_steady_iteration_allocates_nothing" in out
+
+
+STDIO_SCRIPT = """
+import time
+import board
+s = board.StdioStream()
+s.write(b"first %r\\n" % (s.read(),))
+s.write(b"ready\\n")
+got = b""
+deadline = time.ticks_add(time.ticks_ms(), 5000)
+while b"\\n" not in got and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+    c = s.read()
+    if c:
+        got += c
+    else:
+        time.sleep_ms(5)
+s.write(b"got %r\\n" % (got,))
+"""
+
+
+@pytest.mark.skipif(not BINARY.exists(), reason=f"MicroPython unix binary not installed at {BINARY}")
+def test_board_stdio_stream_reads_without_blocking(tmp_path):
+    """The real board's USB link class (board.StdioStream: select.poll + ipoll on stdin) on MicroPython."""
+    script = tmp_path / "stdio_check.py"
+    script.write_text(STDIO_SCRIPT)
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join(str(ROOT / p) for p in ("firmware", "hardware/twin")))
+    proc = subprocess.Popen([str(BINARY), str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline() == b"first None\n"   # nothing typed yet: read() returns at once
+        assert proc.stdout.readline() == b"ready\n"
+        proc.stdin.write(b"status\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"got b'status\\n'\n"
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
