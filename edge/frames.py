@@ -112,7 +112,8 @@ _known_devices: set[str] = set()
 def _device(s: str) -> str:
     if s in _known_devices:
         return s
-    if not (0 < len(s) <= 16 and s.isascii() and s.replace("-", "").replace("_", "").isalnum()):
+    rest = s.replace("-", "").replace("_", "")  # an id of only '-' and '_' is valid (the board allows it)
+    if not (0 < len(s) <= 16 and s.isascii() and (rest == "" or rest.isalnum())):
         raise BadFrame("value", f"device id {s!r} must be 1–16 of A-Z a-z 0-9 _ -")
     if len(_known_devices) < 4096:
         _known_devices.add(s)
@@ -176,7 +177,8 @@ def parse(line: bytes) -> Frame:
         body = _text(",".join(f[6:]) if len(f) > 7 else f[6])
         if kind == "E":
             code = f[5]
-            if not (0 < len(code) <= 16 and code.isascii() and code.replace("_", "").isalnum() and code.upper() == code):
+            rest = code.replace("_", "")
+            if not (0 < len(code) <= 16 and code.isascii() and (rest == "" or rest.isalnum()) and code.upper() == code):
                 raise BadFrame("value", f"event code {code!r} must be 1–16 of A-Z 0-9 _")
             return Event(device, seq, uptime, code, body)
         if f[5] not in _REPLY_STATUSES:
