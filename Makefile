@@ -7,8 +7,19 @@ FIRMWARE := $(wildcard firmware/*.py)
 
 .PHONY: demo test lint check-firmware pytest sysdeps clean
 
+# Python 3.11+ with the venv module (Debian/Ubuntu ship it apart: python3-venv; installed here when root).
 $(BIN)/python:
-	$(PY) -m venv $(VENV)
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "firedamp needs Python 3.11 or newer; $(PY) is $$($(PY) -V 2>&1). Run: make $(MAKECMDGOALS) PY=python3.11" >&2; exit 1; }
+	@$(PY) -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing python3-venv with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null; }; \
+	    $(PY) -m venv $(VENV); \
+	  else \
+	    echo "cannot create $(VENV): install the venv module with: sudo apt-get install python3-venv" >&2; exit 1; \
+	  fi; }
 	$(BIN)/pip install -q --upgrade pip
 
 # Runtime only (no torch): what `make demo` needs. amqtt is the broker when Mosquitto is missing.
@@ -41,8 +52,10 @@ sysdeps:
 	  fi; \
 	fi
 
+# The story ends by itself (~95 s). Options: make demo DEMO_ARGS="--scenario outburst --speed 20"
+DEMO_ARGS ?=
 demo: $(VENV)/.runtime
-	$(BIN)/firedamp demo
+	$(BIN)/firedamp demo $(DEMO_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
@@ -58,4 +71,4 @@ pytest: $(VENV)/.dev sysdeps
 test: lint check-firmware pytest
 
 clean:
-	rm -rf $(VENV) $(STUBS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(STUBS) .pytest_cache .mypy_cache .ruff_cache run/demo
