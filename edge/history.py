@@ -199,9 +199,12 @@ def iso(t: float) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Print the readings the edge service stored for one board: every reading of the last "
+                     "7 days (by default), or per-minute minimum/mean/maximum for months (--minutes). "
+                     "--csv gives a file to retrain or evaluate the model on this site's own data.")
     p.epilog = ("Examples:  firedamp history --device pico-01 --since 2h\n"
                 "           firedamp history --device pico-01 --since 30d --minutes\n"
-                "           firedamp history --device pico-01 --since 7d --csv > normal.csv   "
+                "           firedamp history --device pico-01 --since 7d --csv > normal.csv"
                 "\n           (then: firedamp train --data normal.csv --features ch4,flow --out site.onnx)")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--device", required=False, help="board id as it appears in its frames (e.g. pico-01); "

@@ -321,9 +321,15 @@ def _event_payload(e: Event, t: float) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- `firedamp run`
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = ("Reads the boards listed in edge.toml, scores their readings and publishes telemetry, state and\n"
-                "alerts over MQTT. Stops cleanly on Ctrl-C or SIGTERM (systemctl stop firedamp).\n"
-                "Example:  firedamp run --config /etc/firedamp/edge.toml")
+    p.description = (
+        "Run the edge service: read every sensor board listed in edge.toml over serial, check each frame, "
+        "score the readings with the anomaly model (advisory only), keep a local history, and publish "
+        "telemetry, board state and alerts over MQTT. Alerts are stored on disk until the broker has them, "
+        "so none is lost while the broker or network is down. The settings in effect are logged at start "
+        "(passwords never). Normally started by systemd (deploy/firedamp.service).")
+    p.epilog = ("Stops cleanly on Ctrl-C or SIGTERM (systemctl stop firedamp): sends waiting alerts, publishes\n"
+                "`offline`, closes.  Example:  firedamp run --config /etc/firedamp/edge.toml\n"
+                "Topics and payloads: docs/mqtt.md.  Example config: deploy/edge.toml.")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--config", default="/etc/firedamp/edge.toml",
                    help="the edge.toml to use (default: /etc/firedamp/edge.toml; see deploy/edge.toml)")
