@@ -15,6 +15,7 @@ import queue
 import re
 import sqlite3
 import sys
+import textwrap
 import threading
 import time
 from datetime import UTC, datetime
@@ -199,7 +200,7 @@ def iso(t: float) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Print the readings the edge service stored for one board: every reading of the last "
+    p.description = textwrap.fill("Print the readings the edge service stored for one board: every reading of the last "
                      "7 days (by default), or per-minute minimum/mean/maximum for months (--minutes). "
                      "--csv gives a file to retrain or evaluate the model on this site's own data.")
     p.epilog = ("Examples:  firedamp history --device pico-01 --since 2h\n"

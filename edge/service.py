@@ -16,6 +16,7 @@ import argparse
 import logging
 import queue
 import signal
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -321,7 +322,7 @@ def _event_payload(e: Event, t: float) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- `firedamp run`
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = (
+    p.description = textwrap.fill(
         "Run the edge service: read every sensor board listed in edge.toml over serial, check each frame, "
         "score the readings with the anomaly model (advisory only), keep a local history, and publish "
         "telemetry, board state and alerts over MQTT. Alerts are stored on disk until the broker has them, "
