@@ -1,0 +1,276 @@
+"""Shared benchmark helpers: timing, machine description, board frames, ptys and a `firedamp run` process.
+
+Benchmarks measure and print; nothing here asserts a figure. Every helper cleans up what it starts.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import tty
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIREDAMP = str(Path(sys.executable).with_name("firedamp"))
+
+
+def per_call_us(fn: Callable[[], object], min_s: float, repeats: int = 3) -> float:
+    """Median over `repeats` of the mean µs per call of fn(), each repeat running at least `min_s`."""
+    fn()  # warm: first-call allocations and lazy initialisation are not what we measure
+    results = []
+    for _ in range(max(1, repeats)):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_s:
+                break
+        results.append(1e6 * elapsed / n)
+    return statistics.median(results)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """q in 0..100, linear interpolation between closest ranks (numpy's default)."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict:
+    return {
+        "cpu": cpu_model(), "cores": os.cpu_count() or 0, "arch": platform.machine(),
+        "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+        "numpy": version("numpy"), "onnxruntime": version("onnxruntime"), "torch": version("torch"),
+        "paho_mqtt": version("paho-mqtt"), "load_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- frames
+
+def reading_lines(device: str, ch4: list[float], flow: list[float], states: list[str] | None = None,
+                  seq0: int = 0, uptime0_ms: int = 60_000, period_ms: int = 1000) -> list[bytes]:
+    """Wire lines (docs/protocol.md) of consecutive R frames of one board, one per sample period."""
+    from edge.frames import Reading, format_reading
+
+    out = []
+    total = 0.0
+    for i, (c, q) in enumerate(zip(ch4, flow, strict=True)):
+        total += q * period_ms / 60_000.0
+        state = states[i] if states else "NORMAL"
+        out.append(format_reading(Reading(device, seq0 + i, uptime0_ms + i * period_ms, round(c, 2), "VOL",
+                                          round(q, 3), "m3/min", round(total, 3), state,
+                                          0 if state == "POWEROFF" else 1, 0, 0)))
+    return out
+
+
+def mine_series(n: int, seed: int) -> tuple[list[float], list[float]]:
+    """n samples of the simulator's normal mine (ch4 % vol, flow m3/min) for seed."""
+    from models import scenarios
+
+    sc = scenarios.make("normal", seed, duration_s=float(max(n, 10)))
+    return [float(v) for v in sc.ch4[:n]], [float(v) for v in sc.flow[:n]]
+
+
+# ---------------------------------------------------------------------------------------------- ptys
+
+class Pty:
+    """A raw pty pair: the edge opens `device`; the bench writes board bytes to `master`."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        tty.setraw(self.master)
+        self.device = os.ttyname(self.slave)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.master, view):]
+
+    def drain(self) -> None:
+        """Read and drop whatever the edge wrote to the board (keeps the buffer from filling)."""
+        import select
+
+        while select.select([self.master], [], [], 0)[0]:
+            if not os.read(self.master, 4096):
+                return
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------------------------------------- broker + edge
+
+class Mosquitto:
+    """A private Mosquitto on a free loopback port, configured as tests/conftest.py does (never 1883).
+
+    `nodelay=True` adds `set_tcp_nodelay true` (Mosquitto's default leaves Nagle's algorithm on).
+    """
+
+    host = "127.0.0.1"
+    kind = "mosquitto"
+
+    def __init__(self, run_dir: Path, nodelay: bool = False):
+        from edge.demo.broker import free_port, mosquitto_binary
+
+        binary = mosquitto_binary()
+        if binary is None:
+            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto; `make bench` does it)")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.nodelay = nodelay
+        conf = run_dir / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false",
+                 f"pid_file {run_dir / 'mosquitto.pid'}", f"log_dest file {run_dir / 'mosquitto.log'}",
+                 "max_queued_messages 100000"]
+        if nodelay:
+            lines.append("set_tcp_nodelay true")
+        if os.geteuid() == 0:
+            lines.append("user root")  # as root it drops to `mosquitto`, who cannot write these files
+        conf.write_text("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"mosquitto did not start (config {conf}, log {run_dir / 'mosquitto.log'})") from None
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextmanager
+def mosquitto(run_dir: Path, nodelay: bool = False) -> Iterator[Mosquitto]:
+    broker = Mosquitto(run_dir / ("broker-nodelay" if nodelay else "broker"), nodelay)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def write_config(path: Path, data_dir: Path, ports: list[str], broker_port: int, *, fsync: bool = True,
+                 history: bool = True, status_interval_s: float = 30.0, log_level: str = "warning") -> Path:
+    """An edge.toml for the bench: real boards on `ports`, the private broker, outbox durability as given."""
+    boards = "".join(f'[[boards]]\nport = "{p}"\n\n' for p in ports)
+    path.write_text(
+        f'edge_id = "bench"\nsite = "bench"\ndata_dir = "{data_dir}"\nlog_level = "{log_level}"\n\n{boards}'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nstatus_interval_s = {status_interval_s}\n'
+        f'reconnect_min_s = 0.1\nreconnect_max_s = 1\n\n'
+        f"[outbox]\nfsync = {'true' if fsync else 'false'}\n\n[history]\nenabled = {'true' if history else 'false'}\n")
+    return path
+
+
+class Listener:
+    """A paho subscriber recording (monotonic arrival time, topic, payload) of every message."""
+
+    def __init__(self, host: str, port: int, topics: tuple[str, ...] = ("#",)):
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[tuple[float, str, bytes]] = []
+        self.cond = threading.Condition()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-listener-{os.getpid()}-{id(self)}")
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError(f"bench listener could not subscribe on {host}:{port}")
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.cond:
+            self.messages.append((time.monotonic(), msg.topic, bytes(msg.payload)))
+            self.cond.notify_all()
+
+    def wait_for(self, pred: Callable[[list[tuple[float, str, bytes]]], object], timeout: float) -> object:
+        """Wait until pred(messages) is truthy; returns its value (None on timeout)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                value = pred(self.messages)
+                if value:
+                    return value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(min(left, 0.5))
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@contextmanager
+def edge_process(config: Path, log: Path) -> Iterator[subprocess.Popen]:
+    """`firedamp run --config CONFIG` as a child process; stopped with SIGTERM (then killed) on exit."""
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen([FIREDAMP, "run", "--config", str(config)], stdout=fh, stderr=fh, cwd=ROOT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def rss_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process, in kB, from /proc."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
