@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STUBS := .stubs
 FIRMWARE := $(wildcard firmware/*.py)
 
-.PHONY: demo test lint check-firmware pytest sysdeps clean
+.PHONY: demo test lint check-firmware pytest sysdeps clean bench
 
 # Python 3.11+ with the venv module (Debian/Ubuntu ship it apart: python3-venv; installed here when root).
 $(BIN)/python:
@@ -69,6 +69,11 @@ pytest: $(VENV)/.dev sysdeps
 	$(BIN)/pytest -q
 
 test: lint check-firmware pytest
+
+# One table of speed, memory and detection quality (bench/README.md), written to bench/results.md.
+# Row 1 compares with PyTorch eager, so this needs the train extra (.dev), Mosquitto and the MicroPython binary.
+bench: $(VENV)/.dev sysdeps
+	$(BIN)/firedamp bench
 
 clean:
 	rm -rf $(VENV) $(STUBS) .pytest_cache .mypy_cache .ruff_cache run/demo
