@@ -169,7 +169,10 @@ class HistoryWriter(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(5)
+        if self.is_alive():
+            self.join(5)
+        else:
+            self._flush()
         self.history.close()
 
 

@@ -152,3 +152,9 @@ def test_unplug_mid_frame_gives_link_lost_then_restored_and_no_partial_reading(
     assert sub.wait(lambda m: any(json.loads(p)["kind"] == "frames_lost" for _, p, _ in m))
     lost = [json.loads(p) for _, p, _ in sub.messages if json.loads(p)["kind"] == "frames_lost"]
     assert lost and lost[0]["details"]["lost"] == 1  # frame 3 never arrived whole
+
+
+def test_stop_without_start_closes_cleanly(edge_config, service_factory):
+    svc = service_factory(edge_config(None, ["/dev/does-not-exist"], model={"enabled": False}))
+    svc.stop()
+    assert svc.outbox.depth == 0
