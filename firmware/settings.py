@@ -140,8 +140,10 @@ def validate(raw):
         v = raw[key]
         row = _row(key)
         try:
-            if row is not None and row[1] in (_INT, _FLOAT) and isinstance(v, (int, float)) \
-                    and not isinstance(v, bool):
+            if row is not None and row[1] in (_INT, _FLOAT):
+                # a number must be a JSON number: a string ("1234", or a non-ASCII digit) is the wrong type
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    raise ValueError("%s has the wrong type" % key)
                 values[key] = parse(key, repr(v))
             elif isinstance(v, str):
                 values[key] = parse(key, v)
@@ -177,7 +179,7 @@ def decode(data):
         raise ValueError("checksum mismatch")
     try:
         return json.loads(lines[0])
-    except ValueError:
+    except (ValueError, RuntimeError, MemoryError):  # RuntimeError: nesting too deep (CPython RecursionError)
         raise ValueError("bad JSON")
 
 
