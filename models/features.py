@@ -81,7 +81,7 @@ class ModelSpec:
                 continue
             try:
                 values[f.name] = json.loads(raw)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
                 raise ModelError(f"model metadata key {f.name!r} is not valid JSON: {raw[:40]!r}") from exc
         spec = cls(**values)  # type: ignore[arg-type]
         spec.validate()
@@ -101,6 +101,8 @@ class ModelSpec:
             value = getattr(self, key)
             if not isinstance(value, list) or len(value) != n:
                 raise bad(key, f"must be a list of {n} entries (one per feature)")
+        if not all(isinstance(u, str) for u in self.units):
+            raise bad("units", "must hold strings")
         for key in ("mean", "std"):
             if not all(_finite(v) for v in getattr(self, key)):
                 raise bad(key, "must hold finite numbers")
@@ -116,9 +118,9 @@ class ModelSpec:
             raise bad("form", f"must be one of {FORMS}, not {self.form!r}")
         for key in ("window", "hidden_size", "num_layers", "horizon", "smoothing"):
             value = getattr(self, key)
-            if not (isinstance(value, int) and value >= 1):
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
                 raise bad(key, "must be an integer >= 1")
-        if not (isinstance(self.warmup, int) and self.warmup >= 0):
+        if not (isinstance(self.warmup, int) and not isinstance(self.warmup, bool) and self.warmup >= 0):
             raise bad("warmup", "must be an integer >= 0")
         if not (_finite(self.threshold) and self.threshold > 0):
             raise bad("threshold", "must be a number > 0")
@@ -139,7 +141,12 @@ _REQUIRED = {
 
 
 def _finite(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer too large for a float (JSON allows any number of digits)
+        return False
 
 
 def normalise(x: np.ndarray, spec: ModelSpec) -> np.ndarray:
