@@ -1,5 +1,11 @@
 """Regression tests for the bugs the reliability attacks found in other modules (one test per fix)."""
 
+import binascii
+
+import pytest
+
+from edge.config import load
+from edge.errors import ConfigError, ModelError
 from edge.frames import Event, Reading, parse, seal
 
 
@@ -10,3 +16,56 @@ def test_a_device_id_of_only_dashes_and_underscores_is_read_as_the_board_allows_
         assert isinstance(r, Reading) and r.device == dev
     e = parse(seal("$FD1,E,b1,2,2000,_,text"))
     assert isinstance(e, Event) and e.code == "_"
+
+
+def _fw_settings():
+    import importlib
+
+    from hardware.twin.virtual import load_firmware
+
+    load_firmware()
+    return importlib.import_module("settings")
+
+
+def test_a_checksummed_settings_file_of_deeply_nested_json_falls_back_instead_of_crashing_the_boot(tmp_path):
+    settings = _fw_settings()
+    body = "[" * 100_000
+    (tmp_path / "settings.json").write_text(f"{body}\n{binascii.crc32(body.encode()):08x}\n")
+    values, problem = settings.Store(str(tmp_path)).load()  # used to raise RecursionError: the board never booted
+    assert values == settings.defaults() and "bad JSON" in problem
+
+
+def test_a_number_setting_written_as_a_string_is_the_wrong_type_not_silently_converted(tmp_path):
+    settings = _fw_settings()
+    good = settings.defaults()
+    for bad in ("1234", "\uff19"):  # "９" (full-width nine) used to load as warmup_s = 9 with no fault
+        values = dict(good, warmup_s=bad)
+        settings.Store(str(tmp_path)).save(values)
+        loaded, problem = settings.Store(str(tmp_path)).load()
+        assert loaded["warmup_s"] == good["warmup_s"] and "warmup_s has the wrong type" in problem
+
+
+def test_edge_toml_nested_too_deep_is_a_config_error_not_a_traceback(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text("site = " + "[" * 100_000)
+    with pytest.raises(ConfigError, match="nested too deep"):
+        load(path)
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("mean", "[1" + "0" * 400 + ", 0]", "finite"),   # OverflowError: int too large to convert to float
+    ("sample_period_s", "1" + "0" * 400, "> 0"),
+    ("std", "[" * 50_000, "not valid JSON"),          # RecursionError
+    ("units", "[1, 2]", "strings"),                   # used to pass; the edge then failed on units[i].replace
+    ("window", "true", "integer"),                    # a JSON true used to pass as window = 1
+    ("warmup", "false", "integer"),
+])
+def test_model_metadata_attacks_are_model_errors_naming_the_key(key, value, words):
+    from models.features import ModelSpec
+    from models.runtime import Model
+
+    props = Model().spec.to_metadata()
+    props[key] = value
+    with pytest.raises(ModelError, match=key) as info:
+        ModelSpec.from_metadata(props)
+    assert words in str(info.value)
