@@ -55,7 +55,12 @@ _CAUSES = {
 
 
 class StdioStream:
-    """The USB CDC serial link as a non-blocking byte stream (read() -> bytes or None, write(bytes))."""
+    """The USB CDC serial link as a non-blocking byte stream (read() -> bytes or None, write(bytes)).
+
+    A host that keeps the port open but stops reading would make each write wait (500 ms per write on
+    the rp2 port) until the watchdog cut power: so a frame is written only when the link polls writable,
+    and otherwise dropped and counted in `dropped` (the edge sees the gap in `seq`).
+    """
 
     def __init__(self):
         import select
@@ -65,6 +70,9 @@ class StdioStream:
         self._out = getattr(sys.stdout, "buffer", sys.stdout)
         self._poll = select.poll()
         self._poll.register(sys.stdin, select.POLLIN)
+        self._wpoll = select.poll()
+        self._wpoll.register(sys.stdout, select.POLLOUT)
+        self.dropped = 0
 
     def read(self):
         for _ in self._poll.ipoll(0):  # ipoll: no list allocated when nothing is waiting
@@ -72,7 +80,10 @@ class StdioStream:
         return None
 
     def write(self, data):
-        self._out.write(data)
+        for _ in self._wpoll.ipoll(0):
+            self._out.write(data)
+            return
+        self.dropped += 1
 
 
 class UartStream:

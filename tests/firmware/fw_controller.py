@@ -143,7 +143,7 @@ def test_calibration_due_after_fifteen_days():
         # a runtime file says the calibration is 15 days old minus 30 s: due 30 s (of uptime) later
         import settings
         settings.Store(root, "runtime").save({"total_x1000": 0, "cal_age_s": 15 * 86400 - 30})
-        rig = fwkit.Rig(root=root, save=False)
+        rig = rig.reboot()
         rig.set_pct(0.5)
         rig.boot()
         assert rig.ctl.flags & 1 == 0
@@ -244,12 +244,11 @@ def test_build_api_is_stable():
 
 def test_calibration_age_is_kept_across_reboots_without_flow():
     rig = fwkit.Rig({"total_save_s": 60})
-    root = rig.root
     try:
         rig.boot()
         rig.ctl.cal_age_s = 5000           # as if the board had run for 5000 s since its calibration
         rig.run_ms(61000)                  # no flow at all: the age must still be written
-        rig = fwkit.Rig(root=root, save=False)
+        rig = rig.reboot()
         assert rig.ctl.cal_age_s >= 5000
     finally:
         rig.close()

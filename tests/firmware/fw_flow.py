@@ -94,11 +94,13 @@ def test_totaliser_survives_a_reboot_and_is_saved_sparingly():
         rig.boot()
         rig.pulses("flow_pulse", 10, 5000)
         assert rig.ctl.flow.total_x1000 == 50000
-        again = fwkit.Rig(root=rig.root, save=False)
-        assert again.ctl.flow.total_x1000 == 0       # not saved yet: within total_save_s
-        rig.run_ms(61000)
-        again = fwkit.Rig(root=rig.root, save=False)
-        assert again.ctl.flow.total_x1000 == 50000
+        rig.run_ms(1000)
+        assert rig.reboot().ctl.flow.total_x1000 == 0     # not saved yet: within total_save_s
+        rig = fwkit.Rig({"k_pulses_per_l": 1.0, "total_save_s": 60}, root=rig.root)
+        rig.boot()
+        rig.pulses("flow_pulse", 10, 5000)
+        rig.run_ms(61000)                                  # the next sparing save
+        assert rig.reboot().ctl.flow.total_x1000 == 50000
     finally:
         rig.close()
 

@@ -4,6 +4,7 @@ A Rig is one board: fake `machine` pins/ADCs (hardware/twin/machine.py), a simul
 standing in for the serial link, and a fresh settings folder. Only builtins, os, json: no pytest here.
 """
 
+import gc
 import json
 import os
 
@@ -60,7 +61,7 @@ class Stream:
     """The serial link: `feed()` queues host bytes; what the board wrote accumulates in `out` (a list of
     writes, the newest KEEP only, so long runs fit the RP2040-sized heap; one write is one frame)."""
 
-    KEEP = 64
+    KEEP = 48
 
     def __init__(self):
         self.inp = []
@@ -100,6 +101,7 @@ def parse(line):
 
 class Rig:
     def __init__(self, overrides=None, save=True, root=None, vsys=33000, i2c=()):
+        gc.collect()  # the MicroPython leg runs in a 192 KB heap: start each board from a clean one
         machine.Pin.clear()
         machine.ADC.clear()
         machine.I2C.devices = list(i2c)
@@ -123,6 +125,13 @@ class Rig:
 
     def close(self):
         rmtree(self.root)
+
+    def reboot(self):
+        """The same board powered off and on: a new controller on the same settings folder.
+        The old controller is dropped first (two at once would not fit the RP2040-sized heap)."""
+        self.ctl = None
+        self.board = None
+        return Rig(root=self.root, save=False)
 
     # inputs
     def set_ma(self, ma):
@@ -182,17 +191,18 @@ class Rig:
                     out.append(parse(line))
         return out
 
-    def readings(self):
-        """New R frames as dicts keyed like docs/protocol.md (ch4, unit, flow, ..., faults and flags as ints)."""
+    def readings(self, last=8):
+        """The newest `last` R frames since the previous call, as dicts keyed like docs/protocol.md
+        (faults and flags as ints). Few and small: the MicroPython leg runs in a 192 KB heap."""
+        rs = [f for f in self.frames() if f[0] == "R"]
         out = []
-        for f in self.frames():
-            if f[0] == "R":
-                d = {}
-                for i in range(len(R_FIELDS)):
-                    d[R_FIELDS[i]] = f[i]
-                d["faults"] = int(d["faults"], 16)
-                d["flags"] = int(d["flags"], 16)
-                out.append(d)
+        for f in rs[-last:]:
+            d = {}
+            for i in range(len(R_FIELDS)):
+                d[R_FIELDS[i]] = f[i]
+            d["faults"] = int(d["faults"], 16)
+            d["flags"] = int(d["flags"], 16)
+            out.append(d)
         return out
 
     def cmd(self, line):

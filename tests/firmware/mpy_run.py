@@ -14,6 +14,7 @@ MODULES = ("fw_protocol", "fw_alarm", "fw_flow", "fw_methane", "fw_controller", 
 def main(names):
     passed = failed = 0
     for modname in MODULES:
+        gc.collect()  # compiling from source needs contiguous RAM: start each import from a clean heap
         mod = __import__(modname)
         for name in sorted(dir(mod)):
             if not name.startswith("test_") or (names and name not in names):

@@ -69,3 +69,31 @@ def test_board_stdio_stream_reads_without_blocking(tmp_path):
         assert proc.wait(10) == 0
     finally:
         proc.kill()
+
+
+FLOOD_SCRIPT = """
+import board
+s = board.StdioStream()
+line = b"$FD1,R,pico-01,0,0,0.10,VOL,0.000,L/min,0.000,NORMAL,1,0000,00*00000000\\n"
+for i in range(20000):           # 1.4 MB into a pipe nobody reads (the kernel holds 64 KB)
+    s.write(line)
+import sys
+sys.stderr.write("dropped %d\\n" % s.dropped)
+"""
+
+
+@pytest.mark.skipif(not BINARY.exists(), reason=f"MicroPython unix binary not installed at {BINARY}")
+def test_board_stdio_stream_drops_frames_instead_of_blocking(tmp_path):
+    """A host that holds the port open but stops reading must not stall the loop (the watchdog would cut)."""
+    script = tmp_path / "flood.py"
+    script.write_text(FLOOD_SCRIPT)
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join(str(ROOT / p) for p in ("firmware", "hardware/twin")))
+    proc = subprocess.Popen([str(BINARY), str(script)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.wait(20) == 0       # stdout is never read: a blocking write would hang here
+        err = proc.stderr.read()
+        dropped = int(err.split()[-1])
+        assert 0 < dropped < 20000, err
+    finally:
+        proc.kill()
