@@ -108,10 +108,10 @@ class ModelSpec:
                 raise bad(key, "must hold finite numbers")
         if not all(v > 0 for v in self.std):
             raise bad("std", "must be > 0")
-        if self.residual_std and (len(self.residual_std) != n or not all(_finite(v) and v > 0 for v in self.residual_std)):
+        if not isinstance(self.residual_std, list) or not self.residual_std:
+            raise bad("residual_std", "must be a non-empty list")  # a plain number used to raise TypeError
+        if len(self.residual_std) != n or not all(_finite(v) and v > 0 for v in self.residual_std):
             raise bad("residual_std", f"must be {n} numbers > 0")
-        if not self.residual_std:
-            raise bad("residual_std", "is empty")
         if not (_finite(self.sample_period_s) and self.sample_period_s > 0):
             raise bad("sample_period_s", "must be > 0")
         if self.form not in FORMS:

@@ -59,6 +59,7 @@ def test_edge_toml_nested_too_deep_is_a_config_error_not_a_traceback(tmp_path):
     ("units", "[1, 2]", "strings"),                   # used to pass; the edge then failed on units[i].replace
     ("window", "true", "integer"),                    # a JSON true used to pass as window = 1
     ("warmup", "false", "integer"),
+    ("residual_std", "1", "list"),                    # a plain number used to raise TypeError (len of int)
 ])
 def test_model_metadata_attacks_are_model_errors_naming_the_key(key, value, words):
     from models.features import ModelSpec
