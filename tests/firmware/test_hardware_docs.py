@@ -52,3 +52,30 @@ def test_readme_says_certified_intrinsically_safe_equipment_is_needed():
     text = (HW / "README.md").read_text().lower()
     assert "intrinsically safe" in text and "not certified" in text
     assert "pio" in text and "brown-out" in text and "flyback" in text
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
+
+
+def test_protocol_doc_lists_exactly_the_console_commands_the_board_has():
+    import commands
+    import console
+
+    text = DOCS.read_text()
+    listed = text.split("## Console commands")[1].split("Every command is answered")[0]
+    documented = {m.split()[0] for m in re.findall(r"`([a-z-]+(?: [^`]*)?)`", listed)}
+    handlers = {name[4:].replace("_", "-") for cls in (console.Console, commands.Commands)
+                for name in vars(cls) if name.startswith("cmd_")}
+    assert documented == handlers
+
+
+def test_every_event_code_the_board_sends_is_documented():
+    text = DOCS.read_text()
+    sent = set()
+    for path in FIRMWARE.glob("*.py"):
+        sent |= set(re.findall(r'(?:event|record|_change)\([^)]*?"([A-Z_]{2,})"', path.read_text()))
+    assert sent >= {"BOOT", "SELFTEST", "ACK", "RESTORE", "CAL", "SET", "PROFILE", "SAVE", "SETTINGS",
+                    "DISPLAY", "FACTORY"}
+    for code in sent:
+        assert f"`{code}`" in text, code
