@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import DataError
+from edge.errors import DataError, FiredampError
 from models.features import ModelSpec, fit_normalisation, future_max, normalise, sliding_windows
 from models.threshold import pot_threshold
 
@@ -188,8 +188,7 @@ def fit(train: list[Series], val: list[Series], spec: ModelSpec, s: Settings, wo
             break
     if best_state is not None:
         net.load_state_dict(best_state)
-    torch.save({"net_args": net_args, "state_dict": net.state_dict(), "spec": spec.to_metadata()},
-               str(work / "model.pt"))
+    net.net_args = net_args  # saved with the final (calibrated) spec by train()
     _plot_loss(hist, work / "loss.png")
     return net.eval(), hist
 
@@ -275,6 +274,10 @@ def train(train_set: list[Series], val_set: list[Series], features: list[str], u
     spec.extra = {"epochs": str(len(hist["train"])), "train_minutes": f"{(time.monotonic() - t0) / 60:.1f}",
                   "calibration_samples": str(scores.size), "risk": str(s.risk)}
     write_model(net, spec, out)
+    import torch
+
+    torch.save({"net_args": net.net_args, "state_dict": net.state_dict(), "spec": spec.to_metadata()},
+               str(work / "model.pt"))
     print(f"threshold {spec.threshold:.3f} (POT, risk {s.risk:g}/sample, {scores.size} normal samples); "
           f"residual std {[round(v, 3) for v in spec.residual_std]}")
     print(f"wrote {out} in {(time.monotonic() - t0) / 60:.1f} min; loss curve {work / 'loss.png'}")
@@ -304,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
     except ImportError as exc:
-        raise DataError("training needs the train extra: pip install -e '.[train]'") from exc
+        raise FiredampError("training needs the train extra: pip install -e '.[train]'") from exc
     s = Settings(arch=args.arch, hidden_size=args.hidden, horizon=args.horizon, max_epochs=args.epochs,
                  max_minutes=args.minutes, seed=args.seed)
     if args.quick:

@@ -125,6 +125,12 @@ def test_quick_training_on_the_simulator_is_deterministic(tmp_path):
     assert a.spec.training_digest == b.spec.training_digest
     assert a.spec.threshold == b.spec.threshold and a.spec.residual_std == b.spec.residual_std
     assert (tmp_path / "w0" / "loss.png").stat().st_size > 1000
+    # `firedamp export` from the checkpoint gives the same calibrated model
+    again = tmp_path / "again.onnx"
+    assert cli.main(["export", "--checkpoint", str(tmp_path / "w0" / "model.pt"), "--out", str(again)]) == 0
+    c = Model(again)
+    c.spec.content_sha256 = a.spec.content_sha256
+    assert c.spec == a.spec
 
 
 def test_training_on_a_csv_with_chosen_columns(tmp_path):
