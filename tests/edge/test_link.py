@@ -3,6 +3,9 @@
 import queue
 import time
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge.frames import Decoder, seal
 from edge.link import LineSplitter, PortReader
 
@@ -83,3 +86,18 @@ def test_unplug_and_replug_resume_within_two_seconds_and_mid_frame_bytes_never_b
         assert reader.stats.reconnects == 1 and reader.stats.partial_lines_dropped == 1
     finally:
         reader.stop()
+
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600), st.lists(st.integers(1, 80), max_size=20))
+def test_splitter_gives_the_same_lines_however_the_bytes_are_chunked(data, cuts):
+    whole = LineSplitter(max_len=32).feed(data)
+    s = LineSplitter(max_len=32)
+    got, pos = [], 0
+    for n in cuts:
+        got += s.feed(data[pos:pos + n])
+        pos += n
+    got += s.feed(data[pos:])
+    assert got == whole
+    assert all(len(line) <= 33 and b"\n" not in line for line in got)

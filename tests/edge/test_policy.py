@@ -3,6 +3,9 @@ sequence alerts, unique ids, and a saved state that a restarted service resumes 
 
 from typing import NamedTuple
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge.config import PolicyConfig
 from edge.frames import Gap, Reading
 from edge.policy import Policy
@@ -109,3 +112,28 @@ def test_a_link_alert_named_after_a_port_is_cleared_after_a_restart_when_a_board
     q = Policy("s", "e", saved=p.saved_state())
     out = q.on_frame("pico-1", "/dev/serial/by-id/usb-Board_e661-if00", 1.0)
     assert [(a.device, a.kind, a.state) for a in out] == [("usb-Board_e661-if00", "link", "cleared")]
+
+
+_STATES = ["WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_STATES), st.sampled_from([0, 1, 0x10]), st.integers(0, 3)),
+                min_size=1, max_size=40), st.integers(0, 39))
+def test_board_alerts_alternate_and_follow_the_last_reading_even_across_a_restart(steps, restart_at):
+    p = Policy("s", "e")
+    alerts = []
+    for i, (state, faults, flags) in enumerate(steps):
+        if i == restart_at:
+            p = Policy("s", "e", saved=p.saved_state())
+        alerts += p.on_reading(reading(state, faults=faults, flags=flags, seq=i), float(i))
+    per = {}
+    for a in alerts:
+        per.setdefault(a.kind, []).append(a.state)
+    for kind, states in per.items():
+        assert states == ["raised", "cleared"] * (len(states) // 2) + ["raised"] * (len(states) % 2), kind
+    state, faults, flags = steps[-1]
+    want = {"power_off": state == "POWEROFF", "alarm": state == "ALARM", "warning": state == "WARNING",
+            "fault": state == "FAULT" or faults != 0, "low_flow": bool(flags & 2), "calibration_due": bool(flags & 1)}
+    for kind, on in want.items():
+        assert (per.get(kind, ["cleared"])[-1] == "raised") == on, kind
