@@ -104,10 +104,11 @@ class UartStream:
 class Board:
     """Every hardware object the controller needs, built from one pin map.
 
-    name: "pico" or "esp32". stream: a byte stream (default: USB stdio). root: folder for settings files.
+    name: "pico" or "esp32". stream: a byte stream; if None, link "usb" (USB CDC stdio) or "uart" (the
+    pin map's UART at `baud`, e.g. to an RS-485 transceiver). root: folder for settings files.
     """
 
-    def __init__(self, name="pico", stream=None, root="/"):
+    def __init__(self, name="pico", stream=None, root="/", link="usb", baud=115200):
         if name not in PINMAPS:
             raise ValueError("board must be one of " + ", ".join(sorted(PINMAPS)))
         pm = PINMAPS[name]
@@ -127,7 +128,9 @@ class Board:
         vsys = VSYS_ADC[name]
         self.vsys_adc = None if vsys is None else self._adc(vsys)
         self.vsys_divider = 3  # Pico: VSYS/3 on ADC3
-        self.stream = stream if stream is not None else StdioStream()
+        if stream is None:
+            stream = self.uart_stream(baud) if link == "uart" else StdioStream()
+        self.stream = stream
         self.reset_cause = _CAUSES.get(machine.reset_cause(), "unknown")
         self.irq_rising = Pin.IRQ_RISING
 

@@ -88,6 +88,8 @@ class Commands:
         shown_old, shown_new = (("(hidden)", "(hidden)") if key == "pin" else
                                 (self._show(key).split("=", 1)[1], text))
         note = " (calibration reset)" if "cal_span_raw" in updates and key != "cal_span_raw" else ""
+        if key in settings.REBOOT_KEYS:
+            note += " (takes effect at the next boot)"
         if self._change(updates, "SET", "%s %s -> %s%s" % (key, shown_old, shown_new, note)):
             self._ok("%s=%s%s (save to keep it after a reboot)" % (key, shown_new, note))
 

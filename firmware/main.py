@@ -64,10 +64,13 @@ def main():
     import sys
 
     import board as board_mod
+    import settings
 
     if micropython is not None:
         micropython.alloc_emergency_exception_buf(100)
-    b = board_mod.Board("esp32" if sys.platform == "esp32" else "pico")
+    values, _problem = settings.Store("/").load()  # the controller loads (and reports) them again
+    b = board_mod.Board("esp32" if sys.platform == "esp32" else "pico", link=values["link"],
+                        baud=values["uart_baud"])
     clock = Clock()
     ctl = build(b, clock)
     gc.collect()

@@ -57,7 +57,10 @@ SCHEMA = (
     ("unlock_timeout_s", _INT, 300, 10, 3600),
     ("display", _INT, 1, 0, 1),                       # 1 = try the SSD1306 OLED (missing is reported)
     ("relay_sense", _INT, 0, 0, 1),                   # 1 = relay auxiliary contact wired to relay_sense
+    ("link", _ENUM, "usb", ("usb", "uart"), None),    # serial link for frames and console (at next boot)
+    ("uart_baud", _INT, 115200, 1200, 921600),        # with link uart (at next boot)
 )
+REBOOT_KEYS = ("link", "uart_baud")  # read by main() before the controller exists
 KEYS = tuple(row[0] for row in SCHEMA)
 
 

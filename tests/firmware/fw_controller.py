@@ -252,3 +252,33 @@ def test_calibration_age_is_kept_across_reboots_without_flow():
         assert rig.ctl.cal_age_s >= 5000
     finally:
         rig.close()
+
+
+def test_uart_link_carries_frames_and_console():
+    import board
+    import settings
+
+    root = fwkit.tmpdir()
+    try:
+        values = settings.defaults()
+        values["warmup_s"] = 0
+        values["display"] = 0
+        settings.Store(root).save(values)
+        machine.Pin.clear()
+        machine.ADC.set(29, 33000)
+        machine.ADC.set(26, fwkit.ma_counts(5.0))
+        b = board.Board("pico", root=root, link="uart", baud=9600)
+        uart = b.stream._uart
+        clock = fwkit.SimClock(1000000)
+        ctl = main.build(b, clock)
+        for _ in range(10):
+            clock.us += 100000
+            ctl.step()
+        uart.rx.extend(b"get link\n")
+        clock.us += 100000
+        ctl.step()
+        out = bytes(uart.tx).decode()
+        assert ",BOOT," in out and ",SELFTEST,pass" in out and ",NORMAL,1," in out
+        assert ",C,pico-01," in out and ",OK,link=usb*" in out
+    finally:
+        fwkit.rmtree(root)
