@@ -163,7 +163,7 @@ class Board:
 
     def keep_watchdog_fed(self, wdt, period_ms=500):
         """After Ctrl-C (mpremote) the relay is off and the REPL must stay usable: feed from a timer."""
-        t = machine.Timer(-1)
+        t = machine.Timer(-1 if self.name == "pico" else 0)  # ESP32 has no virtual timers
         t.init(period=period_ms, mode=machine.Timer.PERIODIC, callback=lambda _t: wdt.feed())
         return t
 

@@ -58,6 +58,13 @@ def build(board, clock=None):
     return Controller(board, clock if clock is not None else Clock())
 
 
+def stopped(b):
+    """The firmware is no longer watching: power off, buzzer off, beacon steady on."""
+    b.relay.value(0)
+    b.buzzer.value(0)
+    b.beacon.value(1)
+
+
 def main():
     """Entry point on the board: build, then run the loop forever. Ctrl-C (mpremote) cuts power and
     returns to the REPL with a timer feeding the watchdog, so the board can be re-flashed."""
@@ -66,7 +73,7 @@ def main():
     import board as board_mod
     import settings
 
-    if micropython is not None:
+    if hasattr(micropython, "alloc_emergency_exception_buf"):  # so an IRQ error can be reported (board ports)
         micropython.alloc_emergency_exception_buf(100)
     values, _problem = settings.Store("/").load()  # the controller loads (and reports) them again
     b = board_mod.Board("esp32" if sys.platform == "esp32" else "pico", link=values["link"],
@@ -78,10 +85,10 @@ def main():
         while True:
             clock.sleep_ms(ctl.step())
     except KeyboardInterrupt:
-        b.relay.value(0)
+        stopped(b)
         b.keep_watchdog_fed(ctl.wdt)
     except Exception as exc:  # noqa: BLE001 - anything else: power off, let the watchdog reset the board
-        b.relay.value(0)
+        stopped(b)
         sys.print_exception(exc)  # type: ignore[attr-defined]
         while True:
             pass

@@ -97,3 +97,42 @@ def test_board_stdio_stream_drops_frames_instead_of_blocking(tmp_path):
         assert 0 < dropped < 20000, err
     finally:
         proc.kill()
+
+
+MAIN_SCRIPT = """
+import machine
+import main
+main.main()
+import sys
+sys.stderr.write("stopped relay=%d buzzer=%d beacon=%d\\n" % (machine.Pin.get(16).value(),
+                 machine.Pin.get(17).value(), machine.Pin.get(18).value()))
+"""
+
+
+@pytest.mark.skipif(not BINARY.exists(), reason=f"MicroPython unix binary not installed at {BINARY}")
+def test_main_runs_the_real_loop_and_ctrl_c_cuts_power(tmp_path):
+    """main.main() as on the board (real clock, USB stdio stream); Ctrl-C (SIGINT) leaves power off."""
+    import signal
+
+    script = tmp_path / "run_main.py"
+    script.write_text(MAIN_SCRIPT)
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join(str(ROOT / p) for p in ("firmware", "hardware/twin")))
+    proc = subprocess.Popen([str(BINARY), "-X", "heapsize=192k", str(script)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    try:
+        lines = []
+        while not any(",SELFTEST," in ln for ln in lines):   # ~0.7 s of real loop iterations
+            line = proc.stdout.readline().decode()
+            assert line, proc.stderr.read().decode()
+            lines.append(line)
+        proc.stdin.write(b"status\n")
+        proc.stdin.flush()
+        while not any(",OK,uptime" in ln for ln in lines):
+            lines.append(proc.stdout.readline().decode())
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert ",BOOT,fw " in lines[0] and "board=pico" in lines[0]
+        assert "stopped relay=0 buzzer=0 beacon=1" in err.decode()
+    finally:
+        proc.kill()
