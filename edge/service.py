@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from edge import __version__
+from edge import __version__, payloads
 from edge.config import Config, load
-from edge.frames import Decoder, Event, Reading
+from edge.frames import Decoder, Reading
 from edge.history import History, HistoryWriter
 from edge.link import PortReader
 from edge.outbox import Outbox
-from edge.policy import Alert, Policy, fault_names, iso
+from edge.policy import Alert, Policy, iso
 from edge.publisher import Publisher
 
 log = logging.getLogger("firedamp")
@@ -231,7 +231,7 @@ class Service:
             if frame.type != "R":
                 self._emit("frame", frame)
                 if frame.type == "E":
-                    self.publisher.event(frame.device, _event_payload(frame, t))
+                    self.publisher.event(frame.device, payloads.event(frame, t))
                 continue
             alerts += policy.on_reading(frame, t)
             readings.append((frame, t))
@@ -251,7 +251,7 @@ class Service:
         for r, t in readings:
             res = scores.get(id(r))
             if telemetry:
-                self.publisher.telemetry(r.device, _telemetry_payload(r, t, res))
+                self.publisher.telemetry(r.device, payloads.telemetry(r, t, res))
             self.publisher.device_seen(r.device, r.unit, r.flow_unit)
             self._publish_state(r.device)
             self._emit("reading", {"reading": r, "result": res, "time": t})
@@ -266,14 +266,8 @@ class Service:
         if self._states.get(device) == key:
             return
         self._states[device] = key
-        payload: dict[str, Any] = {"device": device, "site": self.cfg.site, "edge": self.cfg.edge_id,
-                                   "time": iso(time.time()), "link": "up" if link_up else "down", "active": active}
-        if r is not None:
-            payload.update(state=r.state, relay=r.relay, faults=fault_names(r.faults),
-                           flags={"calibration_due": bool(r.flags & 1), "low_flow": bool(r.flags & 2),
-                                  "ack_awaited": bool(r.flags & 4), "console_unlocked": bool(r.flags & 8)},
-                           ch4=r.ch4, unit=r.unit, flow=r.flow, flow_unit=r.flow_unit)
-        self.publisher.state(device, payload)
+        self.publisher.state(device, payloads.state(device, self.cfg.site, self.cfg.edge_id, time.time(), r,
+                                                    link_up, active))
 
     # ------------------------------------------------------------------------------------------ health
 
@@ -301,22 +295,6 @@ class Service:
             "ingest_queue": self.q.qsize(), "ingest_dropped": self.queue_dropped,
             "history_dropped": self.history.dropped if self.history else 0,
         }
-
-
-def _telemetry_payload(r: Reading, t: float, res: Any) -> dict[str, Any]:
-    p = {"device": r.device, "time": iso(t), "ts": round(t, 3), "seq": r.seq, "uptime_ms": r.uptime_ms, "ch4": r.ch4,
-         "unit": r.unit, "flow": r.flow, "flow_unit": r.flow_unit, "total": r.total, "state": r.state,
-         "relay": r.relay, "faults": r.faults, "flags": r.flags, "score": None, "threshold": None,
-         "forecast": None, "ready": False}
-    if res is not None:
-        p.update(score=round(float(res.score), 4), threshold=round(float(res.threshold), 4),
-                 forecast=None if res.forecast != res.forecast else round(float(res.forecast), 4),
-                 ready=bool(res.ready), top_channel=res.top_channel)
-    return p
-
-
-def _event_payload(e: Event, t: float) -> dict[str, Any]:
-    return {"device": e.device, "time": iso(t), "seq": e.seq, "uptime_ms": e.uptime_ms, "code": e.code, "text": e.text}
 
 
 # ---------------------------------------------------------------------------------------------- `firedamp run`
