@@ -15,6 +15,8 @@ except ImportError:
 MAX_LINE = const(128)  # bytes including the trailing newline
 MAX_COMMAND = const(64)
 
+_FLOW_MAX = 9999999999           # thousandths: flow < 10^7
+_TOTAL_MAX = 999999999999999     # thousandths: total < 10^12
 STATES = ("WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT")
 FAULT_NAMES = ("LINE", "RAIL", "RANGE", "STUCK", "NOFLOW", "SETTINGS", "SELFTEST", "POWER", "LOOP")
 
@@ -36,7 +38,14 @@ def seal(body):
 
 def reading(device, seq, uptime_ms, ch4_x100, unit, flow_x1000, flow_unit, total_x1000, state, relay,
             faults, flags):
-    """An R frame. ch4_x100 None = no valid reading (empty field)."""
+    """An R frame. ch4_x100 None = no valid reading (empty field). Values are clamped to the ranges of
+    docs/protocol.md (the edge rejects a frame outside them); a RANGE fault says the reading is off scale."""
+    if ch4_x100 is not None:
+        ch4_x100 = -50 if ch4_x100 < -50 else (10000 if ch4_x100 > 10000 else ch4_x100)
+    if flow_x1000 > _FLOW_MAX:
+        flow_x1000 = _FLOW_MAX
+    if total_x1000 > _TOTAL_MAX:
+        total_x1000 = total_x1000 % (_TOTAL_MAX + 1)  # a totaliser rolls over, like a meter's register
     ch4 = "" if ch4_x100 is None else fixed(ch4_x100, 2)
     return seal("$FD1,R,%s,%d,%d,%s,%s,%s,%s,%s,%s,%d,%04x,%02x" % (
         device, seq, uptime_ms, ch4, unit, fixed(flow_x1000, 3), flow_unit, fixed(total_x1000, 3),

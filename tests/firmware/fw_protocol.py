@@ -57,3 +57,11 @@ def test_fault_names():
     assert protocol.fault_names(0) == "none"
     assert protocol.fault_names(0x0011) == "LINE NOFLOW"
     assert protocol.fault_names(0x0100) == "LOOP"
+
+
+def test_reading_values_are_clamped_to_the_protocol_ranges():
+    line = protocol.reading("d", 1, 2, -400, "VOL", 20000000000, "L/min", 1000000000000500, "FAULT", 0, 4, 0)
+    fields = line[: line.rindex("*")].split(",")
+    assert fields[5:10] == ["-0.50", "VOL", "9999999.999", "L/min", "0.500"]
+    line = protocol.reading("d", 1, 2, 25000, "LEL", 0, "m3/min", 0, "FAULT", 0, 4, 0)
+    assert ",100.00,LEL," in line
