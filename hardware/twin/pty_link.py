@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edge.errors import LinkError
 
-_OUT_LIMIT = 16384  # bytes held back while the reader is slow; past it whole writes are dropped and counted
+_OUT_LIMIT = 65536  # bytes held back while the reader is slow; past it whole writes are dropped and counted
 
 
 class PtyLink:
@@ -85,6 +85,10 @@ class PtyLink:
             self._out += data
         self.flush()
         return len(data)
+
+    def backlog(self) -> int:
+        """Bytes written by the board and not yet taken by the pty (0 when nobody listens)."""
+        return len(self._out)
 
     def flush(self) -> None:
         """Push held-back bytes into the pty as far as it takes them."""
