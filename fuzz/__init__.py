@@ -1,0 +1,1 @@
+"""Fuzz harnesses for every parser that meets outside input (`python -m fuzz.run`, `make fuzz`)."""
