@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STUBS := .stubs
 FIRMWARE := $(wildcard firmware/*.py)
 
-.PHONY: demo test lint check-firmware pytest sysdeps clean bench
+.PHONY: fuzz soak demo test lint check-firmware pytest sysdeps clean bench
 
 # Python 3.11+ with the venv module (Debian/Ubuntu ship it apart: python3-venv; installed here when root).
 $(BIN)/python:
@@ -69,6 +69,11 @@ pytest: $(VENV)/.dev sysdeps
 	$(BIN)/pytest -q
 
 test: lint check-firmware pytest
+
+# Reliability (tests/reliability has the short versions that run in `make test`).
+# fuzz: 100,000 generated inputs per parser, then 20,000 coverage-guided (atheris) inputs each.
+fuzz: $(VENV)/.dev
+	$(BIN)/python -m fuzz.run --inputs 100000 --atheris 20000
 
 # One table of speed, memory and detection quality (bench/README.md), written to bench/results.md.
 # Row 1 compares with PyTorch eager, so this needs the train extra (.dev), Mosquitto and the MicroPython binary.
