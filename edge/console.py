@@ -93,10 +93,13 @@ def open_port(port: str, baud: int = 115200, wait_s: float = 2.0) -> serial.Seri
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return serial.serial_for_url(port, baudrate=baud, timeout=0.05, write_timeout=2.0)
+            # exclusive: a serial port has one reader; a second one would steal half of the frames
+            return serial.serial_for_url(port, baudrate=baud, timeout=0.05, write_timeout=2.0, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as exc:
             if time.monotonic() >= deadline:
-                raise LinkError(f"cannot open serial port {port}: {exc}") from exc
+                busy = (" (another program has it open: stop the edge service first, `systemctl stop firedamp`)"
+                        if "lock" in str(exc).lower() else "")
+                raise LinkError(f"cannot open serial port {port}: {exc}{busy}") from exc
             time.sleep(0.1)
 
 

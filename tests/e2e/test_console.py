@@ -86,3 +86,13 @@ def test_console_says_so_when_nobody_answers(tmp_path, pty_pair, run_console):
     done = run_console(line.device, "status", timeout=0.5)
     assert done.returncode == 1
     assert "no reply to 'status'" in done.stderr
+
+
+def test_console_refuses_a_port_another_program_reads(pty_pair, run_console):
+    import serial
+
+    line = pty_pair()
+    with serial.Serial(line.device, exclusive=True):  # e.g. the edge service
+        done = run_console(line.device, "status", timeout=0.5)
+    assert done.returncode == 1
+    assert "another program has it open" in done.stderr
