@@ -100,6 +100,13 @@ class HistoryConfig:
 
 
 @dataclass
+class MetricsConfig:
+    enabled: bool = False  # Prometheus text format on http://host:port/metrics (no authentication)
+    host: str = "127.0.0.1"
+    port: int = field(default=9108, metadata=_range(1, 65535))
+
+
+@dataclass
 class Config:
     edge_id: str = field(default="edge", metadata=_TOPIC_NAME)
     site: str = field(default="site", metadata=_TOPIC_NAME)
@@ -111,6 +118,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def outbox_path(self) -> Path:
@@ -186,7 +194,7 @@ def _build(cls: type, data: Any, section: str, source: str) -> Any:
             values[name] = [_build(BoardConfig, item, f"{name}[{i}]", source) for i, item in enumerate(value)]
             continue
         sub = {"MqttConfig": MqttConfig, "ModelConfig": ModelConfig, "PolicyConfig": PolicyConfig,
-               "OutboxConfig": OutboxConfig, "HistoryConfig": HistoryConfig}.get(kind)
+               "OutboxConfig": OutboxConfig, "HistoryConfig": HistoryConfig, "MetricsConfig": MetricsConfig}.get(kind)
         if sub:
             values[name] = _build(sub, value, name, source)
             continue

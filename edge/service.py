@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from edge import __version__, payloads
 from edge.config import Config, load
+from edge.errors import ConfigError
 from edge.frames import Decoder, Reading
 from edge.history import History, HistoryWriter
 from edge.link import PortReader
@@ -61,6 +62,15 @@ class Service:
         self.publisher = Publisher(cfg, self.outbox, self.health)
         self.history = (HistoryWriter(History(cfg.history_path, cfg.history.raw_days, cfg.history.minute_days))
                         if cfg.history.enabled else None)
+        self.metrics = None
+        if cfg.metrics.enabled:
+            from edge.metrics import MetricsServer
+
+            try:
+                self.metrics = MetricsServer(cfg.metrics.host, cfg.metrics.port, self.health)
+            except OSError as exc:
+                raise ConfigError(f"[metrics] cannot listen on {cfg.metrics.host}:{cfg.metrics.port}: "
+                                  f"{exc.strerror}") from exc
         self.q: queue.Queue = queue.Queue(_INGEST_QUEUE)
         self.readers = [PortReader(b.port, self._on_line, self._on_status, baudrate=b.baudrate) for b in cfg.boards]
         self.queue_dropped = 0
@@ -86,6 +96,8 @@ class Service:
         if self.history:
             self.history.start()
         self.publisher.start()
+        if self.metrics:
+            self.metrics.start()
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
         self._thread.start()
         for r in self.readers:
@@ -104,6 +116,8 @@ class Service:
         if self.history:
             self.history.stop()
         self.publisher.stop()
+        if self.metrics:
+            self.metrics.stop()
         self.outbox.close()
         log.info("firedamp edge stopped")
 

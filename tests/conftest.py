@@ -472,12 +472,15 @@ def write_edge_toml(path: Path, data: dict) -> Path:
 
 
 def edge_settings(tmp_path: Path, broker: Broker | None, ports: list[str], **sections) -> dict:
-    """edge.toml content for a test: data under tmp_path, MQTT at `broker` (TLS and auth as it has them),
+    """edge.toml content for a test: data under tmp_path, MQTT at `broker` (TLS and auth as it has them;
+    None: a closed loopback port),
     fast reconnects; `sections` are merged in (e.g. mqtt={"telemetry": False}, policy={...})."""
     data: dict = {"edge_id": "pi-test", "site": "testmine", "data_dir": str(tmp_path / "edge-data"),
                   "log_level": "info", "boards": [{"port": p} for p in ports],
                   "mqtt": {"reconnect_min_s": 1, "reconnect_max_s": 1, "status_interval_s": 1}}
-    if broker is not None:
+    if broker is None:  # no broker: a free port where nothing listens (never the machine's 1883)
+        data["mqtt"].update(host="127.0.0.1", port=free_port())
+    else:
         data["mqtt"].update(host="localhost" if broker.tls else broker.host, port=broker.port)
         if broker.auth:
             data["mqtt"].update(username="edge", password=broker.users["edge"])

@@ -158,3 +158,26 @@ def test_stop_without_start_closes_cleanly(edge_config, service_factory):
     svc = service_factory(edge_config(None, ["/dev/does-not-exist"], model={"enabled": False}))
     svc.stop()
     assert svc.outbox.depth == 0
+
+
+def test_prometheus_metrics_endpoint(edge_config, pty_pair, service_factory):
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    board = pty_pair()
+    svc = service_factory(edge_config(None, [board.device], model={"enabled": False},
+                                      metrics={"enabled": True, "port": port}))
+    svc.start()
+    assert svc.wait_ready(mqtt=False)
+    board.write(frame(1) + b"garbage\n" + frame(2))
+    deadline = time.monotonic() + 3
+    while svc.decoder.ok < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3).read().decode()
+    assert 'firedamp_frames_ok_total{edge="pi-test",site="testmine"} 2' in text
+    assert 'firedamp_frames_rejected_total{edge="pi-test",site="testmine",reason="no_start"} 1' in text
+    assert f'firedamp_link_up{{edge="pi-test",site="testmine",port="{board.device}"}} 1' in text
+    assert "# TYPE firedamp_outbox_depth gauge" in text
