@@ -218,8 +218,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", default=None, help="end, same forms (default: now)")
     p.add_argument("--minutes", action="store_true", help="per-minute min/mean/max (kept ≥ 90 days) instead of "
                    "every reading (kept 7 days by default)")
-    p.add_argument("--csv", action="store_true", help="CSV on standard output (time,ch4,flow,label ... ), the format "
-                   "`firedamp train` and `firedamp evaluate` read")
+    p.add_argument("--csv", action="store_true", help="CSV on standard output: time,ch4,flow,label, the format "
+                   "`firedamp train` and `firedamp evaluate` read (units: see the table output)")
+    p.add_argument("--all-columns", action="store_true", help="with --csv: also units, total, state, relay, "
+                   "faults, flags, seq (or min/max per minute)")
     p.add_argument("--config", default="/etc/firedamp/edge.toml", help="edge.toml, for where the history is "
                    "stored (default: /etc/firedamp/edge.toml)")
     p.add_argument("--db", default=None, help="history database file (overrides --config)")
@@ -266,8 +268,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"no {what} for {args.device!r} between {iso(since)} and {iso(until)}{hint}", file=sys.stderr)
             return 1
         if w:
-            w.writerow(head)
-            w.writerows(table)
+            keep = len(head) if args.all_columns else 4  # time,ch4,flow,label: what train/evaluate read as is
+            w.writerow(head[:keep])
+            w.writerows(row[:keep] for row in table)
         else:
             widths = [max(len(str(x)) for x in col) for col in zip(head, *table, strict=True)]
             for row in [head, *table]:

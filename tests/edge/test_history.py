@@ -50,7 +50,7 @@ def test_history_csv_is_read_by_the_training_csv_reader(tmp_path, capsys):
     h.close()
     assert cli.main(["history", "--db", str(db), "--device", "b1", "--since", "1h", "--csv"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("time,ch4,flow,label")
+    assert out.splitlines()[0] == "time,ch4,flow,label"
     path = tmp_path / "b1.csv"
     path.write_text(out)
     table = read_csv(path, columns=["ch4", "flow"], label_column="label")
@@ -58,8 +58,10 @@ def test_history_csv_is_read_by_the_training_csv_reader(tmp_path, capsys):
     assert list(table.label) == [0] * 5 + [1] + [0] * 4 + [1]  # not NORMAL, or no reading
     assert cli.main(["evaluate", "--data", str(path), "--label-column", "label"]) == 0  # the real command takes it
     capsys.readouterr()
-    assert cli.main(["history", "--db", str(db), "--device", "b1", "--since", "1h", "--minutes", "--csv"]) == 0
+    assert cli.main(["history", "--db", str(db), "--device", "b1", "--since", "1h", "--minutes", "--csv",
+                     "--all-columns"]) == 0
     assert capsys.readouterr().out.startswith("time,ch4,flow,label,ch4_min")
+    assert read_csv(path).columns == ["ch4", "flow"]  # what train takes by default: no text columns in the way
     assert cli.main(["history", "--db", str(db), "--device", "nobody", "--since", "1h"]) == 1
     assert "no readings for 'nobody'" in capsys.readouterr().err
 
