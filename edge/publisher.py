@@ -85,6 +85,8 @@ class Publisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._inflight_t: dict[int, float] = {}  # paho mid -> when handed to paho (monotonic)
+        self._connected_at = 0.0  # paho resends in-flight messages at each connect: their clock restarts
         self._sent_upto = 0  # highest outbox seq handed to paho
         self._states: dict[str, bytes] = {}  # device -> retained state payload (re-sent on connect)
         self._devices: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) for discovery
@@ -181,6 +183,7 @@ class Publisher:
                 log.error("MQTT: %s", msg)
             self.last_error = msg
             return
+        self._connected_at = time.monotonic()
         self.connected = True
         self.counters["connects"] += 1
         try:  # alerts are small packets: send them at once instead of waiting for Nagle's algorithm
@@ -248,6 +251,7 @@ class Publisher:
             except queue.Empty:
                 break
             seq = self._inflight.pop(mid, None)
+            self._inflight_t.pop(mid, None)
             if seq is None:
                 continue
             if refused:  # kept in the outbox and tried again later; loud, since nobody receives it meanwhile
@@ -263,6 +267,12 @@ class Publisher:
             self.counters["alerts_acked"] += len(done)
 
     def _send_pending(self) -> None:
+        # safety net: an alert unacknowledged for long while connected is handed over again (same id), so a
+        # message paho lost can never stall the outbox
+        stale = time.monotonic() - max(30.0, 2.0 * self.cfg.mqtt.keepalive_s)
+        for mid in [m for m, t in self._inflight_t.items() if max(t, self._connected_at) < stale]:
+            log.warning("MQTT: alert #%d not acknowledged for %.0f s: sending it again", self._inflight.pop(mid),
+                        time.monotonic() - self._inflight_t.pop(mid))
         room = self.cfg.mqtt.max_inflight - len(self._inflight)
         if room <= 0:
             return
@@ -274,6 +284,7 @@ class Publisher:
                 # paho queued it and will send it on reconnect; keep the mapping so its PUBACK removes it
                 pass
             self._inflight[info.mid] = item.seq
+            self._inflight_t[info.mid] = time.monotonic()
             self._sent_upto = item.seq
             self.counters["alerts_sent"] += 1
 
