@@ -29,10 +29,20 @@ def _wait_reading(run_console, link, timeout=30.0):
     raise AssertionError(f"board still warming up after {timeout} s:\n{out}")
 
 
-def _gas(board, pct, run_console):
-    """Put calibration gas on the sensor and wait until the board has read it for a few loop iterations."""
+def _gas(board, pct, run_console, timeout=30.0):
+    """Put calibration gas on the sensor and wait until the board's raw signal shows it (4-20 mA front end:
+    4000 uA at zero, 20000 uA at 4 %; this sensor reads 0.90 x gas + 0.10 %)."""
     board.link.with_name(board.link.name + ".gas").write_text(f"{pct:.2f}\n")
-    time.sleep(3.0 / SPEED + 0.3)
+    expected_ua = 4000 + 4000 * (0.90 * pct + 0.10)
+    deadline = time.monotonic() + timeout
+    out = ""
+    while time.monotonic() < deadline:
+        out = run_console(board.link, "status").stdout
+        m = re.search(r"raw (\d+) uA", out)
+        if m and abs(int(m.group(1)) - expected_ua) <= 20:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the board never read {pct} % gas (raw {expected_ua:.0f} uA):\n{out}")
 
 
 def _cal_values(run_console, link):
