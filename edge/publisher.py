@@ -68,6 +68,8 @@ class _Client(mqtt.Client):
 
 
 class Publisher:
+    resend_after_s = 60.0  # an in-flight alert unacknowledged this long after a connect is sent again
+
     def __init__(self, cfg: Config, outbox: Outbox, health: Callable[[], dict[str, Any]] | None = None):
         self.cfg = cfg
         m = cfg.mqtt
@@ -269,7 +271,7 @@ class Publisher:
     def _send_pending(self) -> None:
         # safety net: an alert unacknowledged for long while connected is handed over again (same id), so a
         # message paho lost can never stall the outbox
-        stale = time.monotonic() - max(30.0, 2.0 * self.cfg.mqtt.keepalive_s)
+        stale = time.monotonic() - self.resend_after_s
         for mid in [m for m, t in self._inflight_t.items() if max(t, self._connected_at) < stale]:
             log.warning("MQTT: alert #%d not acknowledged for %.0f s: sending it again", self._inflight.pop(mid),
                         time.monotonic() - self._inflight_t.pop(mid))

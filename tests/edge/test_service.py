@@ -181,3 +181,37 @@ def test_prometheus_metrics_endpoint(edge_config, pty_pair, service_factory):
     assert 'firedamp_frames_rejected_total{edge="pi-test",site="testmine",reason="no_start"} 1' in text
     assert f'firedamp_link_up{{edge="pi-test",site="testmine",port="{board.device}"}} 1' in text
     assert "# TYPE firedamp_outbox_depth gauge" in text
+
+
+def test_an_alert_paho_never_sent_is_sent_again_and_the_outbox_does_not_stall(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, service_factory, monkeypatch):
+    from types import SimpleNamespace
+
+    from edge.publisher import Publisher
+
+    monkeypatch.setattr(Publisher, "resend_after_s", 0.5)
+    broker = mosquitto()
+    board = pty_pair()
+    sub = mqtt_subscriber(broker, ["firedamp/+/+/alert"])
+    svc = service_factory(edge_config(broker, [board.device], model={"enabled": False}))
+    real = svc.publisher.client.publish
+    dropped = []
+
+    def lossy(topic, payload=None, *a, **kw):
+        if topic.endswith("/alert") and not dropped:
+            dropped.append(payload)
+            return SimpleNamespace(mid=65000, rc=0)  # "sent", but nothing went out
+        return real(topic, payload, *a, **kw)
+
+    svc.publisher.client.publish = lossy
+    svc.start()
+    assert svc.wait_ready()
+    board.write(frame(1, "ALARM", ch4=1.2))
+    assert sub.wait(lambda m: len(m) >= 1, timeout=5)
+    time.sleep(1)
+    assert len(sub.messages) == 1, sub.messages  # once: the resend is not repeated
+    assert dropped and json.loads(sub.messages[0][1])["id"] == json.loads(dropped[0])["id"]
+    deadline = time.monotonic() + 3
+    while svc.outbox.depth and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert svc.outbox.depth == 0
