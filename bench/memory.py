@@ -132,6 +132,13 @@ def _health(messages: list, want: int) -> dict | None:
     return h if h["frames_ok"] >= want else None
 
 
+def _links_up(messages: list, boards: int) -> bool:
+    if not messages:
+        return False
+    links = json.loads(messages[-1][2])["links"]
+    return len(links) == boards and all(links.values())
+
+
 def edge_rss(boards: int, warm: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="firedamp-bench-") as tmp, mosquitto(Path(tmp)) as broker:
         ptys = [Pty() for _ in range(boards)]
@@ -143,12 +150,12 @@ def edge_rss(boards: int, warm: int) -> dict:
             series = [mine_series(warm, seed=8000 + b) for b in range(boards)]
             lines = [reading_lines(f"mem-{b}", *series[b]) for b in range(boards)]
             with edge_process(cfg, Path(tmp) / "edge.log") as proc:
-                # telemetry is only published while connected: wait for the edge's first message
-                first = Listener(broker.host, broker.port, ("firedamp/bench/bench/status",))
-                ok = first.wait_for(lambda m: any(p == b"online" for _, _, p in m), 30)
-                first.close()
-                if not ok:
-                    raise RuntimeError(f"memory: firedamp run did not come online (log {tmp}/edge.log)")
+                # wait until the edge is online and has every port open (bytes written before pyserial opens
+                # a port can be flushed by its open)
+                health = listener.wait_for(lambda m: _links_up(m, boards), 30)
+                if not health:
+                    raise RuntimeError(f"memory: firedamp run did not open its {boards} ports and come online "
+                                       f"(log {tmp}/edge.log)")
                 for i in range(warm):
                     for b, p in enumerate(ptys):
                         p.write(lines[b][i])
