@@ -1,4 +1,4 @@
-"""A normal simulated day (24 h at 1000x, about 90 s): no alarm, and at most one advisory alert.
+"""A normal simulated day (24 h at up to 2000x, about a minute): no alarm, and at most one advisory alert.
 
 The whole chain runs: firmware code on the virtual board (its MicroPython-style ticks wrap many times in a
 day), the pty, the edge service with the shipped model, real Mosquitto, a real subscriber.
@@ -13,7 +13,7 @@ import pytest
 def test_a_normal_day_gives_no_alarm_and_at_most_one_advisory(mosquitto, subscriber, firedamp, tmp_path):
     broker = mosquitto()
     sub = subscriber(broker.host, broker.port, "firedamp/+/+/alert")
-    done = firedamp.run("demo", "--scenario", "normal", "--duration", "86400", "--speed", "1000", "--seed", "3",
+    done = firedamp.run("demo", "--scenario", "normal", "--duration", "86400", "--speed", "2000", "--seed", "3",
                         "--broker", f"{broker.host}:{broker.port}", "--run-dir", str(tmp_path / "run"),
                         "--seconds", "240", timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -9,7 +9,7 @@ import re
 
 def test_demo_with_the_builtin_broker_delivers_alerts(firedamp, tmp_path):
     run_dir = tmp_path / "run"
-    done = firedamp.run("demo", "--local-broker", "amqtt", "--speed", "30", "--seconds", "20", "--run-dir",
+    done = firedamp.run("demo", "--local-broker", "amqtt", "--speed", "60", "--seconds", "15", "--run-dir",
                         str(run_dir), timeout=90)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "private amqtt broker on 127.0.0.1:" in done.stdout

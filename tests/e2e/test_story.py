@@ -8,7 +8,7 @@ must go off at the power-off; and after the acknowledgement and restore the aler
 
 import json
 
-SPEED = 30  # the 900 s story in 30 s
+SPEED = 60  # the 900 s story in 15 s
 
 
 def _first(alerts, kind, state, advisory=None):
