@@ -217,7 +217,7 @@ class Decoder:
         self.lost_frames = 0
         self.reboots = 0
         self.unknown_events = 0
-        self._last: dict[str, tuple[int, int]] = {}  # device -> (seq, uptime_ms)
+        self._last: dict[tuple[str, str], tuple[int, int]] = {}  # (port, device) -> (seq, uptime_ms)
 
     def decode(self, line: bytes) -> Frame | None:
         """A frame, or None after counting the reject (BadFrame's detail goes to `last_error`)."""
@@ -230,10 +230,12 @@ class Decoder:
         self.ok += 1
         return frame
 
-    def track(self, frame: Frame) -> Gap:
-        """Sequence bookkeeping for one valid frame of any type."""
-        prev = self._last.get(frame.device)
-        self._last[frame.device] = (frame.seq, frame.uptime_ms)
+    def track(self, frame: Frame, port: str = "") -> Gap:
+        """Sequence bookkeeping for one valid frame of any type, per (port, device): two boards sharing a device
+        id on two ports keep apart counters (not false reboots and losses; the policy alerts on the shared id)."""
+        key = (port, frame.device)
+        prev = self._last.get(key)
+        self._last[key] = (frame.seq, frame.uptime_ms)
         if prev is None:
             return Gap(0, False, True)
         seq0, up0 = prev
@@ -250,7 +252,8 @@ class Decoder:
         return Gap(0, False, False)  # a repeated or older frame: nothing lost
 
     def forget(self, device: str) -> None:
-        self._last.pop(device, None)
+        for key in [k for k in self._last if k[1] == device]:
+            del self._last[key]
 
     @property
     def rejected_total(self) -> int:

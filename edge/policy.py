@@ -42,6 +42,7 @@ KINDS: dict[str, tuple[str, bool, bool]] = {
     "forecast": ("warning", True, False),
     "frames_lost": ("info", False, True),
     "reboot": ("info", False, True),
+    "duplicate_id": ("critical", False, False),  # two boards send under one device id (tests/reliability)
 }
 _BOARD_KINDS = ("power_off", "alarm", "fault", "warning", "low_flow", "calibration_due")
 
@@ -100,6 +101,7 @@ class DeviceState:
     lost_alert_t: float = -1e18  # long ago
     last_seen: float = 0.0
     port: str = ""
+    ports: dict[str, float] = field(default_factory=dict)  # port -> last frame time (two ports: duplicate id)
     placeholder: bool = False  # named after a port before any board was heard on it
 
     def to_json(self) -> str:
@@ -177,6 +179,9 @@ class Policy:
             self.dirty.add(device)
         self.port_devices.setdefault(port, set()).add(device)
         out: list[Alert] = []
+        st.ports[port] = t
+        if len(st.ports) > 1 or st.active.get("duplicate_id"):
+            self._duplicate(device, st, t, out)
         if st.active.get("link"):
             self._set(device, st, "link", False, t, f"{device}: link restored, frames arriving on {port}", out,
                       port=port)
@@ -300,10 +305,27 @@ class Policy:
                           out, level=level, **details)
         return out
 
+    def _duplicate(self, device: str, st: DeviceState, t: float, out: list[Alert]) -> None:
+        """Frames under one device id from two ports within silent_after_s: two boards share the id. Never merge
+        silently: raise `duplicate_id` (both ports named); clear once one port alone has sent it for that long."""
+        for p in [p for p, seen in st.ports.items() if t - seen > self.cfg.silent_after_s]:
+            del st.ports[p]
+        live = sorted(st.ports)
+        if len(live) > 1:
+            self._set(device, st, "duplicate_id", True, t,
+                      f"{device}: two boards use this device id, on {' and '.join(live)}; their frames are reported "
+                      "under one id: give each board its own device_id", out, ports=live)
+        else:
+            self._set(device, st, "duplicate_id", False, t,
+                      f"{device}: frames under this id come from one port again ({', '.join(live) or 'none'})", out,
+                      ports=live)
+
     def tick(self, t: float) -> list[Alert]:
         """Timers: silent devices become link alerts; held-back lost-frame counts go out after the hold-off."""
         out: list[Alert] = []
         for device, st in self.devices.items():
+            if st.active.get("duplicate_id"):
+                self._duplicate(device, st, t, out)
             if st.last_seen and not st.active.get("link") and t - st.last_seen > self.cfg.silent_after_s:
                 self._set(device, st, "link", True, t,
                           f"{device}: no frame for {t - st.last_seen:.0f} s (board silent or line broken)", out,

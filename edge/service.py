@@ -236,7 +236,7 @@ class Service:
             frame = self.decoder.decode(line)
             if frame is None:
                 continue
-            gap = self.decoder.track(frame)
+            gap = self.decoder.track(frame, port)
             alerts += policy.on_frame(frame.device, port, t)
             if gap.lost or gap.rebooted:
                 alerts += policy.on_gap(frame.device, gap, t)
