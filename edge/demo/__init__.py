@@ -219,7 +219,10 @@ def _start_board(args, run_dir: Path, link: Path, console_link: Path, pins: Path
     if args.duration:
         cmd += ["--duration", str(args.duration)]
     with open(run_dir / "board.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[2])
+        # a session of its own: Ctrl-C stops the demo, which then stops the board after the edge service
+        # (otherwise the board would die first and the edge would report its link lost)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[2],
+                                start_new_session=True)
     deadline = time.monotonic() + 30
     while not (link.is_symlink() and console_link.is_symlink()):
         if proc.poll() is not None or time.monotonic() > deadline:
