@@ -1,6 +1,6 @@
 """Row 7, cold start: `firedamp run` from launch to the first published frame.
 
-A board on a raw pty sends a reading every FEED_S (so the wait for a frame adds at most that), a private
+A board on a raw pty sends a reading every FEED_S s (so the wait for a frame adds at most that), a private
 Mosquitto is already up, and a subscriber waits for the first telemetry message. The clock starts just
 before the process is spawned. Median of RUNS launches. Beside it: the same interpreter only importing
 numpy and onnxruntime (the floor any Python edge with this runtime pays), and the board's own warm-up

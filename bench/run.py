@@ -16,6 +16,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -130,12 +131,22 @@ def render(report: dict) -> str:
     return f"firedamp bench — {_header(report)}\n\n{table_md(report)}"
 
 
+def _constants(text: str, mod) -> str:
+    """Docstrings name the modules' constants (BOARDS, WARM, ...): show their values in results.md."""
+    def value(m: re.Match) -> str:
+        v = getattr(mod, m.group(), None)
+        return f"{v:g}" if isinstance(v, float) else str(v) if isinstance(v, (int, str, Path)) else m.group()
+
+    return re.sub(r"\b[A-Z][A-Z0-9_]{2,}\b", value, text)
+
+
 def markdown(report: dict) -> str:
     """bench/results.md: the table, the machine, and how each row was measured (the modules' docstrings)."""
     how = []
     for name, (number, module) in ROWS.items():
         if name in report:
-            doc = (importlib.import_module(module).__doc__ or "").strip()
+            mod = importlib.import_module(module)
+            doc = _constants((mod.__doc__ or "").strip(), mod)
             how.append(f"**{number}. {name}** (`{module.replace('.', '/')}.py`): " + " ".join(doc.split()))
     return (f"# firedamp benchmarks\n\nWritten by `make bench` (`firedamp bench`): {_header(report)}.\n\n"
             "Each figure is beside its reference, measured in the same run on this machine. JSON keys: "
