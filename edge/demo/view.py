@@ -75,6 +75,8 @@ class LiveView:
         self._started = time.monotonic()
         self.horizon_s = 0.0
         self.script = ""  # what the simulator will do, for the narration line
+        self._advisory_at: dict[str, float] = {}  # first advisory alert per device (simulated s)
+        self.lead_s: dict[str, float] = {}  # advisory -> board alarm lead time per device
         if not self._tty:
             self._line(title)
 
@@ -124,6 +126,12 @@ class LiveView:
             self._alerts.append((self.sim_s, text))
             if not self._tty:
                 self._line(f"{mmss(self.sim_s)}  ALERT  {text}")
+        if state == "raised" and doc.get("advisory") and device not in self._advisory_at:
+            self._advisory_at[device] = self.sim_s
+        if state == "raised" and kind == "alarm" and device in self._advisory_at and device not in self.lead_s:
+            self.lead_s[device] = self.sim_s - self._advisory_at[device]
+            self.note(f"early warning: the model's advisory alert came {self.lead_s[device]:.0f} s (simulated) "
+                      f"before the board's own alarm on {device}")
 
     def note(self, text: str) -> None:
         """An operator action or a demo remark, shown on screen."""
@@ -193,6 +201,8 @@ class LiveView:
             out.extend(f"    {n:3d}  {kind}" for kind, n in sorted(self.alert_kinds.items()))
         else:
             out.append("  alerts received by the subscriber: none")
+        for device, lead in self.lead_s.items():
+            out.append(f"  model early warning on {device}: {lead:.0f} s (simulated) before the board's alarm")
         for key, value in places.items():
             out.append(f"  {key}: {value}")
         return "\n".join(out)
