@@ -106,3 +106,25 @@ def test_console_refuses_a_port_another_program_reads(pty_pair, run_console):
         done = run_console(line.device, "status", timeout=0.5)
     assert done.returncode == 1
     assert "another program has it open" in done.stderr
+
+
+def test_interactive_console_shows_readings_replies_and_refusals(board, firedamp):
+    import subprocess
+
+    b = board("live-1", "normal", SPEED)
+    _wait_reading(lambda link, *c: subprocess.run([*firedamp.cmd, "console", "--port", str(link), "--command", *c],
+                                                  cwd=firedamp.root, env=firedamp.env, capture_output=True,
+                                                  text=True, timeout=30), b.link)
+    proc = subprocess.Popen([*firedamp.cmd, "console", "--port", str(b.link)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=firedamp.root, env=firedamp.env,
+                            text=True)
+    proc.stdin.write("status\n")
+    proc.stdin.flush()
+    time.sleep(1.0)  # a person reading the screen: readings keep arriving meanwhile
+    stdout, stderr = proc.communicate("frobnicate\nquit\n", timeout=30)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert re.search(r"live-1  CH4 +\d+\.\d\d % vol  flow [\d.]+ m3/min .* NORMAL +power ON", out), out
+    assert re.search(r"^ +ok +uptime", out, re.M) and re.search(r"^ +ERR unknown command 'frobnicate'", out, re.M)
+    assert "! refused: nothing was changed" in out
