@@ -29,7 +29,10 @@ def configs(cfg: Config, device: str, unit: str, flow_unit: str, base: str,
     def entity(component: str, key: str, name: str, **extra: Any) -> tuple[str, dict[str, Any]]:
         payload = {"name": name, "unique_id": f"{node}_{key}", "object_id": f"{node}_{key}", "device": dev,
                    **availability, **extra}
-        return f"{prefix}/{component}/{node}/{key}/config", payload
+        # node_id level = the site (firedamp_<site>): a broker ACL can confine each edge's discovery writes to
+        # <prefix>/+/firedamp_<site>/# (deploy/mosquitto/firedamp.acl; tested in tests/reliability)
+        site_node = f"firedamp_{cfg.site}".replace("-", "_")
+        return f"{prefix}/{component}/{site_node}/{node[len(site_node) + 1:]}_{key}/config", payload
 
     return [
         entity("sensor", "ch4", "Methane", state_topic=telemetry, value_template="{{ value_json.ch4 }}",

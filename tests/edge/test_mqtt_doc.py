@@ -71,7 +71,7 @@ def test_every_published_payload_matches_the_documented_schema(edge_config, mosq
         elif leaf == "status":
             assert payload in (b"online", b"offline")
         elif leaf == "config":
-            assert topic.startswith("homeassistant/") and "firedamp_testmine_b1" in topic
+            assert topic.startswith("homeassistant/") and "/firedamp_testmine/b1_" in topic
         else:
             raise AssertionError(f"undocumented topic {topic}")
         if not topic.startswith("homeassistant/"):

@@ -88,7 +88,7 @@ def test_home_assistant_discovery_is_sent_and_resent_when_home_assistant_comes_o
     ha = mqtt_subscriber(broker, ["homeassistant/+/+/+/config"])
     assert ha.wait(lambda m: len(m) >= 7)
     cfg = {t: json.loads(p) for t, p, _ in ha.messages}
-    ch4 = cfg["homeassistant/sensor/firedamp_testmine_b1/ch4/config"]
+    ch4 = cfg["homeassistant/sensor/firedamp_testmine/b1_ch4/config"]
     assert ch4["state_topic"] == "firedamp/testmine/b1/telemetry" and ch4["unit_of_measurement"] == "%"
     assert ch4["availability"][0]["topic"] == "firedamp/testmine/pi-test/status"
     n = len(ha.messages)
