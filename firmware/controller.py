@@ -55,6 +55,8 @@ class Controller:
         self.flags = 0
         self.settings_fault = False
         self.selftest = SelfTest(board)
+        self._relay_out = 0   # what the relay pin was driven to last (relay_sense must follow it)
+        self._sense_bad = 0   # consecutive iterations in which relay_sense did not follow
         self._prev = (-1, -1, -1, -1)
         self.cal_age_s = 0
         self._cal_ms = 0
@@ -202,6 +204,16 @@ class Controller:
             faults |= F_LINE
         if self.settings_fault:
             faults |= F_SETTINGS
+        if self.s["relay_sense"] and not st.step:
+            # the auxiliary contact closes to GND when energised: it must read the opposite of the drive
+            if self.board.relay_sense.value() == self._relay_out:
+                self._sense_bad += 1
+                if self._sense_bad == 2:   # two periods: longer than any relay takes to move
+                    st.failed = True
+                    st.problem = "relay sense did not follow the relay"
+                    self.event("SELFTEST", st.problem)
+            else:
+                self._sense_bad = 0
         if st.failed:
             faults |= F_SELFTEST
         if self.s["flow_expected"] and not warming and fl.rate.idle_ms >= fl.timeout_ms:
@@ -227,6 +239,7 @@ class Controller:
             self.board.buzzer.value((alarm.BUZZER[a.state] >> i) & 1)
             self.board.beacon.value((alarm.BEACON[a.state] >> i) & 1)
         self.board.relay.value(relay)
+        self._relay_out = relay
         self.board.led.value((self._iter >> 3) & 1)
         self._iter += 1
         # calibration age and flags

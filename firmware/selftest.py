@@ -1,7 +1,7 @@
 """Boot and on-demand self-test: pulses buzzer, beacon and relay one loop period each and checks the relay.
 
-At boot the relay driver is pulsed on for one iteration (power is otherwise off then); on demand the relay
-only ever gets a short OFF pulse if it is energised, and is never energised while the alarm holds it off.
+The self-test never energises the relay: at boot (no valid reading yet, so no power) the relay step keeps
+it off and checks that it is off; on demand the relay only gets a short OFF pulse if it is energised.
 With `relay_sense` wired, the relay's auxiliary contact (closed to GND when energised) must follow.
 """
 
@@ -42,10 +42,8 @@ class SelfTest:
             what, level = STEPS[i]
             out = relay
             if what == "relay":
-                if self.boot:
-                    out = level  # boot: one 100 ms pulse of the relay driver
-                elif level == 1:
-                    out = 0      # on demand: a short OFF pulse, never an ON pulse
+                if level == 1:
+                    out = 0  # an OFF pulse (at boot the relay is off already): never an ON pulse
             else:
                 (b.buzzer if what == "buzzer" else b.beacon).value(level)
         self._driven = out

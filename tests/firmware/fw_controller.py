@@ -43,7 +43,7 @@ def test_boot_events_self_test_and_relay_stays_off_until_done():
             rig.step()
             relay_seen.append(rig.relay)
             buzzer_seen.append(rig.pin("buzzer").value())
-        assert buzzer_seen[0] == 1 and relay_seen.count(1) == 1   # the one 100 ms relay pulse
+        assert buzzer_seen[0] == 1 and relay_seen.count(1) == 0   # no valid reading yet: never energised
         rig.step(2)
         ev = [f for f in rig.frames() if f[0] == "E" and f[4] == "SELFTEST"]
         assert ev and ev[0][5] == "pass"
@@ -55,12 +55,43 @@ def test_boot_events_self_test_and_relay_stays_off_until_done():
 def test_self_test_fails_when_relay_sense_does_not_follow():
     rig = fwkit.Rig({"relay_sense": 1})
     try:
-        rig.pin("relay_sense").set(1)     # contact never closes
+        rig.pin("relay_sense").set(1)     # contact never closes: the boot test (relay off) cannot see it...
+        rig.set_pct(0.2)
+        rig.step(8)
+        ev = [f for f in rig.frames() if f[0] == "E" and f[4] == "SELFTEST"]
+        assert [e[5] for e in ev] == ["pass"] and rig.relay == 1
+        rig.step(2)                       # ...the first energising does: two periods without the contact
+        ev = [f for f in rig.frames() if f[0] == "E" and f[4] == "SELFTEST"]
+        assert ev and "relay sense" in ev[0][5]
+        assert rig.ctl.faults & 0x40 and rig.relay == 0
+        rig.step(5)
+        assert rig.ctl.faults & 0x40 and rig.relay == 0   # stays a fault until a self-test passes
+    finally:
+        rig.close()
+    rig = fwkit.Rig({"relay_sense": 1})
+    try:
+        rig.pin("relay_sense").set(0)     # welded contact: closed although the relay is off
         rig.set_pct(0.2)
         rig.step(10)
         ev = [f for f in rig.frames() if f[0] == "E" and f[4] == "SELFTEST"]
         assert ev and "relay sense" in ev[0][5]
         assert rig.ctl.faults & 0x40 and rig.relay == 0
+    finally:
+        rig.close()
+
+
+def test_relay_sense_that_follows_keeps_power_on():
+    rig = fwkit.Rig({"relay_sense": 1})
+    try:
+        rig.set_pct(0.2)
+        sense = rig.pin("relay_sense")
+        relay = rig.pin("relay")
+        for _ in range(40):
+            sense.set(1 - relay.value())  # a good relay: the contact closes to GND when energised
+            rig.step()
+        assert rig.ctl.faults == 0 and rig.relay == 1
+        ev = [f[5] for f in rig.frames() if f[0] == "E" and f[4] == "SELFTEST"]
+        assert ev == ["pass"]
     finally:
         rig.close()
 
