@@ -66,10 +66,15 @@ def evaluate_sim(model, seeds: int = 5, warn_at: float = 1.0, normal_hours: floa
             if fc_lead is not None:
                 fc_leads.append(fc_lead)
         x = r.ch4[: len(o["score"])]
-        fc_rows.append((np.where(o["ready"], o["forecast"], np.nan), x, future_max(x, spec.horizon)))
+        row = (np.where(o["ready"], o["forecast"], np.nan), x, future_max(x, spec.horizon))
+        fc_rows.append(row)
+        p.setdefault("_fc", []).append(row)
     total_events = sum(p["events"] for p in per.values())
     detected = sum(p["detected"] for p in per.values())
     for p in per.values():
+        rows = p.pop("_fc")
+        fe = metrics.forecast_errors(*(np.concatenate([r[k] for r in rows]) for k in range(3)))
+        p["forecast_mae"], p["persistence_mae"] = fe.get("mae"), fe.get("persistence_mae")
         p["recall"] = p["detected"] / p["events"] if p["events"] else None
         p["median_delay_s"] = float(np.median(p.pop("delays_s"))) if p.get("delays_s") else None
         if "leads_s" in p:
@@ -108,14 +113,16 @@ def report(res: dict) -> str:
     lines = [f"held-out simulator seeds {res['seed0']}..{res['seed0'] + res['seeds'] - 1}, model {res['model']}, "
              f"threshold {res['threshold']:.3f}, forecast warning at {res['warn_at']} % CH4",
              f"{'scenario':18s} {'events':>6s} {'detected':>8s} {'by score':>8s} {'recall':>6s} "
-             f"{'median delay':>12s} {'median lead':>11s}"]
+             f"{'median delay':>12s} {'median lead':>11s} {'fc MAE':>7s} {'persist.':>8s}"]
     for name, p in res["per_scenario"].items():
+        fc = f"{p['forecast_mae']:7.4f} {p['persistence_mae']:8.4f}" if p["forecast_mae"] is not None else ""
         if not p["events"]:
+            lines.append(f"{name:18s} {'':6s} {'':8s} {'':8s} {'':6s} {'':>12s} {'':>11s} {fc}")
             continue
         delay = "-" if p["median_delay_s"] is None else f"{p['median_delay_s']:.0f} s"
         lead = f"{p['median_lead_s']:.0f} s" if "median_lead_s" in p else ""
         lines.append(f"{name:18s} {p['events']:6d} {p['detected']:8d} {p['detected_by_score']:8d} "
-                     f"{p['recall']:6.2f} {delay:>12s} {lead:>11s}")
+                     f"{p['recall']:6.2f} {delay:>12s} {lead:>11s} {fc}")
     lines.append(f"event recall {res['event_recall']:.3f} ({res['detected']}/{res['events']}); "
                  f"false advisories {res['false_advisories']} in {res['normal_hours_total']:.0f} h of normal "
                  f"= {res['false_advisories_per_24h']:.2f} per 24 h (score alone {res['false_score_alerts_per_24h']:.2f})")

@@ -262,7 +262,7 @@ def train(train_set: list[Series], val_set: list[Series], features: list[str], u
         window=s.window if form == "windowed" else kernel, hidden_size=s.hidden_size, num_layers=s.num_layers,
         threshold=1.0, horizon=s.horizon, forecast_feature=forecast, version=VERSION,
         training_digest=digest(asdict(s) | {"extra": data_digest_extra}, train_set),
-        residual_std=[1.0] * len(features), smoothing=s.smoothing, warmup=max(60, 2 * s.smoothing),
+        residual_std=[1.0] * len(features), smoothing=s.smoothing, warmup=max(120, 4 * s.smoothing),
         architecture=s.arch,
     )
     t0 = time.monotonic()

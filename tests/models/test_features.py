@@ -94,3 +94,18 @@ def test_future_max_looks_strictly_ahead():
     x = np.array([0.0, 5.0, 1.0, 2.0, 0.0])
     fm = future_max(x, 2)
     assert fm[:3].tolist() == [5.0, 2.0, 2.0] and np.isnan(fm[3:]).all()
+
+
+def test_training_normalises_exactly_what_the_runtime_feeds_the_graph():
+    """models.train prepares its inputs with features.normalise; the runtime's window buffer (what the edge
+    feeds ONNX Runtime for every reading) holds the same float32 values, sample for sample."""
+    from models import scenarios, train
+    from models.runtime import Model
+
+    model = Model()
+    sc = scenarios.make("fan_stoppage", 21, duration_s=600)
+    prepared = train._Prepared(train.Series("x", sc.arrays(), sc.label), model.spec)
+    st = model.new_state()
+    for t in range(len(sc)):
+        model.step([st], sc.arrays()[t:t + 1])
+        assert np.array_equal(st.window.buf[-1], prepared.z[t])
