@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                          sensor_offset_pct=args.sensor_offset, sensor_gain=args.sensor_gain)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-    print(f"virtual board {board.ctl.s['device_id']}: firmware {board.fw_main.VERSION} on {board.links[0].device}, "
+    print(f"virtual board {board.settings['device_id']}: firmware {board.fw_main.VERSION} on {board.links[0].device}, "
           f"link {board.links[0].path}"
           + (f", console link {board.links[1].path}" if len(board.links) > 1 else "")
           + f"; scenario {args.scenario} (seed {args.seed}, {scenario.duration_s:g} s) at {args.speed:g}x; "

@@ -129,17 +129,21 @@ class VirtualBoard:
         if self.board.vsys_adc is not None:
             self.board.vsys_adc.set_u16(SUPPLY_MV * 65535 // (self.board.vsys_divider * 3300))
         self.board.relay_sense.set(1)
+        self.machine.WDT.last = None
         self.ctl = self.fw_main.build(self.board, self.clock)
+        self.wdt = self.machine.WDT.last  # the watchdog the firmware started (fake machine records it)
         self._hung_since_us: int | None = None
-        self._feeds = self.ctl.wdt.feeds
+        self._feeds = self.wdt.feeds if self.wdt else 0
         self._last_feed_us = self.clock.us
         self._pins = {}
-        s = self.ctl.s
+        s, _problem = self.fw_settings.Store(str(self.flash)).load()  # what the board booted with
+        self.settings = s
         front = s["front_end"]
         self.sensor = MethaneSensor(front, self.fw_methane.NOMINAL[self.fw_methane.FRONT_ENDS.index(front)],
                                     s["range_vol_pct"], s["shunt_ohm"], s["adc_vref_mv"],
                                     self.sensor_offset_pct, self.sensor_gain)
-        self.k = s["k_pulses_per_m3"] if s["k_pulses_per_m3"] > 0 else s["k_pulses_per_l"] * 1000.0
+        # the anemometer's own K-factor (pulses per m3): a wrong K-factor setting makes the board misread flow
+        self.k = FLOW_K_PER_M3
         self._log_pins("boot:" + cause)
 
     def restart(self) -> None:
@@ -198,7 +202,9 @@ class VirtualBoard:
         return period_ms
 
     def _watchdog(self) -> None:
-        wdt = self.ctl.wdt
+        wdt = self.wdt
+        if wdt is None:  # firmware without a watchdog: nothing resets a hung board
+            return
         if wdt.feeds != self._feeds:
             self._feeds = wdt.feeds
             self._last_feed_us = self.clock.us
