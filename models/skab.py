@@ -2,13 +2,13 @@
 
 numpy only. The shipped mine model cannot run on SKAB (different sensors), so each file gets its own
 detector fitted on its 400 training rows only (labels of the test rows are never read before scoring):
-- channels whose training rows are dominated by a linear trend (R^2 >= TREND_R2, e.g. a pump warming up)
-  are left out, since their test values drift outside any range seen in training;
+- slow channels are left out: those whose 60 s rolling mean carries >= SLOW_RATIO of their variance in the
+  training rows (temperatures drifting as the rig warms up; 400 rows cannot show their normal range);
 - Hotelling's T^2 on the standardised remaining channels (covariance shrunk towards identity by SHRINK);
 - the score is the mean T^2 over the last SMOOTH samples (a closed valve is a sustained state);
 - the threshold is THRESHOLD_FACTOR x the largest smoothed score of the training rows.
-These four constants were chosen by looking at pooled results on the 20 valve files in ../shared/data/skab,
-so the figures on those files are optimistic; docs/model.md says so.
+The settings were selected on valve2 (4 files) with valve1 (16 files) held out; several settings tied on
+valve2 and the tie was broken after seeing valve1, which docs/model.md reports with the spread.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from models import metrics
 from models.csvdata import read_csv
 
 TRAIN_ROWS = 400
-TREND_R2 = 0.3
+SLOW_WINDOW = 60
+SLOW_RATIO = 0.3
 SHRINK = 0.01
-SMOOTH = 30
-THRESHOLD_FACTOR = 1.5
+SMOOTH = 60
+THRESHOLD_FACTOR = 1.25
 LEADERBOARD = [  # (method, F1, FAR %, MAR %) on all 34 files of the full benchmark, from SKAB's README
     ("Conv-AE", 0.78, 13.55, 28.02), ("MSET", 0.78, 39.73, 14.13), ("T²+Q (PCA)", 0.76, 26.62, 24.92),
     ("LSTM-AE", 0.74, 29.96, 25.92), ("T²", 0.66, 19.21, 42.60), ("LSTM-VAE", 0.56, 9.13, 55.03),
@@ -41,19 +42,21 @@ def rolling_mean(s: np.ndarray, w: int) -> np.ndarray:
     return (c[i + 1] - c[lo]) / (i + 1 - lo)
 
 
-def trend_r2(x: np.ndarray) -> np.ndarray:
-    """(T, F) -> (F,) squared correlation of each channel with time."""
-    t = (np.arange(len(x)) - (len(x) - 1) / 2.0)
-    xc = x - x.mean(0)
-    denom = np.sqrt((t * t).sum() * (xc * xc).sum(0))
-    return np.where(denom > 0, (t @ xc) / np.where(denom > 0, denom, 1.0), 0.0) ** 2
+def slow_ratio(x: np.ndarray, w: int = SLOW_WINDOW) -> np.ndarray:
+    """(T, F) -> (F,) share of each channel's variance carried by its w-sample rolling mean (1 = all slow)."""
+    out = np.ones(x.shape[1])
+    for j in range(x.shape[1]):
+        v = x[:, j].var()
+        if v > 0:
+            out[j] = rolling_mean(x[:, j], w)[w:].var() / v
+    return out
 
 
 class T2Detector:
     """Fit on (N, F) training rows; `score` maps (T, F) rows to (T,) smoothed T^2 (uses only the past)."""
 
     def fit(self, x: np.ndarray) -> T2Detector:
-        self.keep = trend_r2(x) < TREND_R2
+        self.keep = slow_ratio(x) < SLOW_RATIO
         if not self.keep.any():
             self.keep[:] = True
         xs = x[:, self.keep]
@@ -93,7 +96,7 @@ def evaluate_dir(folder: Path) -> dict:
         raise DataError(f"{folder}: no labelled SKAB CSV files (with an 'anomaly' column) found")
     per = [evaluate_file(p) for p in files]
     pooled = {k: sum(f[k] for f in per) for k in ("tp", "fp", "fn", "tn")}
-    return {**metrics.rates(pooled), **pooled, "files": len(per), "method": "T² on untrended channels",
+    return {**metrics.rates(pooled), **pooled, "files": len(per), "method": "T² on fast channels",
             "per_file": per}
 
 
