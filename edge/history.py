@@ -180,22 +180,35 @@ class HistoryWriter(threading.Thread):
 
 _REL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_YEAR_10000 = 253402300800.0  # 10000-01-01T00:00Z
+TIME_FORMATS = ("use a span back from now: a number and s, m, h, d or w (90s, 30m, 12h, 1.5h, 7d, 2w); "
+                "or a date or date-time: 2026-11-20, 2026-11-20T10:00, '2026-11-20 10:00:30' (UTC), "
+                "2026-11-20T10:00+02:00 (with an offset); or now")
 
 
 def parse_time(text: str, now: float | None = None) -> float:
-    """'7d', '12h', '30m', '90s', '2w' (ago) or an ISO date/time ('2026-11-20', '2026-11-20T10:00', UTC
-    unless an offset is given) → unix seconds."""
+    """A time given on the command line → unix seconds. Accepted (TIME_FORMATS says the same to the user):
+    `now`; a span ago: a number and s, m, h, d or w ('90s', '30m', '12h', '1.5h', '7d', '2w'); an ISO 8601
+    date or date-time ('2026-11-20', '2026-11-20T10:00', '2026-11-20 10:00:30'), UTC unless it ends with
+    'Z' or an offset ('+02:00'). Raises DataError for anything else or a time outside the years 1970–9999."""
     now = time.time() if now is None else now
-    m = _REL.match(text.strip().lower())
-    if m:
-        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
-    try:
-        dt = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise DataError(f"time {text!r} not understood; use e.g. 7d, 12h, 30m, 2026-11-20 or 2026-11-20T10:00") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+    s = text.strip()
+    m = _REL.match(s.lower())
+    if s.lower() == "now":
+        t = now
+    elif m:
+        t = now - float(m.group(1)) * _UNIT_S[m.group(2)]
+    else:
+        try:
+            dt = datetime.fromisoformat(s)
+        except ValueError:
+            raise DataError(f"time {text!r} not understood; {TIME_FORMATS}") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        t = dt.timestamp()
+    if not 0 <= t < _YEAR_10000:
+        raise DataError(f"time {text!r} is before 1970 or after 9999")
+    return t
 
 
 def iso(t: float) -> str:
@@ -213,9 +226,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--device", required=False, help="board id as it appears in its frames (e.g. pico-01); "
                    "leave out to list the boards on record")
-    p.add_argument("--since", default="24h", help="start: 7d, 12h, 30m ago, or a date/time such as 2026-11-20 or "
-                   "2026-11-20T10:00 (UTC) (default: 24h)")
-    p.add_argument("--until", default=None, help="end, same forms (default: now)")
+    p.add_argument("--since", default="24h", help="where the listing starts (default: 24h). A span back from now: "
+                   "a number and s, m, h, d or w, e.g. 90s, 30m, 12h, 1.5h, 7d, 2w. Or a date or date-time in "
+                   "ISO 8601, read as UTC: 2026-11-20, 2026-11-20T10:00, '2026-11-20 10:00:30'; add Z or an "
+                   "offset for another zone: 2026-11-20T10:00+02:00. Or now")
+    p.add_argument("--until", default=None, help="where it ends, the same forms (default: now)")
     p.add_argument("--minutes", action="store_true", help="per-minute min/mean/max (kept ≥ 90 days) instead of "
                    "every reading (kept 7 days by default)")
     p.add_argument("--csv", action="store_true", help="CSV on standard output: time,ch4,flow,label, the format "
@@ -247,6 +262,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         since = parse_time(args.since)
         until = parse_time(args.until) if args.until else time.time() + 1
+        if since >= until:
+            raise DataError(f"--since {args.since!r} ({iso(since)}) is not before --until "
+                            f"{args.until or 'now'!r} ({iso(until)})")
         out = sys.stdout
         w = csv.writer(out, lineterminator="\n") if args.csv else None
         if args.minutes:

@@ -71,3 +71,29 @@ def test_since_accepts_relative_and_iso_times_and_rejects_nonsense():
     assert parse_time("2026-11-20T10:00") == parse_time("2026-11-20T10:00+00:00")
     with pytest.raises(Exception, match="not understood"):
         parse_time("last tuesday")
+
+
+def test_every_since_form_named_in_the_help_is_accepted_and_bad_times_are_one_clear_line(tmp_path, capsys):
+    now = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    assert [parse_time(x, now=now) for x in ("90s", "30m", "12h", "1.5h", "7d", "2w", "now", " 7D ")] == [
+        now - 90, now - 1800, now - 43200, now - 5400, now - 7 * 86400, now - 14 * 86400, now, now - 7 * 86400]
+    day = 1_795_132_800.0  # 2026-11-20T00:00:00Z
+    assert parse_time("2026-11-20") == day
+    assert parse_time("2026-11-20T10:00") == parse_time("2026-11-20 10:00") == parse_time("2026-11-20T10:00Z") \
+        == day + 36000
+    assert parse_time("2026-11-20 10:00:30") == day + 36030
+    assert parse_time("2026-11-20T10:00+02:00") == day + 28800
+    parser, _ = cli.build_parser("history")
+    text = " ".join(parser.format_help().split())
+    for form in ("90s", "30m", "12h", "1.5h", "7d", "2w", "2026-11-20,", "2026-11-20T10:00,", "'2026-11-20 10:00:30'",
+                 "2026-11-20T10:00+02:00", "UTC", "now"):
+        assert form in text, form  # the help names what parse_time accepts
+    db = tmp_path / "h.sqlite"
+    History(db).close()
+    for since, until, says in (("99999999999d", None, "before 1970 or after 9999"),
+                               ("yesterday", None, "not understood; use a span back from now"),
+                               ("2026-11-21", "2026-11-20", "is not before --until")):
+        args = ["history", "--db", str(db), "--device", "b1", "--since", since] + (["--until", until] if until else [])
+        assert cli.main(args) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("firedamp: ") and says in err and "Traceback" not in err, err
