@@ -41,6 +41,27 @@ def test_systemd_unit_restarts_on_failure_with_serial_access_and_a_clean_stop():
                  "ExecStart=/opt/firedamp/.venv/bin/firedamp run --config /etc/firedamp/edge.toml",
                  "StateDirectory=firedamp", "ReadWritePaths=/var/lib/firedamp"):
         assert line in unit, line
+    # DevicePolicy=closed: every kind of serial port a board can be on must be allowed (the firmware's
+    # `link uart` puts the board on the Pi's UART pins, /dev/ttyAMA0 or /dev/ttyS0)
+    assert "DevicePolicy=closed" in unit
+    for group in ("ttyACM", "ttyUSB", "ttyAMA", "ttyS"):
+        assert f"DeviceAllow=char-{group} rw" in unit, group
+
+
+def test_systemd_analyze_verify_finds_nothing_but_the_missing_install_path(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed here")
+    text = (DEPLOY / "firedamp.service").read_text().replace("/opt/firedamp/.venv/bin/firedamp", sys.executable)
+    (tmp_path / "firedamp.service").write_text(text)
+    out = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "firedamp.service")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "firedamp.service" not in out.stderr, out.stderr
 
 
 def test_the_example_broker_config_runs_with_tls_passwords_and_its_acl(tmp_path, certs, mosquitto, pty_pair,
