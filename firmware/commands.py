@@ -155,9 +155,9 @@ class Commands:
             return
         if self._change({"cal_zero_raw": zero, "cal_span_raw": m.raw, "cal_span_pct": pct}, "CAL",
                         "span %d -> %d %s at %.2f %s" % (s["cal_span_raw"], m.raw, unit, pct, c.unit)):
-            c.cal_age_s = 0
-            c.save_runtime()
-            self._ok("span set: %d %s = %.2f %%%s; calibration age reset" % (m.raw, unit, pct, c.unit))
+            c.cal_pending = True   # the age restarts when the calibration is saved, not before
+            self._ok("span set: %d %s = %.2f %%%s; save to keep it (the 15-day count restarts then)" % (
+                m.raw, unit, pct, c.unit))
 
     def cmd_ack(self, args, now):
         c = self.ctl
@@ -182,6 +182,10 @@ class Commands:
             return
         c.dirty = False
         c.settings_fault = False
+        if c.cal_pending:
+            c.cal_pending = False
+            c.cal_age_s = 0
+            c._cal_ms = 0
         c.save_runtime()
         c.record("SAVE", "settings saved")
         self._ok("saved")
@@ -202,6 +206,7 @@ class Commands:
             return
         c.dirty = False
         c.settings_fault = False
+        c.cal_pending = False
         self._unlocked = False
         c.record("FACTORY", "defaults restored (device_id kept, pin back to default)")
         self._ok("factory settings saved; calibration due; console locked")

@@ -64,6 +64,7 @@ class Controller:
         self._saved_cal_age = 0
         self._save_due_s = 0
         self.dirty = False   # settings changed and not saved
+        self.cal_pending = False  # a span calibration not saved yet: its age starts at `save`
         self.flow_counter = PulseCounter(clock.ticks_us, clock.ticks_diff)
         self.freq_counter = PulseCounter(clock.ticks_us, clock.ticks_diff)
         board.flow_pin.irq(handler=self.flow_counter.irq, trigger=board.irq_rising, hard=True)
@@ -106,10 +107,28 @@ class Controller:
         self.vsys_min_mv = s["supply_min_mv"]
 
     def _load_runtime(self):
-        raw, _problem = self.runtime.load_raw()
-        if isinstance(raw, dict):
-            self.flow.total_x1000 = int(raw.get("total_x1000", 0))
-            self.cal_age_s = int(raw.get("cal_age_s", 0))
+        """Totaliser and calibration age from runtime.json. Values that are missing or not counts are
+        reported; an unknown calibration age counts as due (never as a fresh calibration)."""
+        raw, problem = self.runtime.load_raw()
+        bad = []
+        for key in ("total_x1000", "cal_age_s"):
+            v = raw.get(key) if isinstance(raw, dict) else None
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+                if key == "cal_age_s":
+                    self.cal_age_s = v
+                else:
+                    self.flow.total_x1000 = v
+            else:
+                bad.append(key)
+        lost = bool(bad) and (raw is not None or self.methane.calibrated)
+        if "cal_age_s" in bad and self.methane.calibrated:
+            self.cal_age_s = self.cal_due_s
+        if lost or (problem and " missing" not in problem):
+            text = problem or "runtime.json"
+            if bad:
+                text += "; no %s: %s" % (" or ".join(bad), "calibration due" if self.methane.calibrated and
+                                         "cal_age_s" in bad else "counting from 0")
+            self.event("SETTINGS", text)
         self._saved_total = self.flow.total_x1000
         self._saved_cal_age = self.cal_age_s
 
@@ -271,7 +290,7 @@ class Controller:
         # sparing flash writes: the totaliser and calibration age
         if self._up_s >= self._save_due_s:
             self._save_due_s = self._up_s + self.s["total_save_s"]
-            if self.flow.total_x1000 != self._saved_total or self.cal_age_s - self._saved_cal_age >= 3600:
+            if self.flow.total_x1000 != self._saved_total or self.cal_age_s != self._saved_cal_age:
                 self.save_runtime()
         d = self.display
         if d.ok:

@@ -222,12 +222,13 @@ class Store:
 
     def load_raw(self):
         """-> (dict or None, problem text or None). Tries the file, then the last good copy."""
+        name = self.path[self.path.rfind("/") + 1:]
         try:
             return decode(self._read(self.path)), None
         except OSError:
-            first = "settings.json missing"
+            first = name + " missing"
         except ValueError as exc:
-            first = "settings.json " + str(exc.args[0])
+            first = name + " " + str(exc.args[0])
         try:
             return decode(self._read(self.bak)), first + ", using last good"
         except (OSError, ValueError):

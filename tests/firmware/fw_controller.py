@@ -313,3 +313,83 @@ def test_uart_link_carries_frames_and_console():
         assert ",C,pico-01," in out and ",OK,link=usb*" in out
     finally:
         fwkit.rmtree(root)
+
+
+def calibrate(rig, save=True):
+    """cal zero at 0 %, cal span at 2.00 % on a nominal 4-20 mA sensor (console unlocked here)."""
+    assert rig.last("unlock 1234")[0] == "OK"
+    rig.set_pct(0.0)
+    rig.step(2)
+    assert rig.last("cal zero")[0] == "OK"
+    rig.set_pct(2.0)
+    rig.step(2)
+    assert rig.last("cal span 2.00")[0] == "OK"
+    rig.set_pct(0.2)
+    if save:
+        assert rig.last("save")[0] == "OK"
+    rig.step()
+
+
+def test_calibration_age_restarts_only_when_the_calibration_is_saved():
+    import settings
+
+    rig = fwkit.Rig()
+    try:
+        rig.boot()
+        calibrate(rig)
+        assert rig.ctl.flags & 1 == 0
+        settings.Store(rig.root, "runtime").save({"total_x1000": 0, "cal_age_s": 16 * 86400})
+        rig = rig.reboot()
+        rig.boot()
+        assert rig.ctl.flags & 1                    # 16 days old: due
+        calibrate(rig, save=False)
+        assert rig.ctl.flags & 1                    # a new span that is not saved yet does not hide it...
+        rig = rig.reboot()
+        rig.boot()
+        assert rig.ctl.flags & 1                    # ...nor after a reboot that lost the unsaved calibration
+        calibrate(rig)
+        assert rig.ctl.flags & 1 == 0
+        rig = rig.reboot()
+        rig.boot()
+        assert rig.ctl.flags & 1 == 0 and rig.ctl.cal_age_s < 60
+    finally:
+        rig.close()
+
+
+def test_runtime_file_with_bad_values_boots_and_unknown_age_is_due():
+    import settings
+
+    rig = fwkit.Rig()
+    try:
+        rig.boot()
+        calibrate(rig)
+        assert rig.ctl.flags & 1 == 0
+        # a valid checksum around values that are not counts: the board must still boot
+        settings.Store(rig.root, "runtime").save({"total_x1000": "lots", "cal_age_s": [5]})
+        rig = rig.reboot()
+        ev = [f[5] for f in rig.frames() if f[0] == "E" and f[4] == "SETTINGS"]
+        assert ev and "total_x1000 or cal_age_s" in ev[0] and "calibration due" in ev[0], ev
+        rig.boot()
+        assert rig.ctl.flags & 1 and rig.ctl.flow.total_x1000 == 0 and rig.relay == 1
+        # runtime.json and its backup unreadable: the calibration age is unknown, so due
+        for name in ("runtime.json", "runtime.bak"):
+            with open(rig.root + "/" + name, "w") as f:
+                f.write("garbage")
+        rig = rig.reboot()
+        ev = [f[5] for f in rig.frames() if f[0] == "E" and f[4] == "SETTINGS"]
+        assert ev and ev[0].startswith("runtime.json truncated, using defaults"), ev
+        rig.boot()
+        assert rig.ctl.flags & 1
+    finally:
+        rig.close()
+
+
+def test_calibration_age_survives_frequent_reboots():
+    rig = fwkit.Rig({"total_save_s": 60})
+    try:
+        for _ in range(3):                 # a board restarted every ~2 minutes still ages its calibration
+            rig.run_ms(125000)
+            rig = rig.reboot()
+        assert rig.ctl.cal_age_s >= 360
+    finally:
+        rig.close()
