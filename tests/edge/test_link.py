@@ -15,10 +15,10 @@ def frame(seq: int) -> bytes:
 
 
 def start_reader(device: str):
+    """A PortReader with the backoff the service uses (its defaults)."""
     lines: queue.Queue = queue.Queue()
     status: queue.Queue = queue.Queue()
-    reader = PortReader(device, lambda p, line, t: lines.put(line), lambda p, up, d: status.put((up, time.monotonic(), d)),
-                        retry_max_s=0.5)
+    reader = PortReader(device, lambda p, line, t: lines.put(line), lambda p, up, d: status.put((up, time.monotonic(), d)))
     reader.start()
     return reader, lines, status
 
@@ -73,7 +73,7 @@ def test_unplug_and_replug_resume_within_two_seconds_and_mid_frame_bytes_never_b
         line.unplug()
         lost = drain(status, 1)
         assert lost and lost[0][0] is False
-        time.sleep(0.8)  # the reader is backing off
+        time.sleep(2.5)  # unplugged long enough for the backoff to reach its longest wait
         t_replug = time.monotonic()
         line.replug()
         up = drain(status, 1, timeout=3)
