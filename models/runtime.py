@@ -70,7 +70,12 @@ def read_spec(data: bytes, where: str, threads: int = 1) -> tuple[ModelSpec, obj
         session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ModelError(f"{where}: not a loadable ONNX model ({str(exc).splitlines()[0][:120]})") from exc
-    props = dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        props = dict(session.get_modelmeta().custom_metadata_map)
+        # decode the graph's names now too: a damaged one must be refused here, not crash a later call
+        [arg.name for arg in (*session.get_inputs(), *session.get_outputs())]
+    except UnicodeDecodeError:  # a damaged or tampered string in the file: refuse it like any other damage
+        raise ModelError(f"{where}: model metadata or graph names are not valid UTF-8 (damaged or tampered?)") from None
     try:
         spec = ModelSpec.from_metadata(props)
     except ModelError as exc:
