@@ -322,19 +322,38 @@ def run(args: argparse.Namespace) -> int:
         forecast = args.forecast or features[0]
         if forecast not in features:
             raise DataError(f"--forecast {forecast!r} must be one of --features {features}")
+        need = max(2000, 10 * s.horizon)
+        if len(table.x) < need:
+            raise DataError(f"{args.data}: {len(table.x)} rows; training needs at least {need} "
+                            f"(max(2000, 10 x --horizon {s.horizon}))")
         cut = int(len(table.x) * 0.8)
         label = table.label if table.label is not None else np.zeros(len(table.x), np.int8)
         tr = [Series("train", table.x[:cut], np.zeros(cut, np.int8))]
         va = [Series("val", table.x[cut:], np.zeros(len(table.x) - cut, np.int8))]
-        if len(table.x) - cut < s.chunk + s.horizon + 2 * s.smoothing:
-            s.chunk = max(32, min(s.chunk, (len(table.x) - cut) // 4))
-        train(tr, va, features, [""] * len(features), forecast, args.period, s, out, work,
-              data_digest_extra=f"{Path(args.data).name}:{label.sum()}")
+        s.chunk = max(32, min(s.chunk, (len(table.x) - cut) // 4))
+        s.window = min(s.window, s.chunk)
+        spec = train(tr, va, features, [""] * len(features), forecast, args.period, s, out, work,
+                     data_digest_extra=f"{Path(args.data).name}:{label.sum()}")
+        if table.label is not None:
+            _report_labels(out, table.x, table.label, spec)
         return 0
     tr = simulator_series(s, 0, s.n_normal, s.n_each_anomaly)
     va = simulator_series(s, VAL_SEED0, s.n_val_normal, max(1, s.n_each_anomaly // 3))
     train(tr, va, SIM_FEATURES, SIM_UNITS, "ch4", 1.0, s, out, work, data_digest_extra="simulator")
     return 0
+
+
+def _report_labels(path: Path, x: np.ndarray, label: np.ndarray, spec: ModelSpec) -> None:
+    """The labels were not used for training: show how the new model's alerts match them (whole file)."""
+    from models import metrics
+    from models.runtime import Model
+
+    out = Model(path).score_series(x)
+    ready = out["ready"]
+    r = metrics.rates(metrics.confusion(out["anomalous"][ready], label[ready]))
+    e = metrics.events(out["anomalous"], label, spec.sample_period_s)
+    print(f"against --label-column (not used for training): precision {r['precision']:.3f} recall {r['recall']:.3f} "
+          f"F1 {r['f1']:.3f} FAR {r['far']:.2%}; events {e['detected']}/{e['events']} detected")
 
 
 def _split(text: str | None) -> list[str] | None:

@@ -133,7 +133,7 @@ def test_quick_training_on_the_simulator_is_deterministic(tmp_path):
     assert c.spec == a.spec
 
 
-def test_training_on_a_csv_with_chosen_columns(tmp_path):
+def test_training_on_a_csv_with_chosen_columns(tmp_path, capsys):
     sc = scenarios.make("normal", 9, duration_s=3000)
     rows = "\n".join(f"{c:.2f};{f:.1f};{c * 2:.2f};0" for c, f in zip(sc.ch4, sc.flow, strict=True))
     data = tmp_path / "d.csv"
@@ -142,7 +142,12 @@ def test_training_on_a_csv_with_chosen_columns(tmp_path):
     assert cli.main(["train", "--quick", "--data", str(data), "--sep", ";", "--features", "flow,ch4",
                      "--forecast", "ch4", "--horizon", "60", "--label-column", "lab", "--out", str(out),
                      "--work-dir", str(tmp_path / "w")]) == 0
+    assert "against --label-column (not used for training)" in capsys.readouterr().out
     m = Model(out)
     assert m.spec.features == ["flow", "ch4"] and m.spec.forecast_feature == "ch4" and m.spec.horizon == 60
     assert cli.main(["train", "--quick", "--data", str(data), "--sep", ";", "--features", "flow,nope",
                      "--out", str(out)]) == 1
+    short = tmp_path / "short.csv"
+    short.write_text("ch4;flow\n" + "0.5;900\n" * 100)
+    assert cli.main(["train", "--data", str(short), "--sep", ";", "--out", str(out)]) == 1
+    assert "100 rows; training needs at least 3000" in capsys.readouterr().err
