@@ -21,6 +21,8 @@ _ENUM = 3
 
 PROFILE_NAMES = ("coal_face", "return_airway", "heading_face", "intake_air", "drainage", "plant", "custom")
 FRONT_ENDS = ("ma", "volt", "freq")
+# raw signal at zero gas and at full scale per front end: uA, uV, mHz (the same table as methane.NOMINAL)
+NOMINAL = ((4000, 20000), (400000, 2000000), (200000, 1000000))
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
 # (key, kind, default, low, high) -- low/high are the length for strings, the choices for enums.
@@ -120,13 +122,41 @@ def parse(key, text):
 
 def check(values):
     """Cross-field rules. Returns None or the error text (nothing is changed by the caller on error)."""
+    return _check_levels(values) or _check_k(values) or _check_cal(values)
+
+
+def _check_levels(values):
     a, p, r = values["ch4_alarm_pct"], values["ch4_poweroff_pct"], values["ch4_restore_pct"]
     if not (r <= a <= p):
         return "custom profile needs ch4_restore_pct <= ch4_alarm_pct <= ch4_poweroff_pct (now %.2f, %.2f, %.2f)" % (
             r, a, p)
+    return None
+
+
+def _check_k(values):
     kl, km = values["k_pulses_per_l"], values["k_pulses_per_m3"]
     if (kl > 0) == (km > 0):
         return "exactly one of k_pulses_per_l, k_pulses_per_m3 must be > 0"
+    return None
+
+
+def _check_cal(values):
+    """The calibration must map the signal onto the scale: zero below span by 1/20 of the nominal scale, and
+    a span gas within the range (else a reading could sit at 0.00 % whatever the gas: no alarm, ever)."""
+    front = values["front_end"]
+    nz, nf = NOMINAL[FRONT_ENDS.index(front)]
+    zero, span, pct = values["cal_zero_raw"], values["cal_span_raw"], values["cal_span_pct"]
+    sep = (nf - nz) // 20
+    if span:
+        full = values["range_lel_pct" if values["profile"] == "plant" else "range_vol_pct"]
+        if not zero:
+            return "cal_zero_raw must be > 0 with cal_span_raw set: use cal zero"
+        if span - zero < sep:
+            return "cal_span_raw must be >= cal_zero_raw + %d: use cal span" % sep
+        if not 0.10 <= pct <= full:
+            return "cal_span_pct must be 0.10..%.2f with cal_span_raw set: use cal span" % full
+    elif zero and nf - zero < sep:
+        return "cal_zero_raw must be <= %d for front_end %s (now %d): use cal zero" % (nf - sep, front, zero)
     return None
 
 
@@ -154,12 +184,14 @@ def validate(raw):
                 raise ValueError("%s has the wrong type" % key)
         except ValueError as exc:
             problems.append(str(exc.args[0]) if exc.args else key)
-    err = check(values)
-    if err:
-        problems.append(err)
-        for key in ("ch4_alarm_pct", "ch4_poweroff_pct", "ch4_restore_pct", "k_pulses_per_l",
-                    "k_pulses_per_m3"):
-            values[key] = defaults()[key]
+    for rule, keys in ((_check_levels, ("ch4_alarm_pct", "ch4_poweroff_pct", "ch4_restore_pct")),
+                       (_check_k, ("k_pulses_per_l", "k_pulses_per_m3")),
+                       (_check_cal, ("cal_zero_raw", "cal_span_raw", "cal_span_pct"))):
+        err = rule(values)
+        if err:
+            problems.append(err)
+            for key in keys:     # that group back to the defaults (uncalibrated: calibration due)
+                values[key] = defaults()[key]
     return values, problems
 
 

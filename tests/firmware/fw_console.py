@@ -293,3 +293,36 @@ def test_a_command_that_raises_is_answered_and_the_loop_goes_on():
         assert rig.relay == 1
     finally:
         rig.close()
+
+
+def test_calibration_that_would_hide_the_gas_is_refused():
+    """`set cal_span_raw` alone used to leave span gas 0.00 %: every reading 0.00 %, power on at 3 % CH4."""
+    rig = rig_on()
+    try:
+        rig.last("unlock 1234")
+        bad = (
+            ("set cal_span_raw 20000", "cal_zero_raw must be > 0 with cal_span_raw set: use cal zero"),
+            ("set cal_zero_raw 19500", "cal_zero_raw must be <= 19200 for front_end ma (now 19500): use cal zero"),
+        )
+        for line, want in bad:
+            before = dict(rig.ctl.s)
+            assert rig.last(line) == ("ERR", want), line
+            assert rig.ctl.s == before
+        assert rig.last("set cal_zero_raw 4000")[0] == "OK"
+        assert rig.last("set cal_span_raw 4500") == ("ERR", "cal_span_raw must be >= cal_zero_raw + 800: use cal span")
+        assert rig.last("set cal_span_raw 20000") == (
+            "ERR", "cal_span_pct must be 0.10..4.00 with cal_span_raw set: use cal span")
+        rig.set_pct(3.0)
+        rig.step()
+        assert rig.relay == 0 and rig.ctl.alarm.state == 4     # the gas is still seen
+        # a calibration done with cal span then pins the range: the span gas must stay on the scale
+        rig.set_pct(0.0)
+        rig.step(2)
+        rig.last("cal zero")
+        rig.set_pct(2.0)
+        rig.step(2)
+        assert rig.last("cal span 2.00")[0] == "OK"
+        assert rig.last("set range_vol_pct 1.5") == (
+            "ERR", "cal_span_pct must be 0.10..1.50 with cal_span_raw set: use cal span")
+    finally:
+        rig.close()

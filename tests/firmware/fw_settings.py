@@ -142,3 +142,28 @@ def test_save_interrupted_at_every_step_leaves_old_or_new_never_a_mix():
         finally:
             fwkit.rmtree(root)
     assert steps == 5    # write, read back, remove .bak, move old to .bak, move new into place
+
+
+def test_inconsistent_calibration_in_a_file_falls_back_to_uncalibrated():
+    import methane
+
+    assert settings.NOMINAL == methane.NOMINAL and settings.FRONT_ENDS == methane.FRONT_ENDS
+    root = fwkit.tmpdir()
+    try:
+        st = settings.Store(root)
+        values = settings.defaults()
+        values["warmup_s"] = 7
+        values["cal_span_raw"] = 20000       # span set, span gas 0.00 %: would read 0.00 % whatever the gas
+        write(st.path, settings.encode(values))
+        got, problem = st.load()
+        assert "cal_zero_raw must be > 0" in problem
+        assert (got["cal_zero_raw"], got["cal_span_raw"], got["cal_span_pct"]) == (0, 0, 0.0)  # uncalibrated
+        assert got["warmup_s"] == 7 and got["k_pulses_per_l"] == 450.0   # the rest is kept
+        values = settings.defaults()
+        values["k_pulses_per_m3"] = 5.0        # both K-factors: only that group falls back
+        values["cal_zero_raw"], values["cal_span_raw"], values["cal_span_pct"] = 4400, 12400, 2.0
+        write(st.path, settings.encode(values))
+        got, problem = st.load()
+        assert "exactly one of" in problem and got["k_pulses_per_m3"] == 0.0 and got["cal_span_raw"] == 12400
+    finally:
+        fwkit.rmtree(root)
