@@ -122,6 +122,7 @@ class Model:
         self._resid = np.asarray(self.spec.residual_std, dtype=np.float64)
         self._alpha = 1.0 / self.spec.smoothing
         self._fi = self.spec.forecast_index
+        self._outputs = [o.name for o in self._session.get_outputs()]
 
     def new_state(self) -> State:
         return State(self.spec)
@@ -129,12 +130,12 @@ class Model:
     def step(self, states: list[State], x_raw: np.ndarray) -> list[Result]:
         """x_raw: (B, F) raw values in spec.features order, one per state; updates states in place.
 
-        A row with a NaN (no valid reading) leaves its state untouched and returns its last result with
+        A row with a NaN or inf (no valid reading) leaves its state untouched and returns its last result with
         ready=False, so a sensor fault neither poisons the LSTM state nor raises a false alert.
         """
         spec = self.spec
         x_raw = np.asarray(x_raw, dtype=np.float64).reshape(len(states), spec.n_features)
-        valid = ~np.isnan(x_raw).any(axis=1)
+        valid = np.isfinite(x_raw).all(axis=1)
         results: list[Result] = [s.last._replace(ready=False, anomalous=False) for s in states]
         idx = np.flatnonzero(valid)
         if idx.size == 0:
@@ -145,8 +146,7 @@ class Model:
         if spec.form == "streaming":
             feeds["h0"] = np.stack([states[i].h for i in idx], axis=1)
             feeds["c0"] = np.stack([states[i].c for i in idx], axis=1)
-        out = self._session.run(None, feeds)
-        named = dict(zip([o.name for o in self._session.get_outputs()], out, strict=True))
+        named = dict(zip(self._outputs, self._session.run(self._outputs, feeds), strict=True))
         pred, fc = named["pred"], named["forecast"][:, 0]
         forecast_raw = denormalise(fc, spec, self._fi)
         for k, i in enumerate(idx):

@@ -87,6 +87,8 @@ def test_nan_is_held_not_fed(model):
         r = model.step([s1, s2], np.stack([x[t], x[t]]))
         assert np.isfinite(r[0].score) and np.isfinite(r[0].forecast)
     assert np.isfinite(s1.h).all() and s1.count == s2.count - 1
+    r = model.step([s1], np.array([[0.5, np.inf]]))
+    assert r[0].ready is False and s1.count == s2.count - 1
 
 
 def test_forecast_is_in_percent_and_near_the_reading_when_calm(model):
