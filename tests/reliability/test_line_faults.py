@@ -163,3 +163,23 @@ def test_two_boards_claiming_one_device_id_raise_duplicate_id_and_nothing_is_mer
         a.write(reading("face-1", 100 + k, 900_000 + k * 1000))
         time.sleep(0.1)
     assert wait_for(lambda: [x.state for x in svc.alerts if x.kind == "duplicate_id"] == ["raised", "cleared"], 5)
+
+
+def test_the_edge_never_writes_to_a_board_whatever_it_reads(service, pty_pair):
+    """The board decides safety: alarms, power-off, anomalies and faults never make the edge send a byte."""
+    board = pty_pair()
+    svc = service([board.device], model={"enabled": True})
+    assert svc.wait_ready(mqtt=False, timeout=15)
+    lines = [reading("b1", k, ch4=f"{0.4 + 0.3 * (k % 7):.2f}") for k in range(80)]  # erratic: model complains
+    lines += [reading("b1", 80, state="ALARM", ch4="1.20"), reading("b1", 81, state="POWEROFF", ch4="1.60"),
+              seal("$FD1,R,b1,82,87000,,VOL,0.000,m3/min,1.000,FAULT,0,0011,03")]
+    board.write(b"".join(lines))
+    assert wait_for(lambda: svc.decoder.ok == 83)
+    settle(svc)
+    assert {a.kind for a in svc.alerts} >= {"alarm", "power_off", "fault"}
+    os.set_blocking(board.master, False)
+    try:
+        written = os.read(board.master, 4096)
+    except BlockingIOError:
+        written = b""
+    assert written == b"", f"the edge wrote to the board: {written[:80]!r}"
