@@ -29,16 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("mode", nargs="?", choices=["skab", "sim"],
                         help="`skab DIR`: SKAB benchmark; `sim`: held-out simulator seeds; omit for --data")
-    parser.add_argument("dir", nargs="?", help="for `skab`: the folder with the SKAB CSV files (searched recursively)")
-    parser.add_argument("--model", help="the .onnx model (default: the shipped models/firedamp-lstm.onnx)")
-    parser.add_argument("--data", help="CSV to score (e.g. the output of `firedamp history --csv`)")
+    parser.add_argument("dir", nargs="?", metavar="DIR", help="for `skab`: the folder with the SKAB CSV files (searched recursively)")
+    parser.add_argument("--model", metavar="FILE", help="the .onnx model (default: the shipped models/firedamp-lstm.onnx)")
+    parser.add_argument("--data", metavar="FILE", help="CSV to score (e.g. the output of `firedamp history --csv`)")
     parser.add_argument("--sep", default=",", help="CSV column separator (default ',')")
-    parser.add_argument("--label-column", help="0/1 column marking known anomalies (for precision/recall)")
-    parser.add_argument("--warn-at", type=float, default=None,
+    parser.add_argument("--label-column", metavar="NAME", help="0/1 column marking known anomalies (for precision/recall)")
+    parser.add_argument("--warn-at", type=float, default=None, metavar="VALUE",
                         help="also alert when the forecast reaches this value (e.g. 1.0 %% CH4); sim default 1.0")
-    parser.add_argument("--seeds", type=int, default=5, help="sim: held-out seeds per scenario (default 5)")
+    parser.add_argument("--seeds", type=int, default=5, metavar="N", help="sim: held-out seeds per scenario (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--plot", help="write a PNG with signals, score, threshold, labels and alerts")
+    parser.add_argument("--plot", metavar="PNG", help="write a PNG with signals, score, threshold, labels and alerts")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -285,14 +285,14 @@ def train(train_set: list[Series], val_set: list[Series], features: list[str], u
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="the .onnx model file to write")
-    parser.add_argument("--data", help="train on this CSV instead of the built-in mine simulator")
+    parser.add_argument("--out", required=True, metavar="FILE", help="the .onnx model file to write")
+    parser.add_argument("--data", metavar="FILE", help="train on this CSV instead of the built-in mine simulator")
     parser.add_argument("--sep", default=",", help="CSV column separator (default ','; SKAB uses ';')")
-    parser.add_argument("--features", help="comma-separated CSV columns to use, in order (e.g. ch4,flow)")
-    parser.add_argument("--forecast", help="the column to forecast (one of --features; default: the first)")
-    parser.add_argument("--horizon", type=int, default=300, help="forecast horizon in samples (default 300)")
-    parser.add_argument("--label-column", help="0/1 anomaly column: not used for training, only reported")
-    parser.add_argument("--period", type=float, default=1.0, help="seconds between CSV rows (default 1)")
+    parser.add_argument("--features", metavar="A,B,C", help="comma-separated CSV columns to use, in order (e.g. ch4,flow)")
+    parser.add_argument("--forecast", metavar="COLUMN", help="the column to forecast (one of --features; default: the first)")
+    parser.add_argument("--horizon", type=int, default=300, metavar="H", help="forecast horizon in samples (default 300)")
+    parser.add_argument("--label-column", metavar="NAME", help="0/1 anomaly column: not used for training, only reported")
+    parser.add_argument("--period", type=float, default=1.0, metavar="S", help="seconds between CSV rows (default 1)")
     parser.add_argument("--arch", choices=["lstm", "cnn", "windowed"], default="lstm",
                         help="lstm: streaming LSTM (shipped); cnn: conv front end + LSTM; windowed: LSTM over a window")
     parser.add_argument("--hidden", type=int, default=32, help="LSTM hidden size (default 32)")
@@ -300,7 +300,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=12.0, help="training time budget in minutes (default 12)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same model)")
     parser.add_argument("--quick", action="store_true", help="a tiny run for smoke tests (minutes -> seconds)")
-    parser.add_argument("--work-dir", default="build/train", help="checkpoint and loss curve go here")
+    parser.add_argument("--work-dir", default="build/train", metavar="DIR", help="checkpoint and loss curve go here")
 
 
 def run(args: argparse.Namespace) -> int:
