@@ -65,9 +65,16 @@ def stopped(b):
     b.beacon.value(1)
 
 
-def main():
+def halt():
+    """After a crash: spin without feeding the watchdog, which then resets the board (power stays cut)."""
+    while True:
+        pass
+
+
+def main(root="/"):
     """Entry point on the board: build, then run the loop forever. Ctrl-C (mpremote) cuts power and
-    returns to the REPL with a timer feeding the watchdog, so the board can be re-flashed."""
+    returns to the REPL with a timer feeding the watchdog, so the board can be re-flashed. Any other
+    exception, while building or in the loop, cuts power and halts until the watchdog resets the board."""
     import sys
 
     import board as board_mod
@@ -75,23 +82,24 @@ def main():
 
     if hasattr(micropython, "alloc_emergency_exception_buf"):  # so an IRQ error can be reported (board ports)
         micropython.alloc_emergency_exception_buf(100)
-    values, _problem = settings.Store("/").load()  # the controller loads (and reports) them again
-    b = board_mod.Board("esp32" if sys.platform == "esp32" else "pico", link=values["link"],
+    values, _problem = settings.Store(root).load()  # the controller loads (and reports) them again
+    b = board_mod.Board("esp32" if sys.platform == "esp32" else "pico", root=root, link=values["link"],
                         baud=values["uart_baud"])
-    clock = Clock()
-    ctl = build(b, clock)
-    gc.collect()
+    ctl = None
     try:
+        clock = Clock()
+        ctl = build(b, clock)
+        gc.collect()
         while True:
             clock.sleep_ms(ctl.step())
     except KeyboardInterrupt:
         stopped(b)
-        b.keep_watchdog_fed(ctl.wdt)
+        if ctl is not None:
+            b.keep_watchdog_fed(ctl.wdt)
     except Exception as exc:  # noqa: BLE001 - anything else: power off, let the watchdog reset the board
         stopped(b)
         sys.print_exception(exc)  # type: ignore[attr-defined]
-        while True:
-            pass
+        halt()
 
 
 if __name__ == "__main__":

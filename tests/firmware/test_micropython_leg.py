@@ -136,3 +136,59 @@ def test_main_runs_the_real_loop_and_ctrl_c_cuts_power(tmp_path):
         assert "stopped relay=0 buzzer=0 beacon=1" in err.decode()
     finally:
         proc.kill()
+
+
+CRASH_SCRIPT = """
+import sys
+import machine
+import main
+import settings
+values = settings.defaults()
+values["warmup_s"] = 0
+values["display"] = 0
+settings.Store(ROOT).save(values)
+machine.ADC.set(29, 33000)                  # ~5 V supply
+machine.ADC.set(26, 14894)                  # 5 mA: 0.25 % CH4
+seen = [0]
+read_u16 = machine.ADC.read_u16
+
+def failing_read(self):                     # the ADC driver breaks once power has been on for a while
+    if machine.Pin.get(16).value():
+        seen[0] += 1
+    if seen[0] > 5:
+        raise OSError(5)
+    return read_u16(self)
+
+def halt():                                 # instead of spinning until the watchdog resets the board
+    wdt = machine.WDT.last
+    relay = machine.Pin.get(16)             # driven once per completed iteration, once more by the stop
+    sys.stderr.write("halted relay=%d buzzer=%d beacon=%d on=%d feeds=%d iterations=%d\\n" % (
+        relay.value(), machine.Pin.get(17).value(), machine.Pin.get(18).value(), seen[0], wdt.feeds,
+        relay.writes - 1))
+    sys.exit(0)
+
+machine.ADC.read_u16 = failing_read
+main.halt = halt
+main.main(ROOT)
+"""
+
+
+@pytest.mark.skipif(not BINARY.exists(), reason=f"MicroPython unix binary not installed at {BINARY}")
+def test_main_cuts_power_and_stops_feeding_the_watchdog_on_any_exception(tmp_path):
+    """An exception inside the loop (a driver error) with power on: relay off, beacon on, no more feeds."""
+    script = tmp_path / "crash.py"
+    script.write_text(f"ROOT = {str(tmp_path)!r}\n" + CRASH_SCRIPT)
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join(str(ROOT / p) for p in ("firmware", "hardware/twin")))
+    proc = subprocess.run([str(BINARY), "-X", "heapsize=192k", str(script)], stdin=subprocess.PIPE,
+                          capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert b"OSError" in proc.stdout            # the exception is printed on the link
+    halted = [ln for ln in err.splitlines() if ln.startswith("halted ")]
+    assert halted, err
+    fields = dict(kv.split("=") for kv in halted[0].split()[1:])
+    assert (fields["relay"], fields["buzzer"], fields["beacon"]) == ("0", "0", "1"), halted
+    assert int(fields["on"]) > 5                # power had been on before the crash
+    # the watchdog was fed by each completed iteration, not by the one that raised (nor after it)
+    assert int(fields["feeds"]) == int(fields["iterations"]) > 7, halted
+    assert b",E,pico-01," in proc.stdout and b",NORMAL,1," in proc.stdout
