@@ -101,6 +101,8 @@ class VirtualBoard:
         store = self.fw_settings.Store(str(self.flash))
         if not Path(store.path).exists():
             store.save(initial_settings(self.fw_settings, device_id, front_end))
+            # just calibrated by the installer: calibration age 0, totaliser 0 (else the board flags cal due)
+            self.fw_settings.Store(str(self.flash), "runtime").save({"total_x1000": 0, "cal_age_s": 0})
         self.links = [PtyLink(link)] + ([PtyLink(console_link)] if console_link else [])
         self.stream = _FanStream(self.links)
         self.clock = SimClock()
