@@ -22,6 +22,7 @@ from models.threshold import pot_threshold
 
 VERSION = "1.0.0"
 SIM_FEATURES, SIM_UNITS = ["ch4", "flow"], ["%vol", "m3/min"]
+DEFAULT_UNITS = dict(zip(SIM_FEATURES, SIM_UNITS, strict=True))  # what `firedamp history --csv` columns hold
 INSTRUMENT_FAULTS = {"sensor_drift", "stuck_sensor", "spikes", "pulse_dropout"}
 # Seeds: training 0.., validation/calibration 1000.., held-out evaluation 5000.. (models.evaluate)
 VAL_SEED0, TEST_SEED0 = 1000, 5000
@@ -291,6 +292,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", metavar="A,B,C", help="comma-separated CSV columns to use, in order (e.g. ch4,flow)")
     parser.add_argument("--forecast", metavar="COLUMN", help="the column to forecast (one of --features; default: the first)")
     parser.add_argument("--horizon", type=int, default=300, metavar="H", help="forecast horizon in samples (default 300)")
+    parser.add_argument("--units", metavar="U,V",
+                        help="unit of each feature, in order (default: %%vol for ch4, m3/min for flow, none for "
+                             "others); the edge checks a board's units against these before scoring")
     parser.add_argument("--label-column", metavar="NAME", help="0/1 anomaly column: not used for training, only reported")
     parser.add_argument("--period", type=float, default=1.0, metavar="S", help="seconds between CSV rows (default 1)")
     parser.add_argument("--arch", choices=["lstm", "cnn", "windowed"], default="lstm",
@@ -332,7 +336,10 @@ def run(args: argparse.Namespace) -> int:
         va = [Series("val", table.x[cut:], np.zeros(len(table.x) - cut, np.int8))]
         s.chunk = max(32, min(s.chunk, (len(table.x) - cut) // 4))
         s.window = min(s.window, s.chunk)
-        spec = train(tr, va, features, [""] * len(features), forecast, args.period, s, out, work,
+        units = _split(args.units) or [DEFAULT_UNITS.get(f, "") for f in features]
+        if len(units) != len(features):
+            raise DataError(f"--units has {len(units)} entries but there are {len(features)} features {features}")
+        spec = train(tr, va, features, units, forecast, args.period, s, out, work,
                      data_digest_extra=f"{Path(args.data).name}:{label.sum()}")
         if table.label is not None:
             _report_labels(out, table.x, table.label, spec)

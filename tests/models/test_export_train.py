@@ -145,6 +145,7 @@ def test_training_on_a_csv_with_chosen_columns(tmp_path, capsys):
     assert "against --label-column (not used for training)" in capsys.readouterr().out
     m = Model(out)
     assert m.spec.features == ["flow", "ch4"] and m.spec.forecast_feature == "ch4" and m.spec.horizon == 60
+    assert m.spec.units == ["m3/min", "%vol"]  # the edge checks a board's units against these
     assert cli.main(["train", "--quick", "--data", str(data), "--sep", ";", "--features", "flow,nope",
                      "--out", str(out)]) == 1
     short = tmp_path / "short.csv"
