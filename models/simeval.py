@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.errors import DataError
 from models import metrics, scenarios
 from models.features import future_max
 
@@ -32,7 +33,7 @@ def evaluate_sim(model, seeds: int = 5, warn_at: float = 1.0, normal_hours: floa
                  anomaly_hours: float = 3.0) -> dict:
     spec = model.spec
     if spec.features != ["ch4", "flow"]:
-        raise ValueError(f"the simulator gives ch4, flow; this model wants {spec.features}")
+        raise DataError(f"the simulator gives ch4, flow; this model wants {spec.features} (use --data)")
     period = spec.sample_period_s
     normal = [scenarios.make("normal", TEST_SEED0 + i, period, normal_hours * 3600) for i in range(seeds)]
     anomalous = [scenarios.make(name, TEST_SEED0 + i, period, anomaly_hours * 3600)
