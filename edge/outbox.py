@@ -4,7 +4,9 @@ paho keeps unacknowledged QoS 1 messages in memory only, so a process restart wo
 alert is committed first (together with the alert policy's state, in the same transaction, so a restart
 neither forgets an alert nor raises the same one again), published in insertion order, and deleted when
 the PUBACK arrives. The table is bounded: when full, the oldest alerts are dropped, counted and logged as
-errors. Thread-safe: the pipeline thread writes, the publisher thread reads and deletes.
+errors. Thread-safe: the pipeline thread writes, the publisher thread reads and deletes. A write that fails
+(disk full or read-only) raises sqlite3.Error with no transaction left open; the callers keep what they could
+not write and try again (edge/service.py, edge/publisher.py).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class Outbox:
                     db.executemany("INSERT OR REPLACE INTO policy_state (key, value) VALUES (?, ?)", state.items())
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # (SQLite may have rolled back by itself, e.g. on a full disk)
+                    db.execute("ROLLBACK")
                 raise
             if over > 0:
                 self.dropped += over
@@ -89,9 +92,15 @@ class Outbox:
     def remove(self, *seqs: int) -> None:
         """The broker acknowledged these alerts (one transaction: one fsync for a whole batch of PUBACKs)."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            n = sum(self._db.execute("DELETE FROM alerts WHERE seq = ?", (seq,)).rowcount for seq in seqs)
-            self._db.execute("COMMIT")
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                n = sum(db.execute("DELETE FROM alerts WHERE seq = ?", (seq,)).rowcount for seq in seqs)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
             self.depth -= n
             self.removed += n
 

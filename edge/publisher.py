@@ -21,6 +21,7 @@ import json
 import logging
 import queue
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -90,6 +91,7 @@ class Publisher:
         self._inflight_t: dict[int, float] = {}  # paho mid -> when handed to paho (monotonic)
         self._connected_at = 0.0  # paho resends in-flight messages at each connect: their clock restarts
         self._sent_upto = 0  # highest outbox seq handed to paho
+        self._unremoved: set[int] = set()  # acknowledged, but the delete could not be written yet (disk trouble)
         self._states: dict[str, bytes] = {}  # device -> retained state payload (re-sent on connect)
         self._devices: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) for discovery
         self._discovery_due = threading.Event()
@@ -264,9 +266,20 @@ class Publisher:
                           self.cfg.mqtt.reconnect_max_s)
                 continue
             done.append(seq)
+        self.counters["alerts_acked"] += len(done)
+        done += self._unremoved
         if done:
-            self.outbox.remove(*done)
-            self.counters["alerts_acked"] += len(done)
+            try:
+                self.outbox.remove(*done)
+            except sqlite3.Error as exc:  # never sent again meanwhile; the delete is retried on every round
+                if not self._unremoved:
+                    log.error("OUTBOX %s: cannot record %d acknowledged alert(s) (%s); retrying, they are not sent "
+                              "again meanwhile", self.outbox.path, len(done), exc)
+                self._unremoved = set(done)
+                return
+            if self._unremoved:
+                log.info("outbox: %d acknowledged alert(s) recorded now that the disk can be written", len(done))
+            self._unremoved.clear()
 
     def _send_pending(self) -> None:
         # safety net: an alert unacknowledged for long while connected is handed over again (same id), so a
@@ -280,7 +293,12 @@ class Publisher:
             return
         if not self._inflight and time.monotonic() >= self._refused_until:
             self._sent_upto = 0  # nothing in flight: start over from the oldest unsent (refused ones included)
-        for item in self.outbox.pending(self._sent_upto, room):
+        for item in self.outbox.pending(self._sent_upto, room + len(self._unremoved)):
+            if item.seq in self._unremoved:
+                continue
+            if room <= 0:
+                break
+            room -= 1
             info = self.client.publish(item.topic, item.payload, qos=1)
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
                 # paho queued it and will send it on reconnect; keep the mapping so its PUBACK removes it
@@ -301,6 +319,12 @@ class Publisher:
     def notify(self) -> None:
         """New alerts are in the outbox."""
         self._wake.set()
+
+    def send_unsaved(self, topic: str, payload: bytes) -> None:
+        """An alert the outbox could not store (disk trouble): sent now, best effort (QoS 1, not tracked); the
+        service stores it as soon as it can, and then it goes out again under the same id."""
+        if self.connected:
+            self.client.publish(topic, payload, qos=1)
 
     def wants_telemetry(self) -> bool:
         if self.cfg.mqtt.telemetry and self.connected:

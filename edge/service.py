@@ -16,6 +16,7 @@ import argparse
 import logging
 import queue
 import signal
+import sqlite3
 import textwrap
 import threading
 import time
@@ -36,6 +37,7 @@ log = logging.getLogger("firedamp")
 
 _INGEST_QUEUE = 20_000  # lines; ~100 s of 8 boards at 1 Hz with room for bursts
 _BATCH = 512  # lines handled per pipeline round (one batched model call, one outbox commit)
+_MAX_UNSAVED = 10_000  # alerts held in memory while the outbox cannot be written
 
 
 class Observation(NamedTuple):
@@ -75,6 +77,8 @@ class Service:
         self.readers = [PortReader(b.port, self._on_line, self._on_status, baudrate=b.baudrate) for b in cfg.boards]
         self.queue_dropped = 0
         self.observer_errors = 0
+        self._unsaved: list[Alert] = []  # raised while the outbox could not be written; stored when it can
+        self.unsaved_dropped = 0
         self._observers: list[Callable[[str, Any], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -206,11 +210,33 @@ class Service:
                 log.exception("pipeline: unexpected error on a batch of %d item(s) (continuing)", len(items))
 
     def _commit(self, alerts: list[Alert]) -> None:
-        if not alerts:
+        """Store new alerts (and any held back) in the outbox with the policy state, then log and show them.
+        If the outbox cannot be written (disk full or remounted read-only), no alert is lost: they are held in
+        memory (bounded, loud), sent at once without the outbox, and stored as soon as a write succeeds."""
+        rows = self._unsaved + alerts
+        if not rows:
             return
-        self.outbox.put([(a.id, self.publisher.alert_topic(a.device), a.to_json(), a.time) for a in alerts],
-                        self.policy.saved_state())
-        self.publisher.notify()
+        state = self.policy.saved_state()
+        try:
+            self.outbox.put([(a.id, self.publisher.alert_topic(a.device), a.to_json(), a.time) for a in rows], state)
+        except sqlite3.Error as exc:
+            self.policy.dirty.update(key.split(":", 1)[1] for key in state)  # saved with the next write
+            if not self._unsaved:
+                log.error("OUTBOX %s cannot be written (%s): alerts are held in memory and sent without it, and "
+                          "stored as soon as it can be written (disk full or read-only?)", self.outbox.path, exc)
+            over = len(rows) - _MAX_UNSAVED
+            if over > 0:
+                self.unsaved_dropped += over
+                log.error("OUTBOX unwritable for long: dropped the %d oldest alert(s) held in memory (%d in total)",
+                          over, self.unsaved_dropped)
+            self._unsaved = rows[max(0, over):]
+            for a in alerts:
+                self.publisher.send_unsaved(self.publisher.alert_topic(a.device), a.to_json())
+        else:
+            if self._unsaved:
+                log.info("outbox writable again: %d alert(s) held in memory are stored", len(self._unsaved))
+            self._unsaved = []
+            self.publisher.notify()
         for a in alerts:
             (log.warning if a.state == "raised" and a.severity != "info" else log.info)(
                 "alert %s %s %s [%s]: %s", a.kind, a.state, a.device, a.severity, a.message)
@@ -308,6 +334,7 @@ class Service:
             "mqtt_last_error": self.publisher.last_error or None,
             "ingest_queue": self.q.qsize(), "ingest_dropped": self.queue_dropped,
             "history_dropped": self.history.dropped if self.history else 0,
+            "alerts_unsaved": len(self._unsaved), "alerts_unsaved_dropped": self.unsaved_dropped,
         }
 
 

@@ -1,8 +1,11 @@
 """Fault tests: no alert is lost, and none is published twice without the same id, when the broker goes
 away during a burst of alarms, when the edge process is killed with SIGKILL mid-burst (alone, and while
-alerts wait for a broker that is down). Real Mosquitto, real ptys, the real `firedamp run` process."""
+alerts wait for a broker that is down), and when the outbox's disk cannot be written (the SD card remounted
+read-only, as ext4 does on errors; PRAGMA query_only makes every SQLite write fail the same way). Real
+Mosquitto, real ptys, the real `firedamp run` process."""
 
 import json
+import logging
 import signal
 import sqlite3
 import subprocess
@@ -216,3 +219,70 @@ def test_alerts_waiting_for_a_dead_broker_survive_sigkill_and_go_out_in_order(
     assert room.wait(lambda m: len({json.loads(p)["id"] for _, p, _ in m}) >= len(pending), timeout=20)
     alerts = check_alerts(room.messages, must_include=pending)
     assert [a["id"] for a in alerts] == pending  # in the order they were raised
+
+
+def read_only(svc, on):
+    with svc.outbox._lock:
+        svc.outbox._db.execute(f"PRAGMA query_only = {'ON' if on else 'OFF'}")
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def alert_ids(messages):
+    return [json.loads(p)["id"] for t, p, _ in messages if t.endswith("/alert")]
+
+
+def test_an_outbox_that_cannot_be_written_loses_no_alert_and_floods_nobody(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, caplog):
+    broker = mosquitto(persistence=True)
+    board = pty_pair()
+    room = mqtt_subscriber(broker, ["firedamp/testmine/+/alert"], persistent=True, client_id="control-room")
+    svc = Service(parse_config(edge_config(broker, [board.device], model={"enabled": False},
+                                           mqtt={"telemetry": False})))
+    svc.start()
+    try:
+        assert svc.wait_ready()
+        board.write(frame("b1", 1, False) + frame("b1", 2, True))
+        assert room.wait(lambda m: len(m) == 1) and wait_for(lambda: svc.outbox.depth == 0)
+
+        # 1. writes fail when the alerts are raised: they are held in memory and sent anyway (best effort)
+        read_only(svc, True)
+        with caplog.at_level(logging.ERROR):
+            board.write(frame("b1", 3, False) + frame("b1", 4, True))
+            assert room.wait(lambda m: len(set(alert_ids(m))) == 3, timeout=5), "alerts raised on a broken disk were not sent"
+        assert "OUTBOX" in caplog.text and "held in memory" in caplog.text
+        assert svc.health()["alerts_unsaved"] == 2
+        # 2. the disk is back: the held alerts are stored, sent again under the same ids, and acknowledged
+        read_only(svc, False)
+        assert wait_for(lambda: svc.health()["alerts_unsaved"] == 0 and svc.outbox.written == 3)
+        assert wait_for(lambda: svc.outbox.depth == 0)
+
+        # 3. the alert is stored, but the disk breaks before its PUBACK can be recorded: it is not re-sent in a loop
+        broker.stop()
+        board.write(frame("b1", 5, False))
+        assert wait_for(lambda: svc.outbox.depth == 1)
+        read_only(svc, True)
+        broker.start()
+        assert room.wait(lambda m: len(set(alert_ids(m))) == 4, timeout=10)
+        time.sleep(2.0)
+        last = alert_ids(room.messages)[-1]
+        assert alert_ids(room.messages).count(last) <= 2, "an acknowledged alert was sent again and again"
+        assert svc.outbox.depth == 1  # still on disk: the delete could not be written
+        read_only(svc, False)
+        assert wait_for(lambda: svc.outbox.depth == 0)
+        time.sleep(0.5)
+        assert alert_ids(room.messages).count(last) <= 2
+
+        alerts = check_alerts(room.messages)  # same id ⇒ same payload; one id per event; raised/cleared alternate
+        assert [(a["kind"], a["state"], a["readings"]["seq"]) for a in alerts] == [
+            ("alarm", "raised", 2), ("alarm", "cleared", 3), ("alarm", "raised", 4), ("alarm", "cleared", 5)]
+    finally:
+        read_only(svc, False)
+        svc.stop()
