@@ -152,3 +152,22 @@ def test_firedamp_run_refuses_to_start_when_tls_is_required_but_off(tmp_path, ed
     assert proc.returncode == 1
     assert proc.stderr.startswith("firedamp: ") and "tls_required" in proc.stderr and "refusing" in proc.stderr
     assert not (Path(settings["data_dir"]) / "outbox.sqlite").exists()  # nothing started
+
+
+def test_the_edge_refuses_a_broker_whose_certificate_names_another_host(shipped_broker, edge_config, pty_pair):
+    """The broker's certificate is for localhost / 127.0.0.1; reached as "127.1" (the same address under a name
+    the certificate does not hold) the edge must refuse it, as it would a man in the middle."""
+    from edge.config import parse_config
+    from edge.service import Service
+
+    settings = edge_config(shipped_broker, [pty_pair().device], site="mine-a", model={"enabled": False})
+    settings["mqtt"].update(host="127.1", username="edge-pi-01", password=USERS["edge-pi-01"], tls_required=True)
+    svc = Service(parse_config(settings)).start()
+    try:
+        deadline = time.monotonic() + 10
+        while not svc.publisher.last_error and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "cannot be verified" in svc.publisher.last_error and not svc.publisher.connected
+        assert svc.publisher.counters["connects"] == 0
+    finally:
+        svc.stop()
