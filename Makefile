@@ -76,9 +76,11 @@ fuzz: $(VENV)/.dev
 	$(BIN)/python -m fuzz.run --inputs 100000 --atheris 20000
 
 # soak: 16 virtual boards x 24 simulated hours on one edge with broker restarts, then 50 edge power cuts
+# and the line faults with 100 unplug/replug cycles
 soak: $(VENV)/.dev sysdeps
 	$(BIN)/python tests/reliability/soak.py --boards 16 --hours 24 --speed 80
-	FIREDAMP_POWER_CUTS=50 $(BIN)/pytest -q -s -p no:cacheprovider tests/reliability/test_power_cuts.py
+	FIREDAMP_POWER_CUTS=50 FIREDAMP_REPLUGS=100 $(BIN)/pytest -q -s -p no:cacheprovider \
+	  tests/reliability/test_power_cuts.py tests/reliability/test_line_faults.py
 
 # One table of speed, memory and detection quality (bench/README.md), written to bench/results.md.
 # Row 1 compares with PyTorch eager, so this needs the train extra (.dev), Mosquitto and the MicroPython binary.
