@@ -1,6 +1,6 @@
 """Held-out simulator evaluation: event recall per anomaly, false advisories per 24 h, lead time, forecast.
 
-numpy + onnxruntime only. Seeds start at models.train.TEST_SEED0 (5000), never used for training (0..)
+numpy + onnxruntime only. Seeds start at TEST_SEED0 (5000), never used for training (0..)
 or calibration (1000..). An advisory is an anomaly alert (score above threshold) or a forecast warning
 (forecast >= warn_at, the board's 1.00 % CH4 alarm by default) on a ready sample.
 """
