@@ -197,6 +197,8 @@ class VirtualBoard:
                 traceback.print_exc()
                 self.board.relay.value(0)
                 self._hung_since_us = self.clock.us
+        # the relay's auxiliary contact closes to GND while it is energised (the self-test reads it back)
+        self.board.relay_sense.set(0 if self.board.relay.value() else 1)
         self.steps += 1
         self._watchdog()
         self._log_pins(None)
