@@ -110,3 +110,15 @@ def test_sim_evaluation_on_held_out_seeds_small():
     res = evaluate_sim(Model(), seeds=1, normal_hours=1.0, anomaly_hours=1.0)
     assert res["seed0"] == 5000 and res["events"] == len(scenarios.ANOMALIES)
     assert res["forecast"]["rows"] > 0 and res["false_advisories_per_24h"] >= 0
+
+
+def test_evaluate_and_the_runtime_never_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    sc = scenarios.make("normal", 1, duration_s=400)
+    p = write(tmp_path, "time,ch4,flow\n" + "".join(f"{i},{c},{f}\n" for i, (c, f) in enumerate(zip(sc.ch4, sc.flow, strict=True))))
+    code = ("import sys; from edge import cli; import models.features, models.runtime, models.scenarios; "
+            f"rc = cli.main(['evaluate', '--data', {str(p)!r}]); print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("0 False")
