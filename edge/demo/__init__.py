@@ -30,6 +30,7 @@ from edge.errors import ConfigError, FiredampError
 DEVICE = "demo-01"
 SITE = "demo"
 EDGE_ID = "demo-edge"
+PIN = "1234"  # the firmware's default console pin (firmware/settings.py); the demo's board is always fresh
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--speed must be > 0, got {args.speed}")
     if args.scenario not in scenarios.SCENARIOS:
         raise ConfigError(f"--scenario {args.scenario!r} is not one of: {', '.join(scenarios.SCENARIOS)}")
+    if args.duration is not None and not args.duration >= 60:
+        raise ConfigError(f"--duration must be at least 60 simulated seconds, got {args.duration}")
+    if args.seconds is not None and not args.seconds > 0:
+        raise ConfigError(f"--seconds must be > 0, got {args.seconds}")
     scenario = scenarios.make(args.scenario, seed=args.seed, duration_s=args.duration)
     duration = scenario.duration_s
     run_dir = Path(args.run_dir)
@@ -156,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         svc.start()
         view.note(f"edge service started: model {model_spec.version if model_spec else '(none)'}, "
                   f"board {DEVICE} on {link}")
-        operator = None if args.no_operator else Operator(console_link, "1234", view.note)
+        operator = None if args.no_operator else Operator(console_link, PIN, view.note)
         _loop(args, view, observations, operator, board, duration)
     except KeyboardInterrupt:
         if view:

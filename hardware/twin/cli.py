@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--speed must be > 0, got {args.speed}")
     if args.scenario not in scenarios.SCENARIOS:
         raise ConfigError(f"--scenario {args.scenario!r} is not one of: {', '.join(scenarios.SCENARIOS)}")
+    if args.duration is not None and not args.duration >= 60:
+        raise ConfigError(f"--duration must be at least 60 simulated seconds, got {args.duration}")
     link = Path(args.link)
     device_id = args.device_id or link.name
     if not _ID.match(device_id):
