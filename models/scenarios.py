@@ -174,13 +174,13 @@ def _outburst(rng, m: _Mine) -> _Injected:
     return _Injected(m.e + amp * pulse, m.q, cause, None, {"onset_s": i0 * m.dt})
 
 
-def _ventilation_loss(rng, m: _Mine, frac: float | None = None, restore_frac: float | None = None) -> _Injected:
+def _ventilation_loss(rng, m: _Mine) -> _Injected:
     i0 = _onset(rng, m.n)
     c_now = 100 * m.e[i0] / m.q[i0]
-    frac = frac if frac is not None else c_now / rng.uniform(1.3, 2.2)  # settles at 1.3-2.2 % CH4
+    frac = c_now / rng.uniform(1.3, 2.2)  # would settle at 1.3-2.2 % CH4 at today's emission
     ramp = _ramp(m.n, i0, int(rng.uniform(30, 90) / m.dt))
-    i1 = m.n if restore_frac is None else int(m.n * restore_frac)
-    if restore_frac is None and rng.uniform() < 0.5:
+    i1 = m.n  # half the runs: restored after 25-45 min
+    if rng.uniform() < 0.5:
         i1 = min(m.n, i0 + int(rng.uniform(25, 45) * 60 / m.dt))
     ramp[i1:] = 1.0 - _ramp(m.n, i1, int(60 / m.dt))[i1:]
     q = m.q * (1.0 - (1.0 - frac) * ramp)
