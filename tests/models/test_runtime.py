@@ -106,3 +106,15 @@ def test_story_raises_an_alert_or_a_forecast_warning_before_the_board_alarm(mode
     early = out["anomalous"][onset:alarm] | (out["forecast"][onset:alarm] >= 1.0)
     assert early.any()
     assert not out["anomalous"][model.spec.warmup:onset - 30].any()
+
+
+def test_the_shipped_model_was_trained_on_what_the_simulator_makes_today(model):
+    """The training digest covers the simulated data and the default settings: a change to the physics or
+    to the defaults without retraining (`firedamp train --out models/firedamp-lstm.onnx`) fails here."""
+    from dataclasses import asdict
+
+    from models import train
+
+    s = train.Settings()
+    data = train.simulator_series(s, 0, s.n_normal, s.n_each_anomaly)
+    assert train.digest(asdict(s) | {"extra": "simulator"}, data) == model.spec.training_digest
