@@ -61,3 +61,18 @@ def test_story_alerts_arrive_in_order_and_clear_after_ack_and_restore(mosquitto,
         assert cleared is not None and cleared > raised, f"{kind} never cleared"
     assert _first(alerts, "power_off", "cleared") > power_off
     assert "frames rejected: 0" in done.stdout
+
+
+def test_without_an_operator_the_power_stays_cut(firedamp, tmp_path):
+    """Nobody acknowledges: methane falls below the restore level, and still nothing (edge included) restores
+    the power — the latch is the board's, and only a person at its console releases it."""
+    run_dir = tmp_path / "run"
+    done = firedamp.run("demo", "--no-operator", "--speed", str(SPEED), "--run-dir", str(run_dir),
+                        "--seconds", "120", timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "end of the scenario" in done.stdout and "power_off raised" in done.stdout
+    assert "power_off cleared" not in done.stdout and "operator>" not in done.stdout
+    pins = [json.loads(line) for line in (run_dir / "demo-01-pins.jsonl").read_text().splitlines()]
+    relay = [p for p in pins if p["pin"] == "relay" and "why" not in p]
+    off = next(p for p in relay if p["state"] == "POWEROFF")
+    assert not [p for p in relay if p["t_s"] > off["t_s"] and p["value"] == 1]
