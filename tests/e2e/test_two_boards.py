@@ -1,7 +1,8 @@
 """Two virtual boards on one edge service (`firedamp run`), each under its own MQTT topics.
 
 Board A runs a normal mine, board B the story (ventilation loss, alarm, power-off). Telemetry of both
-arrives under each device's own topic; B's alarm arrives on B's alert topic only, and A raises none.
+arrives under each device's own topic; B's alarm arrives on B's alert topic only, and A raises none. When
+board A is unplugged and boots again on the same port, the edge reconnects and reports A's reboot.
 """
 
 import signal
@@ -35,6 +36,17 @@ fsync = false
                        for t, d in msgs)
 
         assert sub.wait_for(b_alarmed, timeout=90), (tmp_path / "edge.log").read_text()[-3000:]
+
+        # board A is unplugged and boots again on the same link: the edge finds it and says it rebooted
+        a.stop()
+        a.start()
+
+        def a_rebooted(msgs):
+            return any(t == "firedamp/e2e/board-a/alert" and d.get("kind") == "reboot" for t, d in msgs)
+
+        assert sub.wait_for(a_rebooted, timeout=30), (tmp_path / "edge.log").read_text()[-3000:]
+        seen = len(sub.snapshot())
+        assert sub.wait_for(lambda msgs: any(t == "firedamp/e2e/board-a/telemetry" for t, _ in msgs[seen:]), 10)
     finally:
         edge.send_signal(signal.SIGTERM)
         assert edge.wait(20) == 0, (tmp_path / "edge.log").read_text()[-3000:]
