@@ -18,6 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
+from edge.errors import ConfigError
 from hardware.twin.pty_link import PtyLink
 from hardware.twin.signals import MethaneSensor, PulseTrain
 
@@ -35,6 +36,9 @@ _STALL_S = 5.0  # a reader that takes nothing for this long is treated as gone (
 
 def load_firmware():
     """Import the firmware modules as the board would (top-level names), with the fake `machine` first."""
+    if not (FIRMWARE / "main.py").exists():
+        raise ConfigError(f"the virtual board runs the firmware from a source checkout, and {FIRMWARE} has no "
+                          "main.py: run it from a clone of the repository (make demo installs it editable)")
     for path in (str(TWIN), str(FIRMWARE)):  # firmware first: its board.py, then the fake machine.py
         if path not in sys.path:
             sys.path.insert(0, path)
