@@ -52,7 +52,7 @@ class Printer:
     def __init__(self, out: TextIO, readings: str = "all"):
         self._out = out
         self._readings = readings
-        self._last: dict[str, tuple[str, ...]] = {}
+        self._last: dict[str, tuple] = {}  # device -> (state, relay, faults, flags) last shown
         self._lock = threading.Lock()
 
     def note(self, text: str) -> None:
