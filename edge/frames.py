@@ -218,6 +218,13 @@ class Decoder:
         self.reboots = 0
         self.unknown_events = 0
         self._last: dict[tuple[str, str], tuple[int, int]] = {}  # (port, device) -> (seq, uptime_ms)
+        self._seeds: dict[str, tuple[int, int]] = {}  # device -> (seq, uptime_ms) before the edge restarted
+
+    def seed(self, last: dict[str, tuple[int, int]]) -> None:
+        """Each device's last (seq, uptime_ms) from before the edge restarted (kept in the history): its first
+        frame now is compared with it, so frames the board sent while the edge was not reading, and a reboot
+        meanwhile, are counted too (Gap.first stays True for that frame)."""
+        self._seeds = dict(last)
 
     def decode(self, line: bytes) -> Frame | None:
         """A frame, or None after counting the reject (BadFrame's detail goes to `last_error`)."""
@@ -237,7 +244,17 @@ class Decoder:
         prev = self._last.get(key)
         self._last[key] = (frame.seq, frame.uptime_ms)
         if prev is None:
-            return Gap(0, False, True)
+            seed = self._seeds.pop(frame.device, None)
+            if seed is None:
+                return Gap(0, False, True)
+            seq0, up0 = seed
+            lost = (frame.seq - seq0 - 1) & _SEQ_MAX
+            if frame.uptime_ms < up0 or lost >= 2**31:  # uptime or seq went back: it restarted meanwhile
+                self.reboots += 1
+                self.lost_frames += frame.seq
+                return Gap(frame.seq, True, True)
+            self.lost_frames += lost
+            return Gap(lost, False, True)
         seq0, up0 = prev
         if frame.uptime_ms < up0:  # uptime went back: the board restarted (seq restarts at 0)
             self.reboots += 1

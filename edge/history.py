@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS minutes (
     PRIMARY KEY (device, minute)
 );
 CREATE INDEX IF NOT EXISTS minutes_minute ON minutes (minute);
+CREATE TABLE IF NOT EXISTS last_seq (device TEXT PRIMARY KEY, seq INTEGER NOT NULL, uptime_ms INTEGER NOT NULL);
 """
 _SEVERITY = {"NORMAL": 0, "WARMUP": 1, "WARNING": 2, "ALARM": 3, "FAULT": 4, "POWEROFF": 5}
 _PRUNE_ROWS = 500  # per batch: a few ms, never a stall
@@ -68,8 +69,13 @@ class History:
         self.rows = 0
         self.pruned = 0
 
-    def write(self, batch: list[tuple[Reading, float]], now: float | None = None) -> None:
-        """Store a batch of (reading, arrival time) and merge it into the per-minute table; prune a little."""
+    def write(self, batch: list[tuple[Reading, float]], now: float | None = None,
+              last_seq: dict[str, tuple[int, int]] | None = None) -> None:
+        """Store a batch of (reading, arrival time) and merge it into the per-minute table; prune a little.
+        `last_seq`: device -> (seq, uptime_ms) of its latest frame of any type (read back by `last_seqs`)."""
+        if last_seq:
+            self.db.executemany("INSERT OR REPLACE INTO last_seq VALUES (?,?,?)",
+                                [(d, seq, up) for d, (seq, up) in last_seq.items()])
         if batch:
             self.db.executemany(
                 "INSERT INTO raw VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -123,6 +129,10 @@ class History:
             "flow_max, unit, flow_unit, worst_state, n FROM minutes WHERE device = ? AND minute >= ? AND minute < ? "
             "ORDER BY minute", (device, since, until)).fetchall()
 
+    def last_seqs(self) -> dict[str, tuple[int, int]]:
+        """device -> (seq, uptime_ms) of the last frame stored before the service stopped (or was killed)."""
+        return {d: (seq, up) for d, seq, up in self.db.execute("SELECT device, seq, uptime_ms FROM last_seq")}
+
     def devices(self) -> list[str]:
         return [d for (d,) in self.db.execute("SELECT DISTINCT device FROM minutes ORDER BY device")]
 
@@ -140,6 +150,13 @@ class HistoryWriter(threading.Thread):
         self.interval_s = interval_s
         self.dropped = 0
         self._halt = threading.Event()
+        self._seq_lock = threading.Lock()
+        self._last_seq: dict[str, tuple[int, int]] = {}  # written with the next batch
+
+    def seen(self, device: str, seq: int, uptime_ms: int) -> None:
+        """Any valid frame's sequence number (so a restarted service counts what it missed)."""
+        with self._seq_lock:
+            self._last_seq[device] = (seq, uptime_ms)
 
     def put(self, reading: Reading, t: float) -> None:
         try:
@@ -162,9 +179,13 @@ class HistoryWriter(threading.Thread):
                 batch.append(self.q.get_nowait())
             except queue.Empty:
                 break
+        with self._seq_lock:
+            last, self._last_seq = self._last_seq, {}
         try:
-            self.history.write(batch)
+            self.history.write(batch, last_seq=last)
         except sqlite3.Error:
+            with self._seq_lock:
+                self._last_seq = {**last, **self._last_seq}
             log.exception("history: writing %d reading(s) failed", len(batch))
 
     def stop(self) -> None:

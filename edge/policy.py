@@ -229,14 +229,15 @@ class Policy:
         """Lost frames and reboots (from the sequence tracker)."""
         st = self._dev(device)
         out: list[Alert] = []
+        when = " while the edge service was not reading" if gap.first else ""  # first frame after its restart
         if gap.rebooted:
-            out.append(self._alert(device, "reboot", "raised", t, f"{device}: board restarted (uptime went back)",
-                                   lost=gap.lost))
+            out.append(self._alert(device, "reboot", "raised", t,
+                                   f"{device}: board restarted{when} (uptime went back)", lost=gap.lost))
         elif gap.lost:
             st.lost_pending += gap.lost
-            if t - st.lost_alert_t >= self.cfg.frames_lost_holdoff_s:
+            if t - st.lost_alert_t >= self.cfg.frames_lost_holdoff_s or gap.first:
                 out.append(self._alert(device, "frames_lost", "raised", t,
-                                       f"{device}: {st.lost_pending} frame(s) lost on the serial line",
+                                       f"{device}: {st.lost_pending} frame(s) lost{when or ' on the serial line'}",
                                        lost=st.lost_pending))
                 st.lost_pending = 0
                 st.lost_alert_t = t

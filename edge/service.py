@@ -64,6 +64,8 @@ class Service:
         self.publisher = Publisher(cfg, self.outbox, self.health)
         self.history = (HistoryWriter(History(cfg.history_path, cfg.history.raw_days, cfg.history.minute_days))
                         if cfg.history.enabled else None)
+        if self.history:  # frames lost and reboots while the service was down are counted on the first frame
+            self.decoder.seed(self.history.history.last_seqs())
         self.metrics = None
         if cfg.metrics.enabled:
             from edge.metrics import MetricsServer
@@ -263,6 +265,8 @@ class Service:
             if frame is None:
                 continue
             gap = self.decoder.track(frame, port)
+            if self.history:
+                self.history.seen(frame.device, frame.seq, frame.uptime_ms)
             alerts += policy.on_frame(frame.device, port, t)
             if gap.lost or gap.rebooted:
                 alerts += policy.on_gap(frame.device, gap, t)

@@ -73,6 +73,21 @@ def test_decoder_counts_gaps_reboots_and_seq_wrap():
     assert d.lost_frames == 5 and d.reboots == 1
 
 
+def test_seeded_decoder_counts_what_was_missed_while_the_edge_was_down():
+    def frame(device, seq, up):
+        return parse(seal(f"$FD1,E,{device},{seq},{up},X,"))
+
+    d = Decoder()
+    d.seed({"a": (10, 10_000), "b": (10, 10_000), "c": (10, 10_000), "d": (500, 500_000)})
+    assert d.track(frame("a", 11, 11_000)) == (0, False, True)  # nothing missed
+    assert d.track(frame("b", 15, 15_000)) == (4, False, True)  # 11..14 sent while nobody read
+    assert d.track(frame("c", 3, 3_000)) == (3, True, True)  # uptime went back: restarted meanwhile
+    assert d.track(frame("d", 7, 900_000)) == (7, True, True)  # seq went back (it ran longer than before)
+    assert d.track(frame("e", 1, 1_000)) == (0, False, True)  # never seen before: nothing to compare
+    assert d.track(frame("b", 17, 17_000)) == (1, False, False)  # the seed is used once, then live tracking
+    assert d.lost_frames == 4 + 3 + 7 + 1 and d.reboots == 2
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_never_crash_and_are_never_readings_unless_sealed(data):
