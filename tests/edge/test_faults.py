@@ -324,3 +324,33 @@ def test_frames_missed_and_a_reboot_while_the_edge_was_down_are_alerts_after_it_
     run_edge(seal("$FD1,R,b1,2,2000,0.40,VOL,10.000,m3/min,1.000,NORMAL,1,0000,00"),
              lambda m: len(kinds(m)) == 2)
     assert kinds(room.messages)[1] == ("reboot", 2)
+
+
+def test_sigterm_flushes_alerts_the_broker_has_not_acknowledged_then_says_offline(
+        edge_config, edge_toml, mosquitto, socat_pty, mqtt_subscriber, edge_proc):
+    broker = mosquitto()
+    line = socat_pty("board")
+    sub = mqtt_subscriber(broker, ["firedamp/#"])
+    settings = edge_config(broker, [line.device], model={"enabled": False}, mqtt={"telemetry": False})
+    outbox = Path(settings["data_dir"]) / "outbox.sqlite"
+    edge = edge_proc(edge_toml(settings))
+    assert sub.wait(status_is(b"online"), timeout=15)
+    time.sleep(0.3)  # the port is open
+    broker.proc.send_signal(signal.SIGSTOP)  # the broker hangs: no PUBACK comes back
+    try:
+        line.write(burst(range(0, 5)))
+        deadline = time.monotonic() + 10
+        while len(outbox_ids(outbox)) < 4 * 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pending = outbox_ids(outbox)
+        assert len(pending) == 4 * 4
+        edge.proc.send_signal(signal.SIGTERM)  # systemctl stop, while every alert waits for its PUBACK
+        time.sleep(0.5)
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+    assert edge.proc.wait(15) == 0
+    assert outbox_ids(outbox) == []  # flushed: every alert acknowledged before the process ended
+    assert sub.wait(lambda m: {json.loads(p)["id"] for t, p, _ in m if t.endswith("/alert")} >= set(pending))
+    assert sub.wait(status_is(b"offline"), timeout=5)
+    alerts = [t for t, *_ in sub.messages if t.endswith("/alert") or t.endswith("/status")]
+    assert alerts[-1].endswith("/status"), "offline was published before the last alert"
