@@ -50,7 +50,7 @@ class MqttConfig:
     protocol: str = field(default="5", metadata=_choices("5", "3.1.1"))  # 5: refused alerts are noticed
     topic_prefix: str = field(default="firedamp", metadata=_TOPIC_NAME)
     tls: bool = False
-    tls_required: bool = False  # refuse to start unless tls = true and a CA is given
+    tls_required: bool = False  # refuse to start unless tls = true (never plaintext, whatever else changes)
     ca_file: str = ""  # empty with tls = true: the system CA store
     cert_file: str = ""  # client certificate (optional)
     key_file: str = ""
