@@ -120,6 +120,10 @@ class Controller:
                     self.flow.total_x1000 = v
             else:
                 bad.append(key)
+        # a power-off latched before a reset stays latched: a reboot is no acknowledgement. A runtime file
+        # that exists but cannot be read may have held one: latched too (safe side).
+        if isinstance(raw, dict) and raw.get("latched") or problem and " missing" not in problem:
+            self.alarm.latched = True
         lost = bool(bad) and (raw is not None or self.methane.calibrated)
         if "cal_age_s" in bad and self.methane.calibrated:
             self.cal_age_s = self.cal_due_s
@@ -131,14 +135,20 @@ class Controller:
             self.event("SETTINGS", text)
         self._saved_total = self.flow.total_x1000
         self._saved_cal_age = self.cal_age_s
+        self._saved_latch = self.alarm.latched
 
     def save_runtime(self):
-        """Totaliser and calibration age: written every total_save_s at most (flash wear)."""
+        """Totaliser and calibration age (every total_save_s at most: flash wear) and the power-off latch
+        (whenever it changes)."""
         try:
-            self.runtime.save({"total_x1000": self.flow.total_x1000, "cal_age_s": self.cal_age_s})
+            latched = self.alarm.latched
+            self.runtime.save({"total_x1000": self.flow.total_x1000, "cal_age_s": self.cal_age_s,
+                               "latched": 1 if latched else 0})
             self._saved_total = self.flow.total_x1000
             self._saved_cal_age = self.cal_age_s
+            self._saved_latch = latched
         except (OSError, ValueError) as exc:
+            self._saved_latch = self.alarm.latched   # reported once, not retried every iteration
             self.event("SETTINGS", "runtime save failed: %s" % exc)
 
     # ---- frames ----------------------------------------------------------------------------------
@@ -287,8 +297,10 @@ class Controller:
         elif clock.ticks_diff(now, self._last_report) >= self.report_ms:
             self.report()
             self._last_report = now
-        # sparing flash writes: the totaliser and calibration age
-        if self._up_s >= self._save_due_s:
+        # flash writes, after the relay is set: the latch at once, the totaliser and calibration age sparingly
+        if a.latched != self._saved_latch:
+            self.save_runtime()
+        elif self._up_s >= self._save_due_s:
             self._save_due_s = self._up_s + self.s["total_save_s"]
             if self.flow.total_x1000 != self._saved_total or self.cal_age_s != self._saved_cal_age:
                 self.save_runtime()

@@ -393,3 +393,39 @@ def test_calibration_age_survives_frequent_reboots():
         assert rig.ctl.cal_age_s >= 360
     finally:
         rig.close()
+
+
+def test_power_off_latch_survives_a_reboot():
+    rig = fwkit.Rig()
+    try:
+        rig.set_pct(0.2)
+        rig.boot()
+        rig.set_pct(1.6)
+        rig.step()
+        assert rig.relay == 0 and rig.ctl.alarm.latched
+        rig.set_pct(0.2)
+        rig.step()
+        assert rig.relay == 0
+        rig = rig.reboot()                  # a power cycle or watchdog reset is no acknowledgement
+        rig.set_pct(0.2)
+        rig.boot()
+        rig.step(10)
+        r = rig.readings()[-1]
+        assert rig.relay == 0 and (r["state"], r["flags"] & 4) == ("POWEROFF", 4)
+        rig.last("unlock 1234")
+        assert rig.last("ack")[0] == "OK"
+        rig.step()
+        assert rig.relay == 1
+        rig = rig.reboot()                  # acknowledged: the next boot powers up after the warm-up
+        rig.set_pct(0.2)
+        rig.boot()
+        assert rig.relay == 1
+        # an unreadable runtime file may have held a latch: safe side
+        with open(rig.root + "/runtime.json", "w") as f:
+            f.write("garbage")
+        rig = rig.reboot()
+        rig.set_pct(0.2)
+        rig.boot()
+        assert rig.relay == 0 and rig.ctl.alarm.state == 4
+    finally:
+        rig.close()
