@@ -220,7 +220,7 @@ def _script(name: str, scenario) -> str:
 def _start_board(args, run_dir: Path, link: Path, console_link: Path, pins: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "edge.cli", "board", "--scenario", args.scenario, "--link", str(link),
            "--console-link", str(console_link), "--flash", str(run_dir / f"{DEVICE}.flash"), "--device-id",
-           DEVICE, "--speed", str(args.speed), "--seed", str(args.seed), "--record", str(pins)]
+           DEVICE, "--speed", str(args.speed), "--seed", str(args.seed), "--record", str(pins), "--exit-with-parent"]
     if args.duration:
         cmd += ["--duration", str(args.duration)]
     with open(run_dir / "board.log", "ab") as log:

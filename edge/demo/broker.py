@@ -39,6 +39,18 @@ def _listening(port: int) -> bool:
         return False
 
 
+def die_with_parent() -> None:
+    """preexec_fn for a child in its own session: Linux sends it SIGTERM when the demo dies, even by SIGKILL
+    (otherwise a killed demo would leave its broker running)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux/glibc: the demo's own cleanup still stops it
+        pass
+
+
 def mosquitto_binary() -> str | None:
     found = shutil.which("mosquitto")
     if found:
@@ -84,7 +96,8 @@ class LocalBroker:
             lines.append("user root")
         conf.write_text("\n".join(lines) + "\n")
         self._proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, start_new_session=True)
+                                      stderr=subprocess.PIPE, start_new_session=True,
+                                      preexec_fn=die_with_parent)
         deadline = time.monotonic() + _READY_S
         while not _listening(self.port):
             if self._proc.poll() is not None:

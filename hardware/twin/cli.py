@@ -16,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -55,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(the board's output goes to both ports)")
     parser.add_argument("--record", default=None, metavar="FILE",
                         help="append every relay/buzzer/beacon pin change here as JSON lines")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when the process that started this board ends (used by `firedamp demo`)")
     parser.add_argument("--sensor-offset", type=float, default=0.0, metavar="PCT",
                         help="simulated sensor zero error in %% CH4 (default 0: a perfect sensor)")
     parser.add_argument("--sensor-gain", type=float, default=1.0,
@@ -83,13 +86,20 @@ def run(args: argparse.Namespace) -> int:
                          sensor_offset_pct=args.sensor_offset, sensor_gain=args.sensor_gain)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    parent = os.getppid()
+
+    def stop() -> bool:
+        if args.exit_with_parent and os.getppid() != parent:  # the parent died; we were adopted
+            stopping.append(1)
+        return bool(stopping)
+
     print(f"virtual board {board.settings['device_id']}: firmware {board.fw_main.VERSION} on {board.links[0].device}, "
           f"link {board.links[0].path}"
           + (f", console link {board.links[1].path}" if len(board.links) > 1 else "")
           + f"; scenario {args.scenario} (seed {args.seed}, {scenario.duration_s:g} s) at {args.speed:g}x; "
           f"flash {flash}", flush=True)
     try:
-        board.run(args.seconds, stop=lambda: bool(stopping))
+        board.run(args.seconds, stop=stop)
     except KeyboardInterrupt:
         pass
     finally:
