@@ -41,7 +41,7 @@ class BoardProcess:
         self.pins = directory / f"{name}-pins.jsonl"
         self.log = directory / f"{name}.log"
         self.args = [*FIREDAMP, "board", "--scenario", scenario, "--link", str(self.link), "--flash",
-                     str(self.flash), "--speed", str(speed), "--record", str(self.pins), *extra]
+                     str(self.flash), "--speed", str(speed), "--record", str(self.pins), "--exit-with-parent", *extra]
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> BoardProcess:
