@@ -111,7 +111,8 @@ def test_edge_sigkilled_at_random_moments_under_load_loses_no_alert(tmp_path, ed
     assert not missing, f"{len(missing)} alert(s) that were in the outbox at a power cut never arrived"
     per = defaultdict(list)
     for a in by_id.values():
-        per[(a["device"], a["kind"])].append(a["state"])
+        if a["kind"] not in ("frames_lost", "reboot"):  # one-shot kinds: lines read but not yet committed are
+            per[(a["device"], a["kind"])].append(a["state"])  # lost with the process, and reported as lost
     for key, states in per.items():
         assert all(s != t for s, t in zip(states, states[1:], strict=False)), f"{key}: a raise or clear repeated: {states}"
     assert len(pending_at_cuts) > 0, "no power cut caught an alert in the outbox: the test proved nothing"
