@@ -78,7 +78,7 @@ fuzz: $(VENV)/.dev
 # soak: 16 virtual boards x 24 simulated hours on one edge with broker restarts, then 50 edge power cuts
 # and the line faults with 100 unplug/replug cycles
 soak: $(VENV)/.dev sysdeps
-	$(BIN)/python tests/reliability/soak.py --boards 16 --hours 24 --speed 80
+	$(BIN)/python tests/reliability/soak.py --boards 16 --hours 24 --speed 100
 	FIREDAMP_POWER_CUTS=50 FIREDAMP_REPLUGS=100 $(BIN)/pytest -q -s -p no:cacheprovider \
 	  tests/reliability/test_power_cuts.py tests/reliability/test_line_faults.py
 
