@@ -225,8 +225,11 @@ class Policy:
                   f"{dev}: sensor calibration due" if cal else f"{dev}: sensor calibrated", out)
         return out
 
-    def on_gap(self, device: str, gap: Gap, t: float) -> list[Alert]:
-        """Lost frames and reboots (from the sequence tracker)."""
+    def on_gap(self, device: str, gap: Gap, t: float, reading: Reading | None = None) -> list[Alert]:
+        """Lost frames and reboots (from the sequence tracker); `reading`: the frame that showed the gap, if it
+        is a reading (the alert carries it, not the reading from before the gap)."""
+        if reading is not None:
+            self.last[device] = reading
         st = self._dev(device)
         out: list[Alert] = []
         when = " while the edge service was not reading" if gap.first else ""  # first frame after its restart

@@ -269,7 +269,7 @@ class Service:
                 self.history.seen(frame.device, frame.seq, frame.uptime_ms)
             alerts += policy.on_frame(frame.device, port, t)
             if gap.lost or gap.rebooted:
-                alerts += policy.on_gap(frame.device, gap, t)
+                alerts += policy.on_gap(frame.device, gap, t, frame if frame.type == "R" else None)
                 if gap.rebooted and self.windows:
                     self.windows.streams.pop(frame.device, None)
             if frame.type != "R":

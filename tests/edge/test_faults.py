@@ -309,21 +309,21 @@ def test_frames_missed_and_a_reboot_while_the_edge_was_down_are_alerts_after_it_
             svc.stop()
 
     def kinds(m):
-        return [(a["kind"], a["details"].get("lost")) for a in map(json.loads, (p for _, p, _ in m))
-                if a["kind"] in ("frames_lost", "reboot")]
+        return [(a["kind"], a["details"].get("lost"), a["readings"]["seq"]) for a in map(json.loads, (p for _, p, _ in m))
+                if a["kind"] in ("frames_lost", "reboot")]  # the readings: of the frame that showed the gap
 
     # frames 1..5 read, then the edge stops; the board sends 6..9 meanwhile (nobody reads them: lost)
     run_edge(b"".join(frame("b1", k, False) for k in range(1, 6)) + frame("b1", 6, True),
              lambda m: any(json.loads(p)["kind"] == "alarm" for _, p, _ in m))
     assert kinds(room.messages) == []
     run_edge(frame("b1", 10, True), lambda m: len(kinds(m)) == 1)
-    assert kinds(room.messages) == [("frames_lost", 3)]
+    assert kinds(room.messages) == [("frames_lost", 3, 10)]
     lost = [a for a in map(json.loads, (p for _, p, _ in room.messages)) if a["kind"] == "frames_lost"][0]
     assert "while the edge service was not reading" in lost["message"]
     # the board restarts while the edge is down (seq and uptime start again): a reboot alert, not a silent jump
     run_edge(seal("$FD1,R,b1,2,2000,0.40,VOL,10.000,m3/min,1.000,NORMAL,1,0000,00"),
              lambda m: len(kinds(m)) == 2)
-    assert kinds(room.messages)[1] == ("reboot", 2)
+    assert kinds(room.messages)[1] == ("reboot", 2, 2)
 
 
 def test_sigterm_flushes_alerts_the_broker_has_not_acknowledged_then_says_offline(
