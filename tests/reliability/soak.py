@@ -91,6 +91,8 @@ def run_board(args: argparse.Namespace) -> int:
     states = importlib.import_module("protocol").STATES  # firmware/protocol.py (on the path via the twin)
     truth = open(args.truth, "w", buffering=1)  # noqa: SIM115 - closed below
     last = None
+    while not vb.links[0].connected() and not stop.is_set():  # simulated time starts when the edge listens
+        time.sleep(0.05)
     end_us = vb.clock.us + int(args.seconds * 1e6)
     wall0, sim0 = time.monotonic(), vb.clock.us
     while vb.clock.us < end_us and not stop.is_set():
