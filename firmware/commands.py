@@ -17,15 +17,29 @@ class Commands:
         self._unlocked = False
 
     # ---- replies ---------------------------------------------------------------------------------
+    def _reply(self, status, text):
+        """One reply; text too long for one frame goes first in MORE lines (cut at spaces), so the allowed
+        values are never cut off; the last line carries the status."""
+        c = self.ctl
+        # room in a frame for this device with the longest seq (10 digits) and status (MORE)
+        room = protocol.MAX_LINE - 10 - len("$FD1,C,%s,4294967295,%d,MORE," % (c.s_device(), c.uptime_ms()))
+        while len(text) > room:
+            cut = text.rfind(" ", 0, room)
+            if cut <= 0:
+                cut = room
+            c.reply("MORE", text[:cut])
+            text = text[cut:].lstrip()
+        c.reply(status, text)
+
     def _ok(self, text):
-        self.ctl.reply("OK", text)
+        self._reply("OK", text)
 
     def _more(self, text):
-        self.ctl.reply("MORE", text)
+        self._reply("MORE", text)
 
     def _err(self, text):
         self.errors += 1
-        self.ctl.reply("ERR", text)
+        self._reply("ERR", text)
 
     def _nargs(self, args, lo, hi, usage):
         if lo <= len(args) <= hi:

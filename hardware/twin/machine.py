@@ -11,7 +11,7 @@ finds this file. Everything the outside world does to a board is a plain method 
 - `WDT(timeout=ms)`: records `feeds`; `WDT.last` is the most recent instance. It never resets anything:
   the test or the virtual board checks `feeds` / `last_feed` against its own clock.
 - `I2C(id, ...)`: fails with OSError on every transfer unless `I2C.devices` holds an address (then writes
-  are recorded in `I2C.written`); the firmware's display must survive either case.
+  are recorded in `I2C.written`, the newest 64); the firmware's display must survive either case.
 - `reset_cause()` returns `RESET_CAUSE` (settable); `disable_irq()/enable_irq()` are no-ops.
 No imports beyond builtins, so it loads on both interpreters.
 """
@@ -174,7 +174,14 @@ class WDT:
 
 class I2C:
     devices = []  # addresses that answer; empty = nothing on the bus
-    written = []
+    written = []  # the newest KEEP transfers (a long run must fit the RP2040-sized heap of the tests)
+    KEEP = 64
+
+    @classmethod
+    def _record(cls, data):
+        cls.written.append(bytes(data))
+        if len(cls.written) > cls.KEEP:
+            cls.written.pop(0)
 
     def __init__(self, id=0, scl=None, sda=None, freq=400_000):
         self.id = id
@@ -188,14 +195,14 @@ class I2C:
 
     def writeto(self, addr, buf, stop=True):
         self._check(addr)
-        I2C.written.append(bytes(buf))
+        I2C._record(buf)
         return len(buf)
 
     def writevto(self, addr, vector, stop=True):
         self._check(addr)
         n = 0
         for b in vector:
-            I2C.written.append(bytes(b))
+            I2C._record(b)
             n += len(b)
         return n
 

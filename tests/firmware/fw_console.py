@@ -94,7 +94,7 @@ def test_set_good_and_every_kind_of_bad_value():
         )
         for line, want in bad:
             before = dict(rig.ctl.s)
-            status, text = rig.last(line)
+            status, text = rig.said(line)
             assert status == "ERR", line
             if want is not None:
                 assert text == want, (line, text)
@@ -139,8 +139,8 @@ def test_profile_command():
     rig = rig_on()
     try:
         rig.last("unlock 1234")
-        status, text = rig.last("profile mars")
-        assert status == "ERR" and text.startswith("profile must be one of coal_face, return_airway")
+        status, text = rig.said("profile mars")
+        assert status == "ERR" and text == "profile must be one of " + ", ".join(settings.PROFILE_NAMES)
         assert rig.last("profile") == ("ERR", "usage: profile <name>")
         status, text = rig.last("profile intake_air")
         assert status == "OK" and "power-off 0.50" in text
@@ -324,5 +324,30 @@ def test_calibration_that_would_hide_the_gas_is_refused():
         assert rig.last("cal span 2.00")[0] == "OK"
         assert rig.last("set range_vol_pct 1.5") == (
             "ERR", "cal_span_pct must be 0.10..1.50 with cal_span_raw set: use cal span")
+    finally:
+        rig.close()
+
+
+def test_long_replies_are_split_never_cut():
+    """With a 16-character device id, 10-digit uptime: the allowed values must all arrive (MORE lines, then ERR)."""
+    rig = rig_on({"device_id": "mine-face-123456"})
+    try:
+        rig.ctl._up_s = 9999999             # ~115 days of uptime: a 10-digit uptime_ms field
+        rig.last("unlock 1234")
+        for line, needed in (("profile mars", settings.PROFILE_NAMES),
+                             ("set ch4_alarm_pct 2.00", ("ch4_poweroff_pct", "(now 1.00, 2.00, 1.50)")),
+                             ("help", ("factory-reset", "custom"))):
+            rig.stream.feed((line + "\n").encode())
+            rig.step()
+            raw = [bytes(w).decode() for w in rig.stream.out]
+            rig.stream.out = []
+            replies = [fwkit.parse(r.rstrip("\n")) for r in raw if ",C," in r]
+            assert all(len(r) <= 128 for r in raw)
+            statuses = [f[4] for f in replies]
+            assert statuses[-1] in ("OK", "ERR") and set(statuses[:-1]) <= {"MORE"}, statuses
+            text = " ".join(f[5] for f in replies)
+            assert "..." not in text, text
+            for word in needed:
+                assert word in text, (line, word, text)
     finally:
         rig.close()

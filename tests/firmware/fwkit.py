@@ -218,6 +218,12 @@ class Rig:
         assert replies, "no reply to " + line
         return replies[-1]
 
+    def said(self, line):
+        """Final status and the whole text of a reply that may continue over MORE lines."""
+        replies = self.cmd(line)
+        assert replies, "no reply to " + line
+        return replies[-1][0], " ".join(t for _, t in replies)
+
 
 def load_vectors():
     with open("tests/vectors/frames.json") as f:
