@@ -72,12 +72,25 @@ class StdioStream:
         self._poll.register(sys.stdin, select.POLLIN)
         self._wpoll = select.poll()
         self._wpoll.register(sys.stdout, select.POLLOUT)
+        self._buf = bytearray(64)
         self.dropped = 0
 
     def read(self):
-        for _ in self._poll.ipoll(0):  # ipoll: no list allocated when nothing is waiting
-            return self._in.read(1)
-        return None
+        """What the host has sent, up to 64 bytes (a whole command line per loop iteration), or None."""
+        buf = self._buf
+        n = 0
+        while n < 64:
+            ready = False
+            for _ in self._poll.ipoll(0):  # ipoll: no list allocated when nothing is waiting
+                ready = True
+            if not ready:
+                break
+            c = self._in.read(1)
+            if not c:
+                break
+            buf[n] = c[0]
+            n += 1
+        return bytes(buf[:n]) if n else None
 
     def write(self, data):
         for _ in self._wpoll.ipoll(0):

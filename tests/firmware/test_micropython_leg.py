@@ -192,3 +192,30 @@ def test_main_cuts_power_and_stops_feeding_the_watchdog_on_any_exception(tmp_pat
     # the watchdog was fed by each completed iteration, not by the one that raised (nor after it)
     assert int(fields["feeds"]) == int(fields["iterations"]) > 7, halted
     assert b",E,pico-01," in proc.stdout and b",NORMAL,1," in proc.stdout
+
+
+BURST_SCRIPT = """
+import time
+import board
+s = board.StdioStream()
+s.write(b"ready\\n")
+time.sleep_ms(500)
+s.write(b"got %r\\n" % (s.read(),))
+"""
+
+
+@pytest.mark.skipif(not BINARY.exists(), reason=f"MicroPython unix binary not installed at {BINARY}")
+def test_board_stdio_stream_reads_a_whole_command_per_iteration(tmp_path):
+    """One byte per 100 ms loop iteration made a 40-byte command take 4 s (the edge console waits 3 s)."""
+    script = tmp_path / "burst.py"
+    script.write_text(BURST_SCRIPT)
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join(str(ROOT / p) for p in ("firmware", "hardware/twin")))
+    proc = subprocess.Popen([str(BINARY), str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.stdin.write(b"set flow_low_per_min 1200.5\nstatus\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"got b'set flow_low_per_min 1200.5\\nstatus\\n'\n"
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
