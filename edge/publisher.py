@@ -122,7 +122,7 @@ class Publisher:
                 raise ConfigError(f"[mqtt] TLS files unusable: {exc}") from exc
             c.tls_insecure_set(False)
         c.will_set(self.status_topic, b"offline", qos=1, retain=True)
-        c.reconnect_delay_set(min_delay=max(1, round(m.reconnect_min_s)), max_delay=max(1, round(m.reconnect_max_s)))
+        c.reconnect_delay_set(min_delay=m.reconnect_min_s, max_delay=m.reconnect_max_s)  # (paho takes floats too)
         c.max_inflight_messages_set(m.max_inflight)
         c.max_queued_messages_set(10_000)  # telemetry while a connection stalls: bounded
         c.on_connect = self._on_connect

@@ -152,3 +152,12 @@ def test_secrets_never_appear_in_the_log_of_firedamp_run(tmp_path, edge_config, 
     assert "alert alarm raised b1" in log and "firedamp edge stopped" in log
     # and the health message published on the broker carries no secret either
     assert json.dumps(settings["mqtt"]["password_file"])  # (the path is fine to show; the content is not)
+
+
+def test_reconnect_backoff_follows_the_config_below_one_second(edge_config, run_service):
+    """[mqtt] reconnect_min_s/max_s are used as given (0.2 s → 0.4 s), not rounded up to whole seconds."""
+    svc = run_service(edge_config(None, [], model={"enabled": False},
+                                  mqtt={"reconnect_min_s": 0.2, "reconnect_max_s": 0.4}))
+    time.sleep(2.0)
+    assert svc.publisher.counters["connect_failures"] >= 4, svc.publisher.counters  # 1 s steps would give ≤ 3
+    assert "nothing accepts connections" in svc.publisher.last_error
