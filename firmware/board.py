@@ -88,7 +88,7 @@ class StdioStream:
             c = self._in.read(1)
             if not c:
                 break
-            buf[n] = c[0]
+            buf[n] = c[0]  # type: ignore[assignment]  # stdin.buffer gives bytes; the stubs say str
             n += 1
         return bytes(buf[:n]) if n else None
 
