@@ -161,3 +161,11 @@ def test_reconnect_backoff_follows_the_config_below_one_second(edge_config, run_
     time.sleep(2.0)
     assert svc.publisher.counters["connect_failures"] >= 4, svc.publisher.counters  # 1 s steps would give ≤ 3
     assert "nothing accepts connections" in svc.publisher.last_error
+
+
+def test_client_id_and_keepalive_reach_the_broker(edge_config, mosquitto, run_service):
+    broker = mosquitto(auth=True)
+    svc = run_service(edge_config(broker, [], model={"enabled": False},
+                                  mqtt={"client_id": "edge-seven", "keepalive_s": 17}))
+    assert wait_for(lambda: svc.publisher.connected)
+    assert wait_for(lambda: "as edge-seven (p5, c1, k17, u'edge')" in broker.log()), broker.log()[-500:]
