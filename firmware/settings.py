@@ -259,8 +259,8 @@ class Store:
             return decode(self._read(self.path)), None
         except OSError:
             first = name + " missing"
-        except ValueError as exc:
-            first = name + " " + str(exc.args[0])
+        except ValueError as exc:  # on MicroPython a UnicodeError (bad bytes on flash) has no args
+            first = name + " " + (str(exc.args[0]) if exc.args else "is not readable text")
         try:
             return decode(self._read(self.bak)), first + ", using last good"
         except (OSError, ValueError):
