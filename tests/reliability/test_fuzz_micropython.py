@@ -108,3 +108,12 @@ def test_console_commands_answer_the_same_on_micropython_as_on_cpython(tmp_path)
         if got != m:
             differ.append((line, got, m))
     assert not differ, f"{len(differ)} of {len(lines)} command lines answered differently on MicroPython: {differ[:5]}"
+
+
+def test_a_settings_file_damaged_into_non_utf8_falls_back_on_micropython(tmp_path):
+    """Regression: MicroPython's UnicodeError has no args, and load_raw used to die on exc.args[0] (no boot)."""
+    (tmp_path / "settings.json").write_bytes(b'{"device_id": "\xff\xfe"}\n00000000\n')
+    script = f"import settings\nv, p = settings.Store({str(tmp_path)!r}).load()\nprint(v == settings.defaults(), p)\n"
+    done = run_mpy(script, tmp_path)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert done.stdout.startswith("True settings.json is not readable text"), done.stdout
