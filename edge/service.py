@@ -119,6 +119,9 @@ class Service:
         self._stop.set()
         if self._thread:
             self._thread.join(10)
+        if self._unsaved:
+            log.error("OUTBOX %s still cannot be written: %d alert(s) held in memory end with this process (they "
+                      "were sent once, best effort)", self.outbox.path, len(self._unsaved))
         if self.history:
             self.history.stop()
         self.publisher.stop()
