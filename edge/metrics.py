@@ -17,7 +17,7 @@ log = logging.getLogger("firedamp.metrics")
 _COUNTERS = {"frames_ok", "frames_lost", "reboots", "link_reconnects", "inference_calls", "samples_scored",
              "readings_unscored_units", "alerts_raised", "outbox_dropped", "alerts_acked", "alerts_refused",
              "mqtt_connects", "mqtt_connect_failures", "ingest_dropped", "history_dropped",
-             "alerts_unsaved_dropped"}
+             "alerts_unsaved_dropped", "link_partial_lines_dropped"}
 
 
 def _label(v: str) -> str:

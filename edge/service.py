@@ -328,6 +328,7 @@ class Service:
             "reboots": d.reboots,
             "links": {r.port: r.stats.up for r in self.readers},
             "link_reconnects": sum(r.stats.reconnects for r in self.readers),
+            "link_partial_lines_dropped": sum(r.stats.partial_lines_dropped for r in self.readers),
             "model_version": det.spec.version if det else None,
             "inference_calls": det.calls if det else 0,
             "inference_us_mean": round(det.mean_inference_us, 1) if det else 0.0,

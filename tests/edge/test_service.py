@@ -149,6 +149,7 @@ def test_unplug_mid_frame_gives_link_lost_then_restored_and_no_partial_reading(
     assert sub.wait(lambda m: [json.loads(p)["state"] for _, p, _ in m if json.loads(p)["kind"] == "link"]
                     == ["raised", "cleared"], timeout=5)
     assert readings == [1, 2, 4]
+    assert svc.health()["link_partial_lines_dropped"] == 1  # the start of frame 3, counted, never parsed
     assert sub.wait(lambda m: any(json.loads(p)["kind"] == "frames_lost" for _, p, _ in m))
     lost = [json.loads(p) for _, p, _ in sub.messages if json.loads(p)["kind"] == "frames_lost"]
     assert lost and lost[0]["details"]["lost"] == 1  # frame 3 never arrived whole
