@@ -21,8 +21,9 @@ class Commands:
         """One reply; text too long for one frame goes first in MORE lines (cut at spaces), so the allowed
         values are never cut off; the last line carries the status."""
         c = self.ctl
-        # room in a frame for this device with the longest seq (10 digits) and status (MORE)
-        room = protocol.MAX_LINE - 10 - len("$FD1,C,%s,4294967295,%d,MORE," % (c.s_device(), c.uptime_ms()))
+        # room in a frame for this device (seq and uptime with a digit to spare, the longest status)
+        room = protocol.MAX_LINE - 10 - len("$FD1,C,%s,%d,%d,MORE," % (c.s_device(), c.seq * 10 + 9,
+                                                                          c.uptime_ms() * 10 + 9))
         while len(text) > room:
             cut = text.rfind(" ", 0, room)
             if cut <= 0:
@@ -112,7 +113,7 @@ class Commands:
             return
         name = args[0]
         if name not in settings.PROFILE_NAMES:
-            self._err("profile must be one of " + ", ".join(settings.PROFILE_NAMES))
+            self._err("profile must be " + settings.allowed("profile"))
             return
         c = self.ctl
         old = c.s["profile"]

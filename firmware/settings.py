@@ -84,12 +84,28 @@ def allowed(key):
         return "one of the keys `get` lists"
     kind, lo, hi = row[1], row[3], row[4]
     if kind == _ENUM:
-        return "one of " + ", ".join(lo)
+        listed = ", ".join(lo)  # a long list compact, so the whole of it fits in one reply frame
+        return "one of " + listed if len(listed) <= 40 else "|".join(lo)
     if kind == _STR:
         return "%d..%d characters" % (lo, hi) + (" of digits" if key == "pin" else " of A-Z a-z 0-9 _ -")
     if kind == _FLOAT:
         return "%.2f..%.2f" % (lo, hi)
     return "%d..%d" % (lo, hi)
+
+
+def _plain_number(text, fraction):
+    """Digits with an optional leading '-' (and one '.' if `fraction`): int()/float() alone would also take
+    "1_0", "1e3", " 7", "nan", and on MicroPython even "__" (as 0), silently turning garbage into a setting."""
+    digits = text[1:] if text[:1] == "-" else text
+    dot = digits.find(".") if fraction else -1
+    if dot >= 0:
+        digits = digits[:dot] + digits[dot + 1:]
+    if not digits:
+        return False
+    for ch in digits:
+        if ch not in "0123456789":
+            return False
+    return True
 
 
 def parse(key, text):
@@ -111,6 +127,8 @@ def parse(key, text):
             if ch not in chars:
                 raise bad
         return text
+    if not _plain_number(text, kind == _FLOAT):
+        raise bad
     try:
         value = float(text) if kind == _FLOAT else int(text)
     except ValueError:

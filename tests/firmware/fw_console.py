@@ -140,7 +140,8 @@ def test_profile_command():
     try:
         rig.last("unlock 1234")
         status, text = rig.said("profile mars")
-        assert status == "ERR" and text == "profile must be one of " + ", ".join(settings.PROFILE_NAMES)
+        assert status == "ERR" and text == "profile must be " + "|".join(settings.PROFILE_NAMES)
+        assert rig.cmd("profile mars")[0][0] == "ERR"       # one line for an ordinary device id and uptime
         assert rig.last("profile") == ("ERR", "usage: profile <name>")
         status, text = rig.last("profile intake_air")
         assert status == "OK" and "power-off 0.50" in text
