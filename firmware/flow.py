@@ -31,7 +31,9 @@ class PulseCounter:
 
     def irq(self, pin):
         t = self._ticks_us()
-        if self._seen and self._diff(t, self.last_us) < self.debounce_us:
+        # a negative difference is the tick counter's wrap (2**30 us on the RP2040, ~18 min) after a long
+        # pause, not an edge 'too close': without the 0 <= test every edge for the next ~9 min was dropped
+        if self._seen and 0 <= self._diff(t, self.last_us) < self.debounce_us:
             self.glitches = (self.glitches + 1) & MASK
             return
         self._seen = True
@@ -87,7 +89,10 @@ class EdgeRate:
             return
         self._acc += n
         span = self._diff(c.snap_us, self._win_us)
-        if span >= self.window_us and self._acc > 0:
+        if span < 0:  # window older than half the tick period (a long timeout): start again at this edge
+            self._win_us = c.snap_us
+            self._acc = 0
+        elif span >= self.window_us and self._acc > 0:
             self.rate_num = self._acc
             self.rate_us = span
             self.fresh = True

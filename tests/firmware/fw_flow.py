@@ -113,3 +113,40 @@ def test_snapshot_is_consistent():
         c.irq(None)
     c.snapshot()
     assert (c.snap_count, c.snap_us) == (5, 5000)
+
+
+class WrapClock:
+    """The RP2040's tick arithmetic: ticks_us wraps at 2**30, ticks_diff is signed in [-2**29, 2**29)."""
+
+    PERIOD = 1 << 30
+
+    def __init__(self, us=0):
+        self.us = us
+
+    def ticks_us(self):
+        return self.us % self.PERIOD
+
+    def ticks_diff(self, a, b):
+        return (a - b + self.PERIOD // 2) % self.PERIOD - self.PERIOD // 2
+
+
+def test_edges_after_a_long_pause_are_counted_across_the_tick_wrap():
+    clock = WrapClock(1000)
+    c = flow.PulseCounter(clock.ticks_us, clock.ticks_diff, 50)
+    c.irq(None)
+    clock.us += 600 * 1000000          # 10 minutes without a pulse: ticks_diff is now negative
+    for _ in range(10):
+        clock.us += 10000
+        c.irq(None)
+    assert (c.count, c.glitches) == (11, 0)
+    rate = flow.EdgeRate(c, clock.ticks_diff, 1000000)
+    rate.update(100)                   # the window starts at the newest edge
+    clock.us += 700 * 1000000          # a window left open for > half the tick period
+    c.irq(None)
+    rate.update(100)
+    for _ in range(30):                # then 100 Hz for 3 s: the rate must come back
+        for _ in range(10):
+            clock.us += 10000
+            c.irq(None)
+        rate.update(100)
+    assert rate.rate_us and abs(rate.rate_num * 1000000 // rate.rate_us - 100) <= 1
