@@ -82,7 +82,7 @@ class Publisher:
         self.connected = False
         self.last_error = ""
         self.counters = {"alerts_sent": 0, "alerts_acked": 0, "alerts_refused": 0, "connects": 0, "connect_failures": 0,
-                         "telemetry_sent": 0, "telemetry_skipped": 0}
+                         "telemetry_sent": 0, "telemetry_skipped": 0, "alerts_not_queued": 0}
         self._acks: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()  # (mid, "" or refusal reason)
         self._refused_until = 0.0
         self._wake = threading.Event()
@@ -300,9 +300,16 @@ class Publisher:
                 break
             room -= 1
             info = self.client.publish(item.topic, item.payload, qos=1)
-            if info.rc == mqtt.MQTT_ERR_NO_CONN:
-                # paho queued it and will send it on reconnect; keep the mapping so its PUBACK removes it
-                pass
+            # MQTT_ERR_NO_CONN: paho keeps it and sends it on reconnect; keep the mapping so its PUBACK removes it
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                # paho did not take it (its queue is full, or the message id is still in use): not in flight;
+                # it stays in the outbox and is offered again next round
+                self.counters["alerts_not_queued"] += 1
+                self._wake.set()
+                time.sleep(0.05)
+                break
+            if info.mid in self._inflight:  # paho's 16-bit message id came round while the old one is unacked:
+                continue  # never remap it (a late PUBACK would remove the wrong alert); sent again when idle
             self._inflight[info.mid] = item.seq
             self._inflight_t[info.mid] = time.monotonic()
             self._sent_upto = item.seq

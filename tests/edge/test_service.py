@@ -216,3 +216,31 @@ def test_an_alert_paho_never_sent_is_sent_again_and_the_outbox_does_not_stall(
     while svc.outbox.depth and time.monotonic() < deadline:
         time.sleep(0.05)
     assert svc.outbox.depth == 0
+
+
+def test_an_alert_paho_refuses_to_queue_is_offered_again_at_once_not_after_the_resend_delay(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, service_factory):
+    """paho's publish() can refuse a message (its queue full, or the message id still in use); the alert must
+    not be taken as in flight (it would wait the 60 s resend delay, or a late PUBACK could remove another)."""
+    import signal
+
+    broker = mosquitto()
+    board = pty_pair()
+    sub = mqtt_subscriber(broker, ["firedamp/+/+/alert"])
+    svc = service_factory(edge_config(broker, [board.device], model={"enabled": False}, mqtt={"telemetry": False}))
+    svc.publisher.client.max_queued_messages_set(1)  # one unacknowledged QoS 1 message at a time
+    svc.start()
+    assert svc.wait_ready()
+    board.write(frame(1))
+    time.sleep(0.5)  # its state message is acknowledged
+    broker.proc.send_signal(signal.SIGSTOP)  # no PUBACK comes back
+    try:
+        board.write(frame(2, "ALARM", ch4=1.2))  # its state message takes the only place; the alert is refused
+        time.sleep(0.5)
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+    assert sub.wait(lambda m: len(m) >= 1, timeout=3), "the refused alert was not offered again"
+    deadline = time.monotonic() + 3
+    while svc.outbox.depth and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert svc.outbox.depth == 0
