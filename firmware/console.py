@@ -87,6 +87,9 @@ class Console(Commands):
             if ord(ch) > 126:
                 self._err("not ASCII text")
                 return
+            if ord(ch) < 32 and ch != "\t":  # CPython's split() takes some as spaces, MicroPython's does not
+                self._err("control character 0x%02x in the line" % ord(ch))
+                return
         words = line.split()
         if not words:
             return
