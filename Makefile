@@ -71,9 +71,11 @@ pytest: $(VENV)/.dev sysdeps
 test: lint check-firmware pytest
 
 # Reliability (tests/reliability has the short versions that run in `make test`).
-# fuzz: 100,000 generated inputs per parser, then 20,000 coverage-guided (atheris) inputs each.
+# fuzz: 100,000 generated inputs per parser, then 20,000 coverage-guided (atheris) inputs each, then
+# 20,000 settings files and console lines compared between the MicroPython binary and CPython.
 fuzz: $(VENV)/.dev
 	$(BIN)/python -m fuzz.run --inputs 100000 --atheris 20000
+	FIREDAMP_FUZZ_MPY=20000 $(BIN)/pytest -q -s -p no:cacheprovider tests/reliability/test_fuzz_micropython.py
 
 # soak: 16 virtual boards x 24 simulated hours on one edge with broker restarts, then 50 edge power cuts
 # and the line faults with 100 unplug/replug cycles

@@ -1,6 +1,6 @@
 """Power cuts on the edge: `firedamp run` SIGKILLed at random moments under load, again and again.
 
-Every time: the outbox opens cleanly (SQLite integrity check) and every alert that was in it is delivered
+Every time: the outbox and the history open cleanly (SQLite integrity check) and every alert that was in it is delivered
 in the end; per device and kind the delivered alerts still alternate raised/cleared (a restart neither
 repeats nor forgets a raise), and the last one is the clear the boards' final readings call for. The count
 is FIREDAMP_POWER_CUTS (default 5 here; `make soak` runs 50).
@@ -77,6 +77,13 @@ def test_edge_sigkilled_at_random_moments_under_load_loses_no_alert(tmp_path, ed
             edge.wait(10)
             if outbox.exists():
                 pending_at_cuts |= set(outbox_check(outbox))
+            history = outbox.with_name("history.sqlite")
+            if history.exists():  # the methane records survive the cut too
+                db = sqlite3.connect(str(history), timeout=10)
+                try:
+                    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                finally:
+                    db.close()
         stop.set()
         w.join(5)
         edge = start()

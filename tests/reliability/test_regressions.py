@@ -70,3 +70,24 @@ def test_model_metadata_attacks_are_model_errors_naming_the_key(key, value, word
     with pytest.raises(ModelError, match=key) as info:
         ModelSpec.from_metadata(props)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["__", "1_0", "1e3", " 7", "7 ", "+7", "nan", "0x10", ".", "-", "--1", "1.2.3"])
+def test_a_number_setting_takes_plain_digits_only(text):
+    # MicroPython's int("__") is 0: `set supply_min_mv __` used to switch the brown-out check off; CPython took
+    # "1_0" as 10 (found by differential fuzzing on the MicroPython binary)
+    settings = _fw_settings()
+    for key in ("supply_min_mv", "display", "flow_low_per_min", "ch4_alarm_pct"):
+        with pytest.raises(ValueError, match=key):
+            settings.parse(key, text)
+    assert settings.parse("flow_low_per_min", "12.5") == 12.5 and settings.parse("supply_min_mv", "0") == 0
+
+
+def test_a_console_line_with_a_control_character_is_refused_on_both_interpreters():
+    from fuzz import console_target
+
+    rig = console_target.rig()
+    for line in (b"\x1c", b"status\x1f", b"get\x0bpin"):  # CPython's split() took these as spaces
+        replies = rig.send(line)
+        assert [f.status for f in replies] == ["ERR"] and "control character" in replies[0].text
+    assert [f.status for f in rig.send(b"get\tpin")] == ["OK"]  # a tab still separates words
