@@ -64,6 +64,7 @@ class Controller:
         self._saved_cal_age = 0
         self._save_due_s = 0
         self.dirty = False   # settings changed and not saved
+        self.flash_pause = False  # this iteration wrote flash: the next one may start late (no LOOP fault)
         self.cal_pending = False  # a span calibration not saved yet: its age starts at `save`
         self.flow_counter = PulseCounter(clock.ticks_us, clock.ticks_diff)
         self.freq_counter = PulseCounter(clock.ticks_us, clock.ticks_diff)
@@ -140,6 +141,7 @@ class Controller:
     def save_runtime(self):
         """Totaliser and calibration age (every total_save_s at most: flash wear) and the power-off latch
         (whenever it changes)."""
+        self.flash_pause = True
         try:
             latched = self.alarm.latched
             self.runtime.save({"total_x1000": self.flow.total_x1000, "cal_age_s": self.cal_age_s,
@@ -185,6 +187,7 @@ class Controller:
         """A state-changing console action: E frame now, and a line in records.txt (`log` shows them)."""
         text = "%s, uptime %d ms" % (text, self.uptime_ms())
         self.event(code, text)
+        self.flash_pause = True
         path = self.records_path
         try:
             with open(path, "a") as f:
@@ -247,8 +250,9 @@ class Controller:
             faults |= F_SELFTEST
         if self.s["flow_expected"] and not warming and fl.rate.idle_ms >= fl.timeout_ms:
             faults |= F_NOFLOW
-        if dt > 2 * self.period_ms + 200:
-            faults |= F_LOOP
+        if dt > 2 * self.period_ms + 200 and not self.flash_pause:
+            faults |= F_LOOP   # (a flash write of our own, after the relay was set, may take that long)
+        self.flash_pause = False
         vs = self.board.vsys_adc
         if vs is not None and self.vsys_min_mv:
             if vs.read_u16() * self.board.vsys_divider * self.methane.vref_mv // 65535 < self.vsys_min_mv:

@@ -429,3 +429,32 @@ def test_power_off_latch_survives_a_reboot():
         assert rig.relay == 0 and rig.ctl.alarm.state == 4
     finally:
         rig.close()
+
+
+def test_a_slow_flash_write_after_ack_is_not_a_loop_fault():
+    """Writing the latch to flash (up to a few hundred ms on a real chip) must not re-trip the restored power."""
+    rig = fwkit.Rig()
+    try:
+        rig.set_pct(0.2)
+        rig.boot()
+        rig.set_pct(1.6)
+        rig.step()
+        rig.set_pct(0.2)
+        rig.step()
+        clock = rig.clock
+        store = rig.ctl.runtime
+        plain = store._write
+
+        def slow_write(path, data):         # a 350 ms sector erase during the write
+            clock.us += 350000
+            plain(path, data)
+        store._write = slow_write
+        rig.last("unlock 1234")
+        rig.stream.feed(b"ack\n")
+        rig.step(5)
+        assert rig.ctl.faults == 0 and rig.relay == 1 and rig.ctl.alarm.state == 1
+        rig.clock.us += 900000              # a late iteration without a flash write is still a fault
+        rig.ctl.step()
+        assert rig.ctl.faults & 0x100 and rig.relay == 0
+    finally:
+        rig.close()
