@@ -10,6 +10,10 @@ driver is installed with `mpremote mip install ssd1306` (needs the computer to r
 it with --no-display-driver). Settings and calibration on the board are kept unless you pass --defaults.
 --dry-run prints the mpremote commands instead of running them. A running board is stopped first
 (mpremote sends Ctrl-C): the relay drops, so power is cut while flashing.
+
+Every mpremote call says `resume`: mpremote 1.29 otherwise soft-resets the board first, which stops the timer
+the stopped firmware feeds its hardware watchdog from (the RP2040's cannot be stopped), and the watchdog
+would reset the board 1.5 s into the copy.
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ def default_settings(out: Path, device_id: str | None) -> Path:
 
 def commands(mpremote: str, port: str, files: list[Path], display_driver: bool) -> list[list[str]]:
     """The mpremote invocations, in order."""
-    base = [mpremote, "connect", port]
+    base = [mpremote, "connect", port, "resume"]  # no soft reset: the watchdog feeder must keep running
     cmds = []
     # stale copies of a module in the other form (.py vs .mpy) would shadow or confuse the import
     stale = sorted({f.stem + (".py" if f.suffix == ".mpy" else ".mpy") for f in files
@@ -143,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                 raise LinkError(f"cannot run {cmd[0]}: {exc}") from None
             if proc.returncode != 0:
                 raise LinkError(f"mpremote failed on {args.port} (exit {proc.returncode}) during: "
-                                f"{' '.join(cmd[3:5])}; is the board plugged in and running MicroPython?")
+                                f"{' '.join(cmd[4:6])}; is the board plugged in and running MicroPython?")
         if not args.dry_run:
             print(f"flashed {len(files)} files to {args.port}; the board restarts and sends a BOOT event")
         return 0

@@ -25,13 +25,14 @@ def test_dry_run_prints_the_mpremote_commands(tmp_path, capsys):
     code, out, _ = flash(capsys, "--port", "/dev/ttyACM0", "--dry-run", "--build-dir", str(tmp_path))
     assert code == 0
     cmds = [shlex.split(line) for line in out.splitlines()]
-    assert [c[:3] for c in cmds] == [["mpremote", "connect", "/dev/ttyACM0"]] * 4
-    assert cmds[0][3] == "exec" and "os.remove" in cmds[0][4] and '"alarm.py"' in cmds[0][4]
-    assert cmds[1][3:5] == ["fs", "cp"] and cmds[1][-1] == ":"
-    copied = sorted(Path(p).name for p in cmds[1][5:-1])
+    # `resume`: no soft reset, which would stop the timer feeding the stopped firmware's watchdog mid-copy
+    assert [c[:4] for c in cmds] == [["mpremote", "connect", "/dev/ttyACM0", "resume"]] * 4
+    assert cmds[0][4] == "exec" and "os.remove" in cmds[0][5] and '"alarm.py"' in cmds[0][5]
+    assert cmds[1][4:6] == ["fs", "cp"] and cmds[1][-1] == ":"
+    copied = sorted(Path(p).name for p in cmds[1][6:-1])
     assert copied == sorted(("main.py" if m == "main" else m + ".mpy") for m in MODULES)
-    assert cmds[2][3:] == ["mip", "install", "ssd1306"]
-    assert cmds[3][3:] == ["reset"]
+    assert cmds[2][4:] == ["mip", "install", "ssd1306"]
+    assert cmds[3][4:] == ["reset"]
     # compiled for real: MicroPython .mpy files start with "M" and the mpy version
     for name in copied:
         data = (tmp_path / name).read_bytes()
@@ -45,7 +46,7 @@ def test_no_compile_and_no_display_driver(tmp_path, capsys):
     assert code == 0
     assert "mip install" not in out
     cp = shlex.split(out.splitlines()[1])
-    assert sorted(Path(p).name for p in cp[5:-1]) == sorted(m + ".py" for m in MODULES)
+    assert sorted(Path(p).name for p in cp[6:-1]) == sorted(m + ".py" for m in MODULES)
 
 
 def test_defaults_write_settings_the_firmware_reads(tmp_path, capsys):
