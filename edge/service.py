@@ -40,6 +40,15 @@ _BATCH = 512  # lines handled per pipeline round (one batched model call, one ou
 _MAX_UNSAVED = 10_000  # alerts held in memory while the outbox cannot be written
 
 
+def _open_store(section: str, path: Any, open_: Callable[[], Any]) -> Any:
+    """Open the outbox or history database; a path that cannot be used is a ConfigError naming it."""
+    try:
+        return open_()
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot open the {section} database {path}: {getattr(exc, 'strerror', None) or exc} "
+                          f"(check data_dir and [{section}] path, and that the service's user may write there)") from exc
+
+
 class Observation(NamedTuple):
     kind: str  # "reading", "alert", "link", "frame"
     data: Any
@@ -58,12 +67,13 @@ class Service:
 
             self.detector = Detector(cfg.model.path or None, threads=cfg.model.threads)
             self.windows = Windows(self.detector.spec, self.detector.new_state, cfg.policy.max_gap_samples)
-        self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_alerts, cfg.outbox.fsync)
+        self.outbox = _open_store("outbox", cfg.outbox_path,
+                                  lambda: Outbox(cfg.outbox_path, cfg.outbox.max_alerts, cfg.outbox.fsync))
         version = self.detector.spec.version if self.detector else ""
         self.policy = Policy(cfg.site, cfg.edge_id, cfg.policy, version, self.outbox.load_state())
         self.publisher = Publisher(cfg, self.outbox, self.health)
-        self.history = (HistoryWriter(History(cfg.history_path, cfg.history.raw_days, cfg.history.minute_days))
-                        if cfg.history.enabled else None)
+        self.history = (HistoryWriter(_open_store("history", cfg.history_path, lambda: History(
+            cfg.history_path, cfg.history.raw_days, cfg.history.minute_days))) if cfg.history.enabled else None)
         if self.history:  # frames lost and reboots while the service was down are counted on the first frame
             self.decoder.seed(self.history.history.last_seqs())
         self.metrics = None

@@ -23,6 +23,14 @@ def test_run_with_a_bad_config_is_one_clear_line(tmp_path, capsys):
     assert "cannot read config" in capsys.readouterr().err
 
 
+def test_run_with_an_unusable_data_dir_is_one_clear_line(tmp_path, capsys, edge_config, edge_toml):
+    (tmp_path / "a-file").write_text("")
+    toml = edge_toml(edge_config(None, [], model={"enabled": False}, data_dir=str(tmp_path / "a-file" / "data")))
+    assert cli.main(["run", "--config", str(toml)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("firedamp: cannot open the outbox database") and "a-file" in err and "data_dir" in err, err
+
+
 def test_run_refuses_a_tampered_model_file(tmp_path, capsys, edge_config, edge_toml):
     from models.runtime import DEFAULT_MODEL
 
