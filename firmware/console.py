@@ -169,7 +169,8 @@ class Console(Commands):
         if not self._nargs(args, 1, 1, "unlock <pin>"):
             return
         diff = self.ctl.clock.ticks_diff
-        if self._bad_pins >= _MAX_BAD_PINS and diff(now, self._lockout_ms) < _LOCKOUT_MS:
+        # 0 <= : a week later ticks_diff has wrapped (2**30 ms) and would lock the console out for days
+        if self._bad_pins >= _MAX_BAD_PINS and 0 <= diff(now, self._lockout_ms) < _LOCKOUT_MS:
             self._err("too many wrong pins: wait %d s" % ((_LOCKOUT_MS - diff(now, self._lockout_ms)) // 1000))
             return
         if args[0] != self.ctl.s["pin"]:

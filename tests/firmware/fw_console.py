@@ -352,3 +352,20 @@ def test_long_replies_are_split_never_cut():
                 assert word in text, (line, word, text)
     finally:
         rig.close()
+
+
+def test_pin_lockout_ends_even_across_the_tick_wrap():
+    rig = rig_on()
+    try:
+        period = 1 << 30                  # the RP2040's ticks_ms period; ticks_diff is signed in half of it
+        rig.ctl.clock.ticks_diff = lambda a, b: (a - b + period // 2) % period - period // 2
+        con = rig.ctl.console
+        for _ in range(3):
+            con.cmd_unlock(["1111"], 1000)
+        con.cmd_unlock(["1234"], 2000)
+        assert not con.unlocked(2000)      # locked out for 60 s
+        week = (1000 + 7 * 86400000) % period
+        con.cmd_unlock(["1234"], week)     # a week later the difference has wrapped negative
+        assert con.unlocked(week)
+    finally:
+        rig.close()
