@@ -275,7 +275,10 @@ def run(args: argparse.Namespace) -> int:
     path = _db_path(args)
     if not path.exists():
         raise ConfigError(f"no history database at {path} (has `firedamp run` stored anything yet?)")
-    h = History(path)
+    try:
+        h = History(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise DataError(f"cannot read the history database {path}: {exc}") from exc
     try:
         if not args.device:
             for d in h.devices():

@@ -90,6 +90,9 @@ def test_every_since_form_named_in_the_help_is_accepted_and_bad_times_are_one_cl
         assert form in text, form  # the help names what parse_time accepts
     db = tmp_path / "h.sqlite"
     History(db).close()
+    (tmp_path / "not-a-db.sqlite").write_text("hello\n")
+    assert cli.main(["history", "--db", str(tmp_path / "not-a-db.sqlite"), "--device", "b1"]) == 1
+    assert capsys.readouterr().err.startswith("firedamp: cannot read the history database")
     for since, until, says in (("99999999999d", None, "before 1970 or after 9999"),
                                ("yesterday", None, "not understood; use a span back from now"),
                                ("2026-11-21", "2026-11-20", "is not before --until")):
