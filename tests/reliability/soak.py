@@ -86,6 +86,7 @@ def run_board(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    os.nice(5)  # sixteen boards on two cores: the edge under test gets the CPU first, as it would on a Pi
     scenario = GasCycles(args.seed, args.seconds, args.cycles)
     vb = VirtualBoard(scenario, args.link, Path(args.flash), device_id=args.device_id, speed=args.speed)
     states = importlib.import_module("protocol").STATES  # firmware/protocol.py (on the path via the twin)
