@@ -33,7 +33,13 @@ def base() -> dict[str, str]:
 
 
 def _finite(v) -> bool:
-    return type(v) in (int, float) and math.isfinite(float(v)) if not (type(v) is int and abs(v) > 2**1000) else False
+    """A JSON number (not a bool) that a float can hold and that is neither nan nor infinite."""
+    if type(v) not in (int, float):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def check_spec(s: ModelSpec) -> None:
