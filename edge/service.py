@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import queue
 import signal
 import sqlite3
@@ -21,6 +22,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from edge import __version__, payloads
@@ -41,9 +43,25 @@ _MAX_UNSAVED = 10_000  # alerts held in memory while the outbox cannot be writte
 
 
 def _open_store(section: str, path: Any, open_: Callable[[], Any]) -> Any:
-    """Open the outbox or history database; a path that cannot be used is a ConfigError naming it."""
+    """Open the outbox or history database; a path that cannot be used is a ConfigError naming it. A file
+    that is not a readable SQLite database (e.g. an SD card damaged by a power cut) is moved aside, loudly,
+    and a fresh one is started: a monitor that refuses to start would report nothing at all."""
     try:
         return open_()
+    except sqlite3.DatabaseError as exc:
+        if not Path(path).is_file() or isinstance(exc, sqlite3.OperationalError):
+            raise ConfigError(f"cannot open the {section} database {path}: {exc} (check data_dir and [{section}] "
+                              "path, and that the service's user may write there)") from exc
+        aside = f"{path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{path}{suffix}").exists():
+                os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+        log.error("the %s database %s is damaged (%s): moved to %s and starting a fresh one%s", section, path, exc,
+                  aside, "; alerts that were waiting in it are not sent" if section == "outbox" else "")
+        try:
+            return open_()
+        except (OSError, sqlite3.Error) as exc2:
+            raise ConfigError(f"cannot open the {section} database {path}: {exc2}") from exc2
     except (OSError, sqlite3.Error) as exc:
         raise ConfigError(f"cannot open the {section} database {path}: {getattr(exc, 'strerror', None) or exc} "
                           f"(check data_dir and [{section}] path, and that the service's user may write there)") from exc

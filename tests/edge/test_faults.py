@@ -355,3 +355,28 @@ def test_sigterm_flushes_alerts_the_broker_has_not_acknowledged_then_says_offlin
     assert sub.wait(status_is(b"offline"), timeout=5)
     alerts = [t for t, *_ in sub.messages if t.endswith("/alert") or t.endswith("/status")]
     assert alerts[-1].endswith("/status"), "offline was published before the last alert"
+
+
+def test_a_damaged_outbox_or_history_file_is_moved_aside_and_the_service_still_reports(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, caplog):
+    broker = mosquitto()
+    board = pty_pair()
+    room = mqtt_subscriber(broker, ["firedamp/testmine/+/alert"])
+    settings = edge_config(broker, [board.device], model={"enabled": False})
+    data = Path(settings["data_dir"])
+    data.mkdir(parents=True)
+    for name in ("outbox.sqlite", "history.sqlite"):
+        (data / name).write_bytes(b"\x00garbage after a power cut" * 100)
+    with caplog.at_level(logging.ERROR):
+        svc = Service(parse_config(settings))
+    svc.start()
+    try:
+        assert svc.wait_ready()
+        board.write(frame("b1", 1, True))
+        assert room.wait(lambda m: len(m) == 1)
+        assert wait_for(lambda: svc.outbox.depth == 0)
+    finally:
+        svc.stop()
+    aside = sorted(p.name for p in data.iterdir() if ".damaged-" in p.name)
+    assert [n.split(".damaged-")[0] for n in aside] == ["history.sqlite", "outbox.sqlite"]
+    assert caplog.text.count("is damaged") == 2 and "alerts that were waiting in it are not sent" in caplog.text
