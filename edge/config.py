@@ -241,6 +241,9 @@ def parse_config(data: dict[str, Any], source: str = "edge.toml") -> Config:
             raise ConfigError(f"{source}: [[boards]] {i}: port {board.port!r} is listed twice")
         seen.add(board.port)
     m = cfg.mqtt
+    if not m.host.strip() or any(c.isspace() for c in m.host):
+        raise ConfigError(f"{source}: [mqtt] host = {m.host!r} is not allowed; allowed: the broker's host name or "
+                          "IP address")
     if m.reconnect_max_s < m.reconnect_min_s:
         raise ConfigError(f"{source}: [mqtt] reconnect_max_s = {m.reconnect_max_s} is below reconnect_min_s = "
                           f"{m.reconnect_min_s}; allowed: >= reconnect_min_s")

@@ -123,6 +123,7 @@ class Publisher:
             c.tls_insecure_set(False)
         c.will_set(self.status_topic, b"offline", qos=1, retain=True)
         c.reconnect_delay_set(min_delay=m.reconnect_min_s, max_delay=m.reconnect_max_s)  # (paho takes floats too)
+        c.connect_timeout = m.connect_timeout_s  # TCP connect and TLS handshake
         c.max_inflight_messages_set(m.max_inflight)
         c.max_queued_messages_set(10_000)  # telemetry while a connection stalls: bounded
         c.on_connect = self._on_connect
@@ -137,11 +138,10 @@ class Publisher:
         m = self.cfg.mqtt
         log.info("MQTT: connecting to %s:%d as %r%s%s", m.host, m.port, self.cfg.client_id,
                  " with TLS" if m.tls else " WITHOUT TLS", f", user {m.username!r}" if m.username else "")
-        try:
-            self.client.connect(m.host, m.port, keepalive=m.keepalive_s)
-            # (MQTT 5: clean start on the first connect only; paho resends in-flight alerts after a reconnect)
-        except Exception:
-            pass  # already reported by _on_attempt_failed; paho keeps retrying with its backoff
+        # connect in paho's thread: an unreachable or silent broker never holds up reading the boards; failures
+        # are reported by _on_attempt_failed and retried with paho's backoff (MQTT 5: clean start on the first
+        # connect only; paho resends in-flight alerts after a reconnect)
+        self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="mqtt sender", daemon=True)
         self._thread.start()

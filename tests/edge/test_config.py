@@ -31,6 +31,7 @@ def test_defaults_and_a_minimal_file(tmp_path):
     ("[mqtt]\ntls_required = true\n", ["tls_required", "refusing"]),
     ("[mqtt]\ntls = true\nca_file = \"/nonexistent/ca.crt\"\n", ["ca_file", "no such file"]),
     ("[model\n", ["not valid TOML"]),
+    ("[mqtt]\nhost = \"\"\n", ["[mqtt] host = ''", "host name or IP address"]),
 ])
 def test_errors_name_the_key_the_value_and_what_is_allowed(tmp_path, text, words):
     with pytest.raises(ConfigError) as exc:

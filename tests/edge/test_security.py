@@ -110,9 +110,8 @@ def test_tls_service_never_falls_back_to_plaintext(edge_config, mosquitto, pty_p
     svc = run_service(settings)
     assert wait_for(lambda: svc.publisher.last_error)
     assert "TLS" in svc.publisher.last_error and "TLS listener" in svc.publisher.last_error
-    time.sleep(1.5)  # through at least one retry
+    assert wait_for(lambda: svc.publisher.counters["connect_failures"] >= 2, timeout=5)  # through a retry
     assert svc.publisher.counters["connects"] == 0 and not svc.publisher.connected
-    assert svc.publisher.counters["connect_failures"] >= 2
     assert "New client connected" not in plain.log()  # no MQTT CONNECT ever reached it in plaintext
 
 
@@ -169,3 +168,36 @@ def test_client_id_and_keepalive_reach_the_broker(edge_config, mosquitto, run_se
                                   mqtt={"client_id": "edge-seven", "keepalive_s": 17}))
     assert wait_for(lambda: svc.publisher.connected)
     assert wait_for(lambda: "as edge-seven (p5, c1, k17, u'edge')" in broker.log()), broker.log()[-500:]
+
+
+def test_a_broker_that_never_answers_the_tls_handshake_times_out_after_connect_timeout_s(edge_config, run_service,
+                                                                                        certs):
+    import socket
+
+    with socket.socket() as silent:  # accepts TCP (the kernel's backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        settings = edge_config(None, [], model={"enabled": False})
+        settings["mqtt"].update(port=silent.getsockname()[1], tls=True, ca_file=str(certs.ca_file),
+                                connect_timeout_s=0.5, reconnect_min_s=5, reconnect_max_s=5)
+        t0 = time.monotonic()
+        svc = run_service(settings)
+        assert wait_for(lambda: svc.publisher.last_error, timeout=3), "no timeout within 3 s (paho's default is 5 s)"
+        assert "timed out" in svc.publisher.last_error and time.monotonic() - t0 < 3
+
+
+def test_an_unresponsive_broker_does_not_hold_up_reading_the_boards(edge_config, run_service, certs, pty_pair):
+    import socket
+
+    board = pty_pair()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        settings = edge_config(None, [board.device], model={"enabled": False})
+        settings["mqtt"].update(port=silent.getsockname()[1], tls=True, ca_file=str(certs.ca_file),
+                                connect_timeout_s=4)
+        t0 = time.monotonic()
+        svc = run_service(settings)
+        assert svc.wait_ready(timeout=3, mqtt=False) and time.monotonic() - t0 < 1.5, "start() waited for the broker"
+        board.write(ALARM)
+        assert wait_for(lambda: svc.outbox.depth == 1, timeout=2)
