@@ -273,12 +273,16 @@ def _db_path(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     path = _db_path(args)
-    if not path.exists():
-        raise ConfigError(f"no history database at {path} (has `firedamp run` stored anything yet?)")
+    hint = ("; run it as the service's user: sudo -u firedamp /opt/firedamp/.venv/bin/firedamp history ...")
     try:
+        if not path.exists():
+            raise ConfigError(f"no history database at {path} (has `firedamp run` stored anything yet?)")
         h = History(path)
+    except PermissionError as exc:
+        raise DataError(f"cannot read the history database {path}: {exc.strerror}{hint}") from exc
     except (OSError, sqlite3.Error) as exc:
-        raise DataError(f"cannot read the history database {path}: {exc}") from exc
+        ro = "readonly" in str(exc) or "unable to open" in str(exc)
+        raise DataError(f"cannot read the history database {path}: {exc}{hint if ro else ''}") from exc
     try:
         if not args.device:
             for d in h.devices():

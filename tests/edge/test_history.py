@@ -2,6 +2,7 @@
 `firedamp history --csv` writes a CSV that the models' CSV reader (train/evaluate) accepts."""
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,25 @@ def test_every_since_form_named_in_the_help_is_accepted_and_bad_times_are_one_cl
         assert cli.main(args) == 1
         err = capsys.readouterr().err
         assert err.startswith("firedamp: ") and says in err and "Traceback" not in err, err
+
+
+def test_history_as_a_user_who_may_not_read_the_database_is_one_clear_line(tmp_path):
+    """The service's state directory is 0750 firedamp:firedamp; another user gets a hint, not a traceback."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run the command as another user")
+    data = tmp_path / "state"
+    data.mkdir()
+    History(data / "history.sqlite").close()
+    os.chmod(data, 0o750)
+    os.chmod(tmp_path, 0o755)
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                          "edge.cli", "history", "--db", str(data / "history.sqlite"), "--device", "b1"],
+                         capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("firedamp: cannot read the history database") and "sudo -u firedamp" in out.stderr, \
+        out.stderr
