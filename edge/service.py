@@ -330,6 +330,9 @@ class Service:
             self.publisher.device_seen(r.device, r.unit, r.flow_unit)
             self._publish_state(r.device)
             self._emit("reading", {"reading": r, "result": res, "time": t})
+        # the model scores a whole batch in one call after the board alerts of that batch were made: put the
+        # advisory alerts back among them in frame-time order (stable: one frame's board alerts stay first)
+        alerts.sort(key=lambda a: a.time)
         return alerts
 
     def _publish_state(self, device: str) -> None:
