@@ -3,7 +3,8 @@
     python tests/reliability/soak.py --boards 16 --hours 24 --speed 80     (make soak)
 
 Each board is the unchanged firmware on the fake machine (hardware/twin), in its own process, in a mine whose
-methane climbs past the alarm level and falls back now and then, so alarms are raised and cleared all day.
+methane climbs past the alarm level and falls back now and then, so alarms are raised and cleared all day,
+and that restarts (soft reset) at random moments every 12 simulated hours.
 The board side writes down every change of (state, fault, flags) it reports: that is the ground truth of the
 alerts the edge must deliver. The edge runs as a real process (`python -m edge.cli run`) with the shipped
 model and history on; the control room is a persistent MQTT subscriber. At the end the figures are printed
@@ -96,7 +97,12 @@ def run_board(args: argparse.Namespace) -> int:
         time.sleep(0.05)
     end_us = vb.clock.us + int(args.seconds * 1e6)
     wall0, sim0 = time.monotonic(), vb.clock.us
+    rng = random.Random(args.seed)  # soft resets at random moments: a board restarting mid-shift
+    resets = sorted(sim0 + int(rng.uniform(0.1, 0.9) * args.seconds * 1e6) for _ in range(args.restarts))
     while vb.clock.us < end_us and not stop.is_set():
+        if resets and vb.clock.us >= resets[0]:
+            resets.pop(0)
+            vb.restart()
         vb.step()
         ctl = vb.ctl
         key = (states[ctl.alarm.state], ctl.faults != 0, ctl.flags & 0x03)
@@ -153,6 +159,7 @@ def soak(workdir: Path, boards: int, hours: float, speed: float, seed: int, rest
     workdir.mkdir(parents=True, exist_ok=True)
     sim_s = hours * 3600
     cycles = max(2, int(hours * 1.2))  # about one alarm per board every 50 simulated minutes
+    restarts = max(1, int(hours / 12))  # and a soft reset of every board every 12 simulated hours
     bdir = workdir / "broker"
     bdir.mkdir(exist_ok=True)
     broker = fx.Broker(dir=bdir, port=fx.free_port())
@@ -163,7 +170,7 @@ def soak(workdir: Path, boards: int, hours: float, speed: float, seed: int, rest
     links = [workdir / f"board{i:02d}" for i in range(boards)]
     procs: list[subprocess.Popen] = []
     edge = None
-    restarts = 0
+    broker_restarts = 0
     samples: list[tuple[float, int, int]] = []
     done = threading.Event()
     t0 = time.monotonic()
@@ -172,7 +179,7 @@ def soak(workdir: Path, boards: int, hours: float, speed: float, seed: int, rest
             procs.append(subprocess.Popen(
                 [sys.executable, __file__, "board", "--link", str(link), "--flash", f"{link}.flash",
                  "--device-id", f"soak-{i:02d}", "--seconds", str(sim_s), "--speed", str(speed),
-                 "--seed", str(seed * 100 + i), "--cycles", str(cycles), "--truth", f"{link}.truth"],
+                 "--seed", str(seed * 100 + i), "--cycles", str(cycles), "--restarts", str(restarts), "--truth", f"{link}.truth"],
                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(f"{link}.log", "wb")))  # noqa: SIM115
         deadline = time.monotonic() + 60
         while not all(link.exists() for link in links):
@@ -195,10 +202,10 @@ def soak(workdir: Path, boards: int, hours: float, speed: float, seed: int, rest
                     return
 
         def chaos() -> None:
-            nonlocal restarts
+            nonlocal broker_restarts
             while not done.wait(rng.uniform(*restart_s)):
                 broker.stop()
-                restarts += 1
+                broker_restarts += 1
                 if done.wait(rng.uniform(0.2, 3.0)):
                     broker.start()
                     return
@@ -219,7 +226,7 @@ def soak(workdir: Path, boards: int, hours: float, speed: float, seed: int, rest
             if time.monotonic() - last_log > 60:
                 last_log = time.monotonic()
                 log(f"soak: {time.monotonic() - t0:.0f} s, {sum(finished(p) for p in truth_files)}/{boards} boards "
-                    f"done, broker restarted {restarts} times, edge RSS {samples[-1][1] / 1024 if samples else 0:.1f} MB")
+                    f"done, broker restarted {broker_restarts} times, edge RSS {samples[-1][1] / 1024 if samples else 0:.1f} MB")
             time.sleep(1.0)
         done.set()
         for t in threads:
@@ -257,8 +264,10 @@ def soak(workdir: Path, boards: int, hours: float, speed: float, seed: int, rest
                 p.kill()
         room.close()
         broker.stop()
-    return _figures(links, room, samples, rss_end, fds_end, restarts, wall, edge_rc, depth, boards, hours, speed,
-                    (workdir / "edge.log").read_text(errors="replace"))
+    f = _figures(links, room, samples, rss_end, fds_end, broker_restarts, wall, edge_rc, depth, boards, hours, speed,
+                 (workdir / "edge.log").read_text(errors="replace"))
+    f["planned_board_resets"] = restarts * boards
+    return f
 
 
 def _figures(links, room, samples, rss_end, fds_end, restarts, wall, edge_rc, depth, boards, hours, speed, edge_log):
@@ -286,10 +295,14 @@ def _figures(links, room, samples, rss_end, fds_end, restarts, wall, edge_rc, de
     other = Counter()
     out_of_order = 0
     last_ts: dict[str, float] = {}
+    order_examples = []
+    prev: dict[str, dict] = {}
     for a in by_id.values():  # first arrival order
         if a["ts"] < last_ts.get(a["device"], 0):
             out_of_order += 1
+            order_examples.append((prev[a["device"]]["kind"], prev[a["device"]]["ts"], a["kind"], a["ts"]))
         last_ts[a["device"]] = a["ts"]
+        prev[a["device"]] = a
         if a["kind"] in BOARD_KINDS:
             got[a["device"]].append((a["kind"], a["state"]))
         else:
@@ -308,7 +321,7 @@ def _figures(links, room, samples, rss_end, fds_end, restarts, wall, edge_rc, de
         "raised_delivered": sum(a["state"] == "raised" for a in by_id.values()), "duplicate_copies": sum(copies.values()) - len(copies),
         "other_alerts": dict(other), "devices_mismatched": mismatched,
         "mismatch_example": {d: (truth[d][:6], got.get(d, [])[:6]) for d in mismatched[:2]},
-        "out_of_order": out_of_order, "outbox_left": depth, "edge_exit": edge_rc,
+        "out_of_order": out_of_order, "out_of_order_examples": order_examples[:3], "outbox_left": depth, "edge_exit": edge_rc,
         "frames_ok": health and health["frames_ok"], "frames_rejected": health and health["frames_rejected"],
         "frames_lost": health and health["frames_lost"], "edge_alerts_raised": health and health["alerts_raised"],
         "ingest_dropped": health and health["ingest_dropped"],
@@ -322,7 +335,8 @@ def report(f: dict) -> str:
     return "\n".join([
         f"soak: {f['boards']} virtual boards x {f['hours']:g} simulated h at {f['speed']:g}x on one edge, "
         f"{f['wall_s']:.0f} s wall; broker restarted {f['broker_restarts']} times",
-        f"  boards: {f['board_steps']} firmware loop iterations, {f['board_crashes']} crashes, {f['board_resets']} resets",
+        f"  boards: {f['board_steps']} firmware loop iterations, {f['board_crashes']} crashes, {f['board_resets']} resets "
+        f"({f['planned_board_resets']} planned soft resets)",
         f"  frames: {f['frames_ok']} ok, {sum(rej.values())} rejected {dict((k, v) for k, v in rej.items() if v)}, "
         f"{f['frames_lost']} lost, ingest queue drops {f['ingest_dropped']}",
         f"  alerts: raised on the boards {f['alerts_raised_on_boards']}, delivered {f['board_alerts_delivered']} "
@@ -346,11 +360,13 @@ def failures(f: dict) -> list[str]:
     if f["raised_delivered"] != f["edge_alerts_raised"]:
         bad.append("the edge raised a different number of alerts than were delivered")
     if f["out_of_order"] or f["outbox_left"] or f["edge_exit"] != 0 or f["tracebacks_in_edge_log"]:
-        bad.append("out of order, left in the outbox, unclean exit or a traceback")
+        bad.append(f"out of order {f['out_of_order_examples']}, left in the outbox, unclean exit or a traceback")
     if sum((f["frames_rejected"] or {"?": 1}).values()):
         bad.append(f"rejected frames: {f['frames_rejected']}")
-    if f["board_crashes"] or f["board_resets"]:
-        bad.append("a board crashed or reset")
+    if f["board_crashes"] or f["board_resets"] != f["planned_board_resets"]:
+        bad.append("a board crashed or reset unplanned")
+    if f["other_alerts"].get("reboot raised", 0) != f["planned_board_resets"]:
+        bad.append("the edge did not report every board restart exactly once")
     if f["rss_kb_end"] > f["rss_kb_after_warmup"] * 1.10 + 8 * 1024:
         bad.append("edge resident memory grew")
     if f["fds_end"] > f["fds_after_warmup"] + 2:
@@ -363,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd")
     b = sub.add_parser("board", help="(internal) one virtual board of the soak")
     for name, kind in (("--link", str), ("--flash", str), ("--device-id", str), ("--seconds", float),
-                       ("--speed", float), ("--seed", int), ("--cycles", int), ("--truth", str)):
+                       ("--speed", float), ("--seed", int), ("--cycles", int), ("--restarts", int),
+                       ("--truth", str)):
         b.add_argument(name, type=kind, required=True)
     p.add_argument("--boards", type=int, default=16)
     p.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")

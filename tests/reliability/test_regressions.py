@@ -91,3 +91,28 @@ def test_a_console_line_with_a_control_character_is_refused_on_both_interpreters
         replies = rig.send(line)
         assert [f.status for f in replies] == ["ERR"] and "control character" in replies[0].text
     assert [f.status for f in rig.send(b"get\tpin")] == ["OK"]  # a tab still separates words
+
+
+def test_an_advisory_alert_of_an_earlier_frame_is_not_committed_after_a_later_board_alarm(edge_config, monkeypatch):
+    # the soak found it: the batch's model call comes after the batch's board alerts, so a forecast for a frame
+    # read at t=.274 went out after the alarm of a frame read at t=.308 (service.process now orders by time)
+    from edge.config import parse_config
+    from edge.policy import Policy
+    from edge.service import Service
+
+    svc = Service(parse_config(edge_config(None, [])))
+    real = Policy.on_score
+
+    def on_score(self, device, res, t, forecast_ok=False):
+        out = real(self, device, res, t, forecast_ok)
+        if t == 100.0:  # the first frame's score: an advisory alert, as the model may give
+            out.append(self._alert(device, "forecast", "raised", t, "test forecast"))
+        return out
+
+    monkeypatch.setattr(Policy, "on_score", on_score)
+    try:
+        alerts = svc.process([("p", seal("$FD1,R,b1,1,1000,0.90,VOL,1.000,m3/min,1.000,NORMAL,1,0000,00"), 100.0),
+                              ("p", seal("$FD1,R,b1,2,2000,1.20,VOL,1.000,m3/min,1.000,ALARM,1,0000,00"), 100.5)])
+    finally:
+        svc.outbox.close()
+    assert [(a.kind, a.time) for a in alerts] == [("forecast", 100.0), ("alarm", 100.5)]
