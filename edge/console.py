@@ -172,6 +172,8 @@ class Console:
             raise LinkError("empty command")
         if "\n" in text or "\r" in text:
             raise LinkError("a console command is one line")
+        if any(ord(c) < 32 and c != "\t" for c in text):  # Ctrl-C (0x03) would stop the board's firmware
+            raise LinkError("a console command cannot hold control characters")
         data = text.encode("ascii", errors="replace") + b"\n"
         if len(data) - 1 > MAX_COMMAND_BYTES:
             raise LinkError(f"command is {len(data) - 1} bytes; the board accepts at most {MAX_COMMAND_BYTES}")
