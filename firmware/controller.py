@@ -239,11 +239,12 @@ class Controller:
         if self.s["relay_sense"] and not st.step:
             # the auxiliary contact closes to GND when energised: it must read the opposite of the drive
             if self.board.relay_sense.value() == self._relay_out:
-                self._sense_bad += 1
-                if self._sense_bad == 2:   # two periods: longer than any relay takes to move
-                    st.failed = True
-                    st.problem = "relay sense did not follow the relay"
-                    self.event("SELFTEST", st.problem)
+                if self._sense_bad < 2:
+                    self._sense_bad += 1
+                    if self._sense_bad == 2:   # two periods: longer than any relay takes to move
+                        st.failed = True
+                        st.problem = "relay sense did not follow the relay"
+                        self.event("SELFTEST", st.problem)
             else:
                 self._sense_bad = 0
         if st.failed:
