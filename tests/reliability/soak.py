@@ -1,6 +1,6 @@
 """Soak: many virtual boards on one `firedamp run` for simulated hours, the broker restarted at random moments.
 
-    python tests/reliability/soak.py --boards 16 --hours 24 --speed 80     (make soak)
+    python tests/reliability/soak.py --boards 16 --hours 24 --speed 100     (make soak)
 
 Each board is the unchanged firmware on the fake machine (hardware/twin), in its own process, in a mine whose
 methane climbs past the alarm level and falls back now and then, so alarms are raised and cleared all day,
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         b.add_argument(name, type=kind, required=True)
     p.add_argument("--boards", type=int, default=16)
     p.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
-    p.add_argument("--speed", type=float, default=80.0, help="simulated seconds per wall second (default 80)")
+    p.add_argument("--speed", type=float, default=100.0, help="simulated seconds per wall second (default 100)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--dir", default="/tmp/firedamp-soak", help="work folder (default /tmp/firedamp-soak)")
     args = p.parse_args(argv)
