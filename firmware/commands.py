@@ -146,10 +146,10 @@ class Commands:
         unit = RAW_UNITS[m.front]
         s = c.s
         if args[0] == "zero":
-            span = s["cal_span_raw"]
-            if span and span - m.raw < min_sep:
-                self._err("zero signal %d %s too close to span %d (needs <= %d)" % (m.raw, unit, span,
-                                                                                 span - min_sep))
+            span = s["cal_span_raw"] or nf   # uncalibrated: the nominal full-scale signal
+            if span - m.raw < min_sep:
+                self._err("zero signal %d %s too close to span %d (needs <= %d): clean air?" % (
+                    m.raw, unit, span, span - min_sep))
                 return
             if self._change({"cal_zero_raw": m.raw}, "CAL",
                             "zero %d -> %d %s" % (s["cal_zero_raw"], m.raw, unit)):

@@ -369,3 +369,17 @@ def test_pin_lockout_ends_even_across_the_tick_wrap():
         assert con.unlocked(week)
     finally:
         rig.close()
+
+
+def test_cal_zero_in_gas_says_so():
+    rig = rig_on()
+    try:
+        rig.last("unlock 1234")
+        rig.set_ma(19.6)                  # 3.9 % on the nominal scale: not clean air
+        rig.step(2)
+        before = dict(rig.ctl.s)
+        status, text = rig.last("cal zero")
+        assert status == "ERR" and text.startswith("zero signal 19") and "too close to span 20000" in text, text
+        assert rig.ctl.s == before
+    finally:
+        rig.close()
