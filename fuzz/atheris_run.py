@@ -47,7 +47,7 @@ def main() -> int:
     for i in range(300):
         data = target.generate(rng)
         if not isinstance(data, bytes):
-            data = json.dumps(data).encode()
+            data = target.encode(data) if hasattr(target, "encode") else json.dumps(data).encode()
         with open(os.path.join(corpus, f"seed{i}"), "wb") as f:
             f.write(data)
     reseal = getattr(target, "reseal", None)

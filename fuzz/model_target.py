@@ -10,7 +10,6 @@ forecast feature among the features, and 64-hex digests. Inputs are mutations of
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 
@@ -68,13 +67,8 @@ def check_spec(s: ModelSpec) -> None:
 
 
 def check(props) -> str:
-    if isinstance(props, bytes):  # atheris hands bytes: a JSON object of strings, or nothing to test
-        try:
-            props = json.loads(props.decode("utf-8", "replace"))
-        except (ValueError, RecursionError):
-            return "not a JSON object (harness)"
-        if not isinstance(props, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in props.items()):
-            return "not a str map (harness)"
+    if isinstance(props, bytes):  # atheris hands bytes: "key=value" lines (see encode)
+        props = decode(props)
     try:
         spec = ModelSpec.from_metadata(props)
     except ModelError as exc:
@@ -85,6 +79,21 @@ def check(props) -> str:
         return "bad " + max(keys, key=len)
     check_spec(spec)
     return "accepted"
+
+
+def encode(props: dict[str, str]) -> bytes:
+    """A metadata map as "key=value" lines (the byte form the coverage-guided run mutates)."""
+    return "".join(f"{k}={v}\n" for k, v in props.items()).encode("utf-8", "surrogatepass")
+
+
+def decode(data: bytes) -> dict[str, str]:
+    """"key=value" lines -> a metadata map; lines without '=' are skipped."""
+    props = {}
+    for line in data.decode("utf-8", "replace").split("\n"):
+        key, sep, value = line.partition("=")
+        if sep:
+            props[key] = value
+    return props
 
 
 _WILD = ["", "null", "true", "false", "0", "-1", "1", "1.5", "1e400", "-1e400", "NaN", "Infinity", "[]", "{}", "[1]",
