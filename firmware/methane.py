@@ -57,6 +57,7 @@ class Methane:
         self.valid = False
         self.faults = 0
         self._same_ms = 0
+        self._over = False     # RANGE fault held: set past range + 5 %, cleared only back inside the range
 
     def configure(self, front_end, s, range_x100):
         """Apply settings (dict) for `front_end` ("ma", "volt", "freq"); range in hundredths of the unit."""
@@ -128,8 +129,14 @@ class Methane:
         x = self.span_x100 * ((raw - self.zero) // c) // d if d else 0
         self.x100 = x
         self.valid = True
+        # Hysteresis: sensor noise around full scale must not toggle FAULT <-> POWEROFF every second
+        # (an alert storm during an outburst): set beyond the 5 % margin, clear only back inside the range.
         margin = self.range_x100 // 20
         if x < -margin or x > self.range_x100 + margin:
+            self._over = True
+        elif 0 <= x <= self.range_x100:
+            self._over = False
+        if self._over:
             self.faults |= F_RANGE
         if self.stuck_ms and self._same_ms >= self.stuck_ms:
             self.faults |= F_STUCK

@@ -80,6 +80,27 @@ def test_range_fault_above_full_scale():
         rig.close()
 
 
+def test_range_fault_has_hysteresis_near_full_scale():
+    rig = fwkit.Rig({"range_vol_pct": 2.0})
+    try:
+        rig.set_pct(0.5, full=2.0)
+        rig.boot()
+        rig.set_ma(20.95)                 # 2.12 %: beyond the 5 % margin -> RANGE
+        rig.run_ms(300)
+        assert rig.ctl.faults & 0x4 and rig.relay == 0
+        for _ in range(5):                # noise around 2.05 %: inside the margin, above the range
+            rig.set_ma(20.45)
+            rig.run_ms(200)
+            assert rig.ctl.faults & 0x4, "RANGE must not clear above full scale"
+            rig.set_ma(20.95)
+            rig.run_ms(200)
+        rig.set_pct(1.8, full=2.0)        # back inside the range: the fault clears, power-off stays latched
+        rig.run_ms(300)
+        assert rig.ctl.faults & 0x4 == 0 and rig.relay == 0
+    finally:
+        rig.close()
+
+
 def test_stuck_sensor_is_a_fault():
     rig = fwkit.Rig({"stuck_s": 5})
     try:
