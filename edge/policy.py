@@ -204,8 +204,12 @@ class Policy:
         out: list[Alert] = []
         dev = r.device
         gas = "" if r.ch4 is None else f" at {r.ch4:.2f} {'% vol' if r.unit == 'VOL' else '% LEL'}"
-        self._set(dev, st, "power_off", s == "POWEROFF", t,
-                  f"{dev}: board cut the power{gas}" if s == "POWEROFF" else f"{dev}: power restored (state {s})",
+        # A gas power-off stays raised while a fault takes over with the relay still off (an outburst past
+        # the sensor's range): its clear means the power really came back, or the board restarted.
+        cut = s == "POWEROFF" or (st.active.get("power_off", False) and s == "FAULT" and r.relay == 0)
+        self._set(dev, st, "power_off", cut, t,
+                  f"{dev}: board cut the power{gas}" if cut else
+                  f"{dev}: power restored (state {s})" if r.relay else f"{dev}: gas power-off over (state {s})",
                   out, ack_awaited=bool(r.flags & FLAG_ACK_AWAITED))
         self._set(dev, st, "alarm", s == "ALARM", t,
                   f"{dev}: methane alarm{gas}" if s == "ALARM" else f"{dev}: alarm over (state {s})", out)

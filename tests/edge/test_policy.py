@@ -42,11 +42,13 @@ def test_board_transitions_are_alerts_at_once_with_readings_and_unique_ids():
     out = p.on_reading(reading("POWEROFF", 0.9, relay=0, flags=0x04), 5.0)
     assert out == []  # acknowledgement awaited is state, not a new alert
     out = p.on_reading(reading("FAULT", None, relay=0, faults=0x0009, flags=0x03), 6.0)
-    assert kinds(out) == [("power_off", "cleared"), ("fault", "raised"), ("low_flow", "raised"),
-                          ("calibration_due", "raised")]
-    assert out[1].details["faults"] == ["LINE", "STUCK"]
+    # the fault takes over with the relay still off: the power-off is not "cleared" (power is still cut)
+    assert kinds(out) == [("fault", "raised"), ("low_flow", "raised"), ("calibration_due", "raised")]
+    assert out[0].details["faults"] == ["LINE", "STUCK"]
     out = p.on_reading(reading(), 7.0)
-    assert kinds(out) == [("fault", "cleared"), ("low_flow", "cleared"), ("calibration_due", "cleared")]
+    assert kinds(out) == [("power_off", "cleared"), ("fault", "cleared"), ("low_flow", "cleared"),
+                          ("calibration_due", "cleared")]
+    assert out[0].message == "b1: power restored (state NORMAL)"
     ids = [a.id for a in p.on_reading(reading("WARNING"), 8.0) + p.on_reading(reading(), 9.0)]
     assert len(set(ids)) == 2
 
@@ -137,3 +139,19 @@ def test_board_alerts_alternate_and_follow_the_last_reading_even_across_a_restar
             "fault": state == "FAULT" or faults != 0, "low_flow": bool(flags & 2), "calibration_due": bool(flags & 1)}
     for kind, on in want.items():
         assert (per.get(kind, ["cleared"])[-1] == "raised") == on, kind
+
+
+def test_power_off_then_over_range_fault_is_one_power_off_not_a_storm():
+    p = Policy("mine", "pi")
+    p.on_reading(reading(), 0.0)
+    out = []
+    for i in range(6):   # an outburst past full scale: POWEROFF and FAULT (RANGE) alternate, relay off
+        out += p.on_reading(reading("POWEROFF", 3.9, relay=0, seq=2 * i + 1), 1.0 + 2 * i)
+        out += p.on_reading(reading("FAULT", 4.3, relay=0, faults=0x4, seq=2 * i + 2), 2.0 + 2 * i)
+    assert [k for k in kinds(out) if k[0] == "power_off"] == [("power_off", "raised")]
+    out = p.on_reading(reading("FAULT", None, relay=0, faults=0x1, seq=20), 20.0)
+    assert ("power_off", "cleared") not in kinds(out)
+    # after a reboot the board is in WARMUP with the relay off: the clear says so, not "power restored"
+    out = p.on_reading(reading("WARMUP", None, relay=0, seq=1), 21.0)
+    cleared = [a for a in out if a.kind == "power_off"]
+    assert cleared and cleared[0].message == "b1: gas power-off over (state WARMUP)"
