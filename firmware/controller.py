@@ -303,7 +303,7 @@ class Controller:
             self.report()
             self._last_report = now
         # flash writes, after the relay is set: the latch at once, the totaliser and calibration age sparingly
-        if a.latched != self._saved_latch:
+        if a.latched != self._saved_latch and not a.auto:  # auto-restore: a reboot needs no ack anyway
             self.save_runtime()
         elif self._up_s >= self._save_due_s:
             self._save_due_s = self._up_s + self.s["total_save_s"]

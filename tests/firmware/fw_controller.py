@@ -458,3 +458,29 @@ def test_a_slow_flash_write_after_ack_is_not_a_loop_fault():
         assert rig.ctl.faults & 0x100 and rig.relay == 0
     finally:
         rig.close()
+
+
+def test_auto_restore_profile_does_not_write_flash_on_every_trip():
+    rig = fwkit.Rig({"profile": "custom", "ch4_alarm_pct": 0.8, "ch4_poweroff_pct": 1.2, "ch4_restore_pct": 0.6,
+                     "auto_restore": 1})
+    try:
+        rig.set_pct(0.2)
+        rig.boot()
+        writes = []
+        store = rig.ctl.runtime
+        plain = store._write
+
+        def counted(path, data):
+            writes.append(path)
+            plain(path, data)
+        store._write = counted
+        for _ in range(20):                 # gas swinging over power-off and back: trips that restore alone
+            rig.set_pct(1.3)
+            rig.step()
+            assert rig.relay == 0
+            rig.set_pct(0.5)
+            rig.step()
+            assert rig.relay == 1
+        assert writes == []
+    finally:
+        rig.close()
