@@ -29,3 +29,13 @@ def test_help_does_not_import_torch_or_onnxruntime():
     code = "import sys; from edge import cli; cli.main(['--help']); print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False False")
+
+
+def test_board_and_demo_refuse_bad_scenario_arguments_with_one_line(capsys, tmp_path):
+    link = str(tmp_path / "b1")
+    assert cli.main(["board", "--scenario", "nope", "--link", link]) == 1
+    assert "--scenario 'nope' is not one of: " in capsys.readouterr().err
+    assert cli.main(["demo", "--speed", "0"]) == 1
+    assert "firedamp: --speed must be > 0, got 0.0" in capsys.readouterr().err
+    assert cli.main(["demo", "--duration", "30"]) == 1
+    assert "--duration must be at least 60 simulated seconds" in capsys.readouterr().err

@@ -107,14 +107,10 @@ def run(args: argparse.Namespace) -> int:
     from edge.demo.subscriber import AlertSubscriber
     from edge.demo.view import LiveView
     from edge.service import Service
+    from hardware.twin.cli import check_scenario_args
     from models import scenarios
 
-    if not args.speed > 0:
-        raise ConfigError(f"--speed must be > 0, got {args.speed}")
-    if args.scenario not in scenarios.SCENARIOS:
-        raise ConfigError(f"--scenario {args.scenario!r} is not one of: {', '.join(scenarios.SCENARIOS)}")
-    if args.duration is not None and not args.duration >= 60:
-        raise ConfigError(f"--duration must be at least 60 simulated seconds, got {args.duration}")
+    check_scenario_args(args)
     if args.seconds is not None and not args.seconds > 0:
         raise ConfigError(f"--seconds must be > 0, got {args.seconds}")
     scenario = scenarios.make(args.scenario, seed=args.seed, duration_s=args.duration)

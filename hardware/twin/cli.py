@@ -64,8 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulated sensor gain error (default 1.0)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from hardware.twin.virtual import VirtualBoard
+def check_scenario_args(args: argparse.Namespace) -> None:
+    """--speed, --scenario and --duration, shared by `firedamp board` and `firedamp demo`."""
     from models import scenarios
 
     if not args.speed > 0:
@@ -74,6 +74,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--scenario {args.scenario!r} is not one of: {', '.join(scenarios.SCENARIOS)}")
     if args.duration is not None and not args.duration >= 60:
         raise ConfigError(f"--duration must be at least 60 simulated seconds, got {args.duration}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hardware.twin.virtual import VirtualBoard
+    from models import scenarios
+
+    check_scenario_args(args)
     link = Path(args.link)
     device_id = args.device_id or link.name
     if not _ID.match(device_id):
