@@ -148,6 +148,8 @@ def parse(line: bytes) -> Frame:
     if binascii.crc32(line[:star]) != int(crc_hex, 16):
         raise BadFrame("checksum", f"CRC-32 {binascii.crc32(line[:star]):08x} != {crc_hex}")
     f = text[:star].split(",")
+    if f[0] != "$FD1":  # e.g. "$FD1*x$FD1,C,...": the version check alone let a junk first field through
+        raise BadFrame("fields", f"first field {f[0][:12]!r} is not '$FD1'")
     kind = f[1] if len(f) > 1 else ""
     if kind == "R":
         if len(f) != 14:
