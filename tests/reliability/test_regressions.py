@@ -6,7 +6,7 @@ import pytest
 
 from edge.config import load
 from edge.errors import ConfigError, ModelError
-from edge.frames import Event, Reading, parse, seal
+from edge.frames import BadFrame, Event, Reading, parse, seal
 
 
 def test_a_device_id_of_only_dashes_and_underscores_is_read_as_the_board_allows_it():
@@ -116,3 +116,10 @@ def test_an_advisory_alert_of_an_earlier_frame_is_not_committed_after_a_later_bo
     finally:
         svc.outbox.close()
     assert [(a.kind, a.time) for a in alerts] == [("forecast", 100.0), ("alarm", 100.5)]
+
+
+def test_a_line_whose_first_field_only_starts_with_fd1_is_refused():
+    # found by atheris: "$FD1*bf$FD1,C,..." with a valid CRC passed the version check and became a reply
+    line = b"$FD1*bf$FD1,C,WcdHuc89c3c,1,1582,ERR,b>) >101Yc_,*6b0b9892"
+    with pytest.raises(BadFrame, match="first field"):
+        parse(line)
