@@ -57,6 +57,8 @@ def check_accepted(line: bytes, frame) -> None:
         if not ok:
             raise Violation(f"accepted, but {what}")
 
+    if line[-1:] == b"\n":  # the limit counts the bytes before the terminator (edge/frames.py: up to 128)
+        line = line[:-2] if line[-2:-1] == b"\r" else line[:-1]
     need(len(line) <= 128 and line.isascii(), "over 128 bytes or not ASCII")
     text = line.decode("ascii")
     star = text.rfind("*")
