@@ -8,6 +8,7 @@ from edge import cli
 from edge.config import parse_config
 from edge.frames import seal
 from edge.service import Service
+from tests.helpers import shipped_broker_config
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
@@ -74,18 +75,7 @@ def test_systemd_analyze_verify_finds_nothing_but_the_missing_install_path(tmp_p
 
 def test_the_example_broker_config_runs_with_tls_passwords_and_its_acl(tmp_path, certs, mosquitto, pty_pair,
                                                                        mqtt_subscriber, edge_config):
-    conf = (DEPLOY / "mosquitto" / "firedamp.conf").read_text()
-    acl = (DEPLOY / "mosquitto" / "firedamp.acl").read_text()
-    (tmp_path / "firedamp.acl").write_text(acl)
-    for old, new in (("listener 8883", "listener {port} 127.0.0.1"),
-                     ("/etc/mosquitto/firedamp.passwd", "{dir}/passwd"),
-                     ("/etc/mosquitto/firedamp.acl", str(tmp_path / "firedamp.acl")),
-                     ("/etc/mosquitto/certs/ca.crt", str(certs.ca_file)),
-                     ("/etc/mosquitto/certs/broker.crt", str(certs.server_cert)),
-                     ("/etc/mosquitto/certs/broker.key", str(certs.server_key)),
-                     ("/var/lib/mosquitto/", "{dir}/")):
-        assert old in conf, old
-        conf = conf.replace(old, new)
+    conf = shipped_broker_config(tmp_path, certs)
     users = {"edge-pi-01": "pw-edge", "control-room": "pw-room", "homeassistant": "pw-ha"}
     broker = mosquitto(config=conf, users=users)
     broker.tls, broker.ca_file = True, certs.ca_file

@@ -20,6 +20,7 @@ import pytest
 from edge.config import parse_config
 from edge.frames import seal
 from edge.service import Service
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).parents[2]
 DEVICES = ["d0", "d1", "d2", "d3"]
@@ -225,15 +226,6 @@ def test_alerts_waiting_for_a_dead_broker_survive_sigkill_and_go_out_in_order(
 def read_only(svc, on):
     with svc.outbox._lock:
         svc.outbox._db.execute(f"PRAGMA query_only = {'ON' if on else 'OFF'}")
-
-
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def alert_ids(messages):

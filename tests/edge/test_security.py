@@ -15,6 +15,7 @@ import pytest
 from edge.config import parse_config
 from edge.frames import seal
 from edge.service import Service
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).parents[2]
 ALARM = seal("$FD1,R,b1,5,5000,1.20,VOL,10.000,m3/min,1.000,ALARM,1,0000,00")
@@ -33,15 +34,6 @@ def run_service():
     yield start
     for s in services:
         s.stop()
-
-
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_wrong_password_is_a_clear_error_and_alerts_wait_in_the_outbox(

@@ -19,6 +19,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.helpers import shipped_broker_config
+
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy" / "mosquitto"
 USERS = {"edge-pi-01": "pw-edge-1", "edge-pi-02": "pw-edge-2", "control-room": "pw-room", "homeassistant": "pw-ha"}
@@ -26,17 +28,7 @@ USERS = {"edge-pi-01": "pw-edge-1", "edge-pi-02": "pw-edge-2", "control-room": "
 
 @pytest.fixture
 def shipped_broker(tmp_path, certs, mosquitto):
-    conf = (DEPLOY / "firedamp.conf").read_text()
-    (tmp_path / "firedamp.acl").write_text((DEPLOY / "firedamp.acl").read_text())
-    for old, new in (("listener 8883", "listener {port} 127.0.0.1"),
-                     ("/etc/mosquitto/firedamp.passwd", "{dir}/passwd"),
-                     ("/etc/mosquitto/firedamp.acl", str(tmp_path / "firedamp.acl")),
-                     ("/etc/mosquitto/certs/ca.crt", str(certs.ca_file)),
-                     ("/etc/mosquitto/certs/broker.crt", str(certs.server_cert)),
-                     ("/etc/mosquitto/certs/broker.key", str(certs.server_key)),
-                     ("/var/lib/mosquitto/", "{dir}/")):
-        assert old in conf, f"the shipped firedamp.conf no longer has {old!r}"
-        conf = conf.replace(old, new)
+    conf = shipped_broker_config(tmp_path, certs)
     acl_users = [ln.split()[1] for ln in (DEPLOY / "firedamp.acl").read_text().splitlines() if ln.startswith("user ")]
     assert sorted(acl_users) == sorted(USERS)
     broker = mosquitto(config=conf, users=USERS)

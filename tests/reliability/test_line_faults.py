@@ -18,6 +18,7 @@ import pytest
 from edge.config import parse_config
 from edge.frames import seal
 from edge.service import Service
+from tests.helpers import wait_for as _wait_for
 
 REPLUGS = int(os.environ.get("FIREDAMP_REPLUGS", "30"))
 
@@ -28,12 +29,7 @@ def reading(device, seq, uptime_ms=None, state="NORMAL", ch4="0.40"):
 
 
 def wait_for(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
+    return _wait_for(pred, timeout, interval=0.01)
 
 
 def settle(svc, timeout=5.0):
