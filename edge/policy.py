@@ -243,12 +243,16 @@ class Policy:
         elif gap.lost:
             st.lost_pending += gap.lost
             if t - st.lost_alert_t >= self.cfg.frames_lost_holdoff_s or gap.first:
-                out.append(self._alert(device, "frames_lost", "raised", t,
-                                       f"{device}: {st.lost_pending} frame(s) lost{when or ' on the serial line'}",
-                                       lost=st.lost_pending))
-                st.lost_pending = 0
-                st.lost_alert_t = t
+                self._report_lost(device, st, t, when, out)
         return out
+
+    def _report_lost(self, device: str, st: DeviceState, t: float, when: str, out: list[Alert]) -> None:
+        """One frames_lost alert for every frame lost since the last one (the hold-off gathers them)."""
+        out.append(self._alert(device, "frames_lost", "raised", t,
+                               f"{device}: {st.lost_pending} frame(s) lost{when or ' on the serial line'}",
+                               lost=st.lost_pending))
+        st.lost_pending = 0
+        st.lost_alert_t = t
 
     def on_link(self, port: str, up: bool, detail: str, t: float) -> list[Alert]:
         """A port closed (alert for every device last seen on it) or opened (cleared when frames arrive)."""
@@ -339,9 +343,5 @@ class Policy:
                           f"{device}: no frame for {t - st.last_seen:.0f} s (board silent or line broken)", out,
                           port=st.port, reason="silent")
             if st.lost_pending and t - st.lost_alert_t >= self.cfg.frames_lost_holdoff_s:
-                out.append(self._alert(device, "frames_lost", "raised", t,
-                                       f"{device}: {st.lost_pending} frame(s) lost on the serial line",
-                                       lost=st.lost_pending))
-                st.lost_pending = 0
-                st.lost_alert_t = t
+                self._report_lost(device, st, t, "", out)
         return out
