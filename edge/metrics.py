@@ -35,6 +35,9 @@ def render(health: dict[str, Any]) -> str:
         elif key == "links":
             out.append("# TYPE firedamp_link_up gauge")
             out += [f'firedamp_link_up{{{base},port="{_label(p)}"}} {int(up)}' for p, up in value.items()]
+        elif key == "no_boards":
+            out.append("# TYPE firedamp_no_boards gauge")
+            out.append(f"firedamp_no_boards{{{base}}} {int(value)}")
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         else:

@@ -138,6 +138,9 @@ class Service:
             r.start()
         log.info("firedamp edge %s started: edge %r at site %r, %d board port(s)", __version__, self.cfg.edge_id,
                  self.cfg.site, len(self.readers))
+        if not self.readers:  # a safety monitor watching nothing must not look like one that sees all is well
+            log.warning("NO BOARDS: the config has no [[boards]] section, so this edge monitors NOTHING (health "
+                        "no_boards = true); add one [[boards]] with port = \"/dev/serial/by-id/...\" per sensor board")
         return self
 
     def stop(self) -> None:
@@ -357,7 +360,7 @@ class Service:
             "uptime_s": round(time.time() - self.started),
             "frames_ok": d.ok, "frames_rejected": dict(d.rejected), "frames_lost": d.lost_frames,
             "reboots": d.reboots,
-            "links": {r.port: r.stats.up for r in self.readers},
+            "links": {r.port: r.stats.up for r in self.readers}, "no_boards": not self.readers,
             "link_reconnects": sum(r.stats.reconnects for r in self.readers),
             "link_partial_lines_dropped": sum(r.stats.partial_lines_dropped for r in self.readers),
             "model_version": det.spec.version if det else None,

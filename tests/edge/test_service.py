@@ -244,3 +244,21 @@ def test_an_alert_paho_refuses_to_queue_is_offered_again_at_once_not_after_the_r
     while svc.outbox.depth and time.monotonic() < deadline:
         time.sleep(0.05)
     assert svc.outbox.depth == 0
+
+
+def test_a_config_without_boards_is_loud_in_the_log_and_in_health(edge_config, pty_pair, service_factory, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="firedamp"):
+        svc = service_factory(edge_config(None, [], model={"enabled": False})).start()
+    assert "monitors NOTHING" in caplog.text and "[[boards]]" in caplog.text
+    assert svc.health()["no_boards"] is True
+    from edge.metrics import render
+
+    assert 'firedamp_no_boards{edge="pi-test",site="testmine"} 1' in render(svc.health())
+    caplog.clear()
+    board = pty_pair()
+    with caplog.at_level(logging.WARNING, logger="firedamp"):
+        other = service_factory(edge_config(None, [board.device], model={"enabled": False},
+                                            data_dir=str(edge_config(None, [])["data_dir"]) + "-2")).start()
+    assert other.health()["no_boards"] is False and "monitors NOTHING" not in caplog.text
