@@ -101,6 +101,7 @@ class DeviceState:
     lost_alert_t: float = -1e18  # long ago
     last_seen: float = 0.0
     port: str = ""
+    faults: list[str] = field(default_factory=list)  # the fault names the last fault alert reported
     ports: dict[str, float] = field(default_factory=dict)  # port -> last frame time (two ports: duplicate id)
     placeholder: bool = False  # named after a port before any board was heard on it
 
@@ -196,7 +197,7 @@ class Policy:
         self.last[r.device] = r
         s = r.state
         # fast path (most readings): the same board conditions as last time, so no transition to report
-        key = (s, r.faults != 0, r.flags & (FLAG_LOW_FLOW | FLAG_CALIBRATION_DUE))
+        key = (s, r.faults, r.flags & (FLAG_LOW_FLOW | FLAG_CALIBRATION_DUE))
         if self._board_key.get(r.device) == key:
             return []
         self._board_key[r.device] = key
@@ -215,9 +216,15 @@ class Policy:
                   f"{dev}: methane alarm{gas}" if s == "ALARM" else f"{dev}: alarm over (state {s})", out)
         faulty = s == "FAULT" or r.faults != 0
         names = fault_names(r.faults)
+        if faulty and st.active.get("fault") and names != st.faults:
+            # the board stays in FAULT but the faults changed (LINE -> STUCK -> RAIL): raised again, saying which
+            # faults are present now (a consumer keyed by board and kind updates the open alert)
+            out.append(self._alert(dev, "fault", "raised", t, f"{dev}: board fault now {'+'.join(names) or 'FAULT'} "
+                                   f"(was {'+'.join(st.faults) or 'FAULT'})", faults=names, was=st.faults))
         self._set(dev, st, "fault", faulty, t,
                   f"{dev}: board fault {'+'.join(names) or 'FAULT'}" if faulty else f"{dev}: fault cleared", out,
                   faults=names)
+        st.faults = names if faulty else []
         self._set(dev, st, "warning", s == "WARNING", t,
                   f"{dev}: warning{gas}" if s == "WARNING" else f"{dev}: warning over (state {s})", out)
         low = bool(r.flags & FLAG_LOW_FLOW)

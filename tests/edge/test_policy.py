@@ -131,6 +131,9 @@ def test_board_alerts_alternate_and_follow_the_last_reading_even_across_a_restar
         alerts += p.on_reading(reading(state, faults=faults, flags=flags, seq=i), float(i))
     per = {}
     for a in alerts:
+        if "was" in a.details:  # the faults changed while the fault stays raised: an update of the open alert
+            assert a.kind == "fault" and per["fault"][-1] == "raised" and a.details["faults"] != a.details["was"]
+            continue
         per.setdefault(a.kind, []).append(a.state)
     for kind, states in per.items():
         assert states == ["raised", "cleared"] * (len(states) // 2) + ["raised"] * (len(states) % 2), kind

@@ -262,3 +262,25 @@ def test_a_config_without_boards_is_loud_in_the_log_and_in_health(edge_config, p
         other = service_factory(edge_config(None, [board.device], model={"enabled": False},
                                             data_dir=str(edge_config(None, [])["data_dir"]) + "-2")).start()
     assert other.health()["no_boards"] is False and "monitors NOTHING" not in caplog.text
+
+
+def test_a_fault_that_changes_type_while_the_board_stays_in_fault_says_which_faults_are_present_now(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, service_factory):
+    broker = mosquitto()
+    board = pty_pair()
+    sub = mqtt_subscriber(broker, ["firedamp/testmine/+/alert"])
+    svc = service_factory(edge_config(broker, [board.device], model={"enabled": False}))
+    svc.start()
+    assert svc.wait_ready()
+    # LINE -> STUCK -> STUCK+NOFLOW -> RAIL, the board in FAULT all along, then healthy again
+    masks = [0x01, 0x01, 0x08, 0x18, 0x18, 0x02]
+    board.write(frame(1) + b"".join(frame(2 + i, "FAULT", ch4=None, faults=m) for i, m in enumerate(masks))
+                + frame(8))
+    assert sub.wait(lambda m: len(m) >= 5, timeout=5)
+    faults = [(a["state"], a["details"].get("faults"), a["readings"]["seq"]) for a in sub.payloads("/alert")
+              if a["kind"] == "fault"]
+    assert faults == [("raised", ["LINE"], 2), ("raised", ["STUCK"], 4), ("raised", ["STUCK", "NOFLOW"], 5),
+                      ("raised", ["RAIL"], 7), ("cleared", [], 8)]
+    updates = [a for a in sub.payloads("/alert") if a["kind"] == "fault" and "was" in a["details"]]
+    assert [u["details"]["was"] for u in updates] == [["LINE"], ["STUCK"], ["STUCK", "NOFLOW"]]
+    assert "now STUCK+NOFLOW (was STUCK)" in updates[1]["message"]
