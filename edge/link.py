@@ -135,7 +135,15 @@ class PortReader(threading.Thread):
         ser = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0.05, do_not_open=True)
         if isinstance(ser, serial.Serial) and hasattr(ser, "exclusive"):
             ser.exclusive = True  # another process reading the same board would steal half the lines
-        ser.open()  # bytes already waiting are kept: they are frames with sequence numbers like any other
+        # bytes already waiting are kept: they are frames the board sent while nobody read the port (the edge was
+        # stopped), with sequence numbers like any other. pyserial's open() flushes the input (tcflush), so that
+        # one call is made a no-op for the open only.
+        if hasattr(ser, "_reset_input_buffer"):
+            ser._reset_input_buffer = lambda: None
+        try:
+            ser.open()
+        finally:
+            ser.__dict__.pop("_reset_input_buffer", None)
         return ser
 
     def run(self) -> None:

@@ -101,3 +101,16 @@ def test_splitter_gives_the_same_lines_however_the_bytes_are_chunked(data, cuts)
     got += s.feed(data[pos:])
     assert got == whole
     assert all(len(line) <= 33 and b"\n" not in line for line in got)
+
+
+def test_frames_the_board_sent_before_the_port_was_opened_are_read_not_flushed(pty_pair):
+    """The edge stopped (or not yet started) while the board kept sending: the kernel holds those bytes, and
+    they are frames with sequence numbers like any other (pyserial's open() would flush them)."""
+    board = pty_pair()
+    board.write(b"".join(frame(k) for k in range(1, 6)))  # written before anybody opened the port
+    reader, lines, status = start_reader(board.device)
+    try:
+        got = drain(lines, 5)
+        assert [Decoder().decode(x + b"\n").seq for x in got] == [1, 2, 3, 4, 5]
+    finally:
+        reader.stop()
