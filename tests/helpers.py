@@ -31,3 +31,14 @@ def shipped_broker_config(tmp_path: Path, certs) -> str:
         assert old in conf, f"the shipped firedamp.conf no longer has {old!r}"
         conf = conf.replace(old, new)
     return conf
+
+
+def board_line(seq, state="NORMAL", ch4=0.45, device="b1", relay=None, flow=12.0, faults=0, flags=0, unit="VOL",
+               flow_unit="m3/min", total=100.0, uptime_ms=None) -> bytes:
+    """One reading as a board sends it (edge.frames.format_reading): uptime seq × 1 s unless given; the relay
+    is off in POWEROFF, FAULT and WARMUP unless given."""
+    from edge.frames import Reading, format_reading
+
+    relay = (0 if state in ("POWEROFF", "FAULT", "WARMUP") else 1) if relay is None else relay
+    return format_reading(Reading(device, seq, seq * 1000 if uptime_ms is None else uptime_ms, ch4, unit, flow,
+                                  flow_unit, total, state, relay, faults, flags))
