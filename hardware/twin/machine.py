@@ -7,7 +7,8 @@ finds this file. Everything the outside world does to a board is a plain method 
   inputs); `pin.irq(handler=...)` stores the handler; `pin.edge()` fires it once (the caller sets the clock
   first, since the firmware's IRQ handler timestamps with its injected clock). `Pin.get(id)` finds the pin
   object the firmware built, so a test or the virtual board can reach it by pin number.
-- `ADC(id)`: `read_u16()` returns what `adc.set_u16(v)` (or `ADC.set(id, v)`) stored; default 0.
+- `ADC(id)`: `read_u16()` returns what `adc.set_u16(v)` (or `ADC.set(id, v)`) stored; default 0. With
+  `ADC.noise` set (an `adc_noise.AdcNoise`), each read is drawn from that model of the RP2040's ADC instead.
 - `WDT(timeout=ms)`: records `feeds`; `WDT.last` is the most recent instance. It never resets anything:
   the test or the virtual board checks `feeds` / `last_feed` against its own clock.
 - `I2C(id, ...)`: fails with OSError on every transfer unless `I2C.devices` holds an address (then writes
@@ -135,6 +136,7 @@ class ADC:
     CORE_TEMP = 4
 
     _values = {}
+    noise = None  # an adc_noise.AdcNoise (or anything with read_u16(v)): each read drawn from it; None: exact
 
     def __init__(self, id, atten=None):
         self.id = id.id if isinstance(id, Pin) else id
@@ -154,7 +156,10 @@ class ADC:
 
     def read_u16(self):
         self.reads += 1
-        return ADC._values.get(self.id, 0)
+        v = ADC._values.get(self.id, 0)
+        if ADC.noise is not None:
+            return ADC.noise.read_u16(v)
+        return v
 
     def atten(self, a):
         return None
