@@ -13,7 +13,6 @@ neither repeats nor forgets a raise.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from edge.frames import (
     FLAG_ACK_AWAITED,
     FLAG_CALIBRATION_DUE,
     FLAG_LOW_FLOW,
+    Frame,
     Gap,
     Reading,
 )
@@ -43,12 +43,19 @@ KINDS: dict[str, tuple[str, bool, bool]] = {
     "frames_lost": ("info", False, True),
     "reboot": ("info", False, True),
     "duplicate_id": ("critical", False, False),  # two boards send under one device id (tests/reliability)
+    "ingest_overflow": ("warning", False, True),  # lines from a port dropped: the ingest queue was full
 }
 _BOARD_KINDS = ("power_off", "alarm", "fault", "warning", "low_flow", "calibration_due")
 
 
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def port_name(port: str) -> str:
+    """/dev/serial/by-id/usb-Board_e661-if00 -> usb-Board_e661-if00 (A-Z a-z 0-9 _ - only, at most 32)."""
+    name = "".join(c if c.isalnum() or c in "_-" else "_" for c in port.rstrip("/").rsplit("/", 1)[-1])
+    return name[-32:] or "port"
 
 
 def fault_names(mask: int) -> list[str]:
@@ -101,6 +108,7 @@ class DeviceState:
     lost_alert_t: float = -1e18  # long ago
     last_seen: float = 0.0
     port: str = ""
+    home: str = ""  # the port whose frames keep this id when two boards share it (see Policy.name)
     faults: list[str] = field(default_factory=list)  # the fault names the last fault alert reported
     ports: dict[str, float] = field(default_factory=dict)  # port -> last frame time (two ports: duplicate id)
     placeholder: bool = False  # named after a port before any board was heard on it
@@ -118,16 +126,16 @@ class Policy:
     """Feed it frames, gaps, scores and link events; it returns the alerts to send (in order)."""
 
     def __init__(self, site: str, edge: str, cfg: PolicyConfig | None = None, model_version: str = "",
-                 saved: dict[str, str] | None = None, clock=time.time):
+                 saved: dict[str, str] | None = None):
         self.site = site
         self.edge = edge
         self.cfg = cfg or PolicyConfig()
         self.model_version = model_version
-        self.clock = clock
         self.devices: dict[str, DeviceState] = {}
         self._placeholders: dict[str, str] = {}  # port -> device name used for its link alert
         self.last: dict[str, Reading] = {}
         self.port_devices: dict[str, set[str]] = {}
+        self._aliases: set[tuple[str, str]] = set()  # (port, id): a second board under an id, see `name`
         self._board_key: dict[str, tuple] = {}
         self.raised = 0
         self.dirty: set[str] = set()
@@ -137,9 +145,12 @@ class Policy:
                     self.devices[key[7:]] = DeviceState.from_json(text)
                 except (ValueError, TypeError):
                     pass  # an unreadable saved state only costs a repeated raise
+        self._restored: dict[str, list[str]] = {}  # device -> ports it had before a restart (see _duplicate)
         for name, st in self.devices.items():
             if st.placeholder and st.active.get("link"):
                 self._placeholders[st.port] = name
+            if len(st.ports) > 1:
+                self._restored[name] = list(st.ports)
 
     # ---------------------------------------------------------------------------------------------- helpers
 
@@ -171,6 +182,38 @@ class Policy:
 
     # ---------------------------------------------------------------------------------------------- inputs
 
+    def frame(self, port: str, frame: Frame, gap: Gap, result: Any, t: float, out: list[Alert],
+              forecast_ok: bool = False) -> None:
+        """The one entry per valid frame (`frame.device` already the name it is reported under, see `name`):
+        link, sequence gap, board state, then the model's result for this reading — appended to `out` in that
+        order, each alert carrying this frame's reading."""
+        out += self.on_frame(frame.device, port, t)
+        if gap.lost or gap.rebooted:
+            out += self.on_gap(frame.device, gap, t, frame if frame.type == "R" else None)
+        if frame.type == "R":
+            out += self.on_reading(frame, t)
+            if result is not None:
+                out += self.on_score(frame.device, result, t, forecast_ok)
+
+    def name(self, device: str, port: str, t: float, out: list[Alert]) -> str:
+        """The name a frame with id `device` from `port` is reported under. Two boards sharing an id on two
+        ports are never merged: the first port that sent it (its `home`) keeps the id, a board on another
+        port is reported as `<id>@<port name>` (own alerts, model stream, state, history) while
+        `duplicate_id` stays raised on the id; a board moved to another port keeps its id."""
+        st = self._dev(device)
+        st.ports[port] = t
+        if len(st.ports) > 1 or st.active.get("duplicate_id"):
+            self._duplicate(device, st, t, out)
+        if not st.home or st.home == port:
+            st.home = port
+            return device
+        if (port, device) not in self._aliases and t - st.ports.get(st.home, -1e18) > self.cfg.silent_after_s:
+            st.home = port  # the home port is silent: the board was moved to this port
+            self.dirty.add(device)
+            return device
+        self._aliases.add((port, device))
+        return f"{device}@{port_name(port)}"
+
     def on_frame(self, device: str, port: str, t: float) -> list[Alert]:
         """Any valid frame: the device is alive (clears a link alert)."""
         st = self._dev(device)
@@ -180,9 +223,6 @@ class Policy:
             self.dirty.add(device)
         self.port_devices.setdefault(port, set()).add(device)
         out: list[Alert] = []
-        st.ports[port] = t
-        if len(st.ports) > 1 or st.active.get("duplicate_id"):
-            self._duplicate(device, st, t, out)
         if st.active.get("link"):
             self._set(device, st, "link", False, t, f"{device}: link restored, frames arriving on {port}", out,
                       port=port)
@@ -268,8 +308,7 @@ class Policy:
         out: list[Alert] = []
         devices = self.port_devices.get(port) or {d for d, s in self.devices.items() if s.port == port}
         if not devices:  # no board heard on this port yet: name the alert after the port
-            name = "".join(c if c.isalnum() or c in "_-" else "_" for c in port.rstrip("/").rsplit("/", 1)[-1])
-            devices = {name[-32:] or "port"}
+            devices = {port_name(port)}
             self._placeholders[port] = next(iter(devices))
             self._dev(self._placeholders[port]).placeholder = True
         for device in sorted(devices):
@@ -327,17 +366,30 @@ class Policy:
     def _duplicate(self, device: str, st: DeviceState, t: float, out: list[Alert]) -> None:
         """Frames under one device id from two ports within silent_after_s: two boards share the id. Never merge
         silently: raise `duplicate_id` (both ports named); clear once one port alone has sent it for that long."""
+        for p in self._restored.pop(device, ()):  # after a restart: the ports count as seen at its first check
+            if p in st.ports:
+                st.ports[p] = max(st.ports[p], t)
         for p in [p for p, seen in st.ports.items() if t - seen > self.cfg.silent_after_s]:
             del st.ports[p]
         live = sorted(st.ports)
         if len(live) > 1:
+            others = [f"{device}@{port_name(p)}" for p in live if p != st.home]
             self._set(device, st, "duplicate_id", True, t,
-                      f"{device}: two boards use this device id, on {' and '.join(live)}; their frames are reported "
-                      "under one id: give each board its own device_id", out, ports=live)
+                      f"{device}: two boards use this device id, on {' and '.join(live)}; the one on {st.home or live[0]} "
+                      f"keeps the id, the other is reported as {', '.join(others)}: give each board its own device_id",
+                      out, ports=live)
         else:
             self._set(device, st, "duplicate_id", False, t,
                       f"{device}: frames under this id come from one port again ({', '.join(live) or 'none'})", out,
                       ports=live)
+
+    def on_overflow(self, port: str, dropped: int, t: float) -> list[Alert]:
+        """`dropped` lines from `port` were thrown away because the ingest queue was full (the edge is
+        overloaded): one alert for each board last seen on that port (or one named after the port)."""
+        devices = self.port_devices.get(port) or {port_name(port)}
+        return [self._alert(d, "ingest_overflow", "raised", t, f"{d}: {dropped} line(s) from {port} dropped: the "
+                            "edge could not keep up (ingest queue full); those frames are lost", lost=dropped,
+                            port=port) for d in sorted(devices)]
 
     def tick(self, t: float) -> list[Alert]:
         """Timers: silent devices become link alerts; held-back lost-frame counts go out after the hold-off."""

