@@ -1,0 +1,173 @@
+"""The firedamp board on the emulated Pico: our firmware installed with mpremote, instruments on its pins.
+
+`install(port, values)` copies the firmware exactly as `firedamp flash` does (edge/flash.py: .mpy files,
+main.py, settings.json) over the board's serial port. `Instruments` turns gas and flow into what the pins
+see: the methane ADC (GPIO26) through the RP2040 ADC noise model, or the 200-1000 Hz input (GPIO14) as a
+square wave; flow pulses on GPIO15; VSYS/3 on GPIO29; the relay's auxiliary contact (GPIO19) follows the
+relay (GPIO16). `Probe` is a host on the serial port: frames, events and console replies.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import serial
+
+from edge import flash as edge_flash
+from edge import frames
+from edge.errors import LinkError
+from hardware.twin.signals import MethaneSensor
+from hardware.twin.virtual import FLOW_K_PER_M3, SUPPLY_MV, initial_settings, load_firmware
+
+PINS = {"ch4_adc": 26, "ch4_freq": 14, "flow": 15, "relay": 16, "buzzer": 17, "beacon": 18, "relay_sense": 19,
+        "led": 25, "vsys_adc": 29}
+OUTPUTS = {16: "relay", 17: "buzzer", 18: "beacon"}
+
+
+def board_settings(device_id: str = "emu-1", front_end: str = "ma", **overrides) -> dict:
+    """Settings as an installer leaves a board (hardware/twin/virtual.py's, calibrated against the nominal
+    sensor), with `overrides` (e.g. profile="plant", warmup_s=0) on top."""
+    _m, _b, _main, fw_settings, _meth, _p = load_firmware()
+    values = initial_settings(fw_settings, device_id, front_end)
+    values.update(overrides)
+    problem = fw_settings.check(values) if hasattr(fw_settings, "check") else None
+    if problem:
+        raise ValueError(problem)
+    return values
+
+
+def install(port: str, values: dict | None = None, timeout_s: float = 300.0) -> None:
+    """`firedamp flash` onto the board at `port`: the compiled firmware, and settings.json when `values`
+    is given (factory defaults are `board_settings()`'s). mpremote's own output goes to stdout."""
+    _m, _b, _main, fw_settings, _meth, _p = load_firmware()
+    mpremote = str(Path(sys.executable).parent / "mpremote")
+    with tempfile.TemporaryDirectory(prefix="firedamp-emu-flash-") as tmp:
+        out = Path(tmp)
+        files = edge_flash.build(out, True, None)
+        if values is not None:
+            path = out / "settings.json"
+            path.write_text(fw_settings.encode(values))
+            files.append(path)
+        for cmd in edge_flash.commands(mpremote, port, files, display_driver=False):
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+            if proc.returncode != 0:
+                raise LinkError(f"mpremote failed ({' '.join(cmd[4:6])}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
+
+
+class Instruments:
+    """The sensors and the relay contact wired to an EmulatedPico, for a board with `values` settings."""
+
+    def __init__(self, pico, values: dict, sensor_offset_pct: float = 0.0, sensor_gain: float = 1.0):
+        _m, _b, _main, _s, fw_methane, _p = load_firmware()
+        front = values["front_end"]
+        self.pico = pico
+        self.front_end = front
+        self.sensor = MethaneSensor(front, fw_methane.NOMINAL[fw_methane.FRONT_ENDS.index(front)],
+                                    values["range_lel_pct" if values["profile"] == "plant" else "range_vol_pct"],
+                                    values["shunt_ohm"], values["adc_vref_mv"], sensor_offset_pct, sensor_gain)
+        self.vref_mv = values["adc_vref_mv"]
+        self.k = FLOW_K_PER_M3
+
+    def wire(self) -> None:
+        """VSYS present, the relay's auxiliary contact following the relay, outputs watched."""
+        self.pico.set_adc(PINS["vsys_adc"] - 26, SUPPLY_MV / 3 * 4095 / self.vref_mv)
+        self.pico.follow(PINS["relay_sense"], PINS["relay"], invert=True)  # closes to GND when energised
+        self.pico.watch(*OUTPUTS)
+
+    def level(self, ch4: float) -> float:
+        """The 12-bit ADC input level (unquantised) for the analog front ends."""
+        raw = self.sensor.raw(ch4)
+        uv = raw * self.sensor.shunt_ohm if self.front_end == "ma" else raw
+        return max(0.0, min(4095.0, uv * 4095 / (self.vref_mv * 1000)))
+
+    def gas_command(self, ch4: float) -> dict:
+        """The runner command that makes the sensor read `ch4` (for `pico.at`)."""
+        if self.front_end == "freq":
+            return {"op": "wave", "gpio": PINS["ch4_freq"], "hz": self.sensor.freq_hz(ch4), "high_us": 0}
+        return self.pico.adc_command(PINS["ch4_adc"] - 26, self.level(ch4))
+
+    def gas(self, ch4: float) -> int:
+        return self.pico.command(self.gas_command(ch4))
+
+    def flow(self, m3_min: float) -> int:
+        """Flow pulses (50 us wide) at the anemometer's rate."""
+        return self.pico.wave(PINS["flow"], m3_min / 60.0 * self.k, high_us=50)
+
+
+class Probe:
+    """A host on the board's serial port: collects frames in `frames` (edge/frames.py's types) and sends
+    console lines. Close it to free the port (for mpremote)."""
+
+    def __init__(self, port: str):
+        self.ser = serial.Serial(port, timeout=0.1)
+        self.frames: list = []
+        self.bad = 0
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        buf = b""
+        while not self._stop:
+            try:
+                data = self.ser.read(4096)
+            except (serial.SerialException, OSError, TypeError):
+                return
+            if not data:
+                continue
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                line = line.strip(b"\r")
+                if not line.startswith(b"$FD"):
+                    continue
+                try:
+                    frame = frames.parse(line + b"\n")
+                except frames.BadFrame:
+                    self.bad += 1
+                    continue
+                with self._cond:
+                    self.frames.append(frame)
+                    self._cond.notify_all()
+
+    def wait(self, predicate, timeout_s: float = 60.0, what: str = "a frame", start: int = 0):
+        """The first frame from index `start` on for which predicate(frame) is true."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            i = start
+            while True:
+                while i < len(self.frames):
+                    if predicate(self.frames[i]):
+                        return self.frames[i]
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    last = self.frames[-1] if self.frames else None
+                    raise LinkError(f"no {what} within {timeout_s:g} s; last frame: {last}")
+                self._cond.wait(min(left, 0.5))
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.frames)
+
+    def reading(self, predicate=lambda r: True, timeout_s: float = 60.0, what: str = "a reading", start=None):
+        start = self.mark() if start is None else start
+        return self.wait(lambda f: f.type == "R" and predicate(f), timeout_s, what, start)
+
+    def console(self, line: str, timeout_s: float = 60.0) -> frames.Reply:
+        """Send one console line; the board's final reply (OK or ERR; MORE lines are collected before it)."""
+        start = self.mark()
+        self.ser.write(line.encode() + b"\n")
+        return self.wait(lambda f: f.type == "C" and f.status in ("OK", "ERR"), timeout_s,
+                         f"reply to {line!r}", start)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=2)
+        self.ser.close()
