@@ -92,3 +92,40 @@ def test_alerts_of_one_read_go_out_in_frame_order_each_with_the_reading_that_cau
     assert sub.wait(lambda m: len(m) >= 3, timeout=5)
     got = [(a["kind"], a["readings"]["seq"], a["readings"]["state"]) for a in alerts_of(sub)]
     assert got == [("anomaly", 122, "NORMAL"), ("forecast", 122, "NORMAL"), ("alarm", 123, "ALARM")]
+
+
+def test_lines_dropped_at_a_full_ingest_queue_are_an_alert_and_counted_in_health(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, service_factory, monkeypatch):
+    import threading
+
+    import edge.service
+
+    monkeypatch.setattr(edge.service, "_INGEST_QUEUE", 20)
+    broker = mosquitto()
+    board = pty_pair()
+    sub = mqtt_subscriber(broker, ["firedamp/testmine/+/alert"])
+    svc = service_factory(edge_config(broker, [board.device], model={"enabled": False}, mqtt={"telemetry": False}))
+    svc.ingest_wait_s = 0.05
+    stalled, go = threading.Event(), threading.Event()
+
+    def slow_view(kind, data):  # the pipeline thread stalls (a slow disk, a busy CPU) while a board keeps sending
+        if kind == "reading" and not go.is_set():
+            stalled.set()
+            go.wait(10)
+
+    svc.add_observer(slow_view)
+    svc.start()
+    assert svc.wait_ready()
+    board.write(board_line(1))
+    assert stalled.wait(5)
+    board.write(b"".join(board_line(k) for k in range(2, 202)))
+    assert wait_for(lambda: svc.health()["ingest_dropped"] > 0, 5)
+    wait_for(lambda: svc.readers[0].stats.lines == 201, 5)  # every line read: kept in the queue or dropped
+    go.set()
+    assert sub.wait(lambda m: any(json.loads(p)["kind"] == "ingest_overflow" for _, p, _ in m), timeout=5), \
+        "lines dropped at the full queue gave no alert"
+    dropped = svc.health()["ingest_dropped"]
+    over = alerts_of(sub, "ingest_overflow")
+    assert len(over) == 1 and over[0]["details"]["lost"] == dropped and over[0]["device"] == "b1"
+    assert over[0]["severity"] == "warning" and board.device in over[0]["message"]
+    assert dropped + wait_for(lambda: svc.decoder.ok == 201 - dropped, 5) * svc.decoder.ok == 201
