@@ -12,7 +12,7 @@ def configs(cfg: Config, device: str, unit: str, flow_unit: str, base: str,
             status_topic: str) -> list[tuple[str, dict[str, Any]]]:
     """[(discovery topic, config payload)] for the board `device`; published retained."""
     prefix = cfg.mqtt.discovery_prefix
-    node = f"firedamp_{cfg.site}_{device}".replace("-", "_")
+    node = f"firedamp_{cfg.site}_{device}".replace("-", "_").replace("@", "_")  # (HA ids: A-Z a-z 0-9 _)
     telemetry = f"{base}/{device}/telemetry"
     state = f"{base}/{device}/state"
     dev = {"identifiers": [node], "name": f"firedamp {device}", "manufacturer": "firedamp",

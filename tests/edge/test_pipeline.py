@@ -129,3 +129,69 @@ def test_lines_dropped_at_a_full_ingest_queue_are_an_alert_and_counted_in_health
     assert len(over) == 1 and over[0]["details"]["lost"] == dropped and over[0]["device"] == "b1"
     assert over[0]["severity"] == "warning" and board.device in over[0]["message"]
     assert dropped + wait_for(lambda: svc.decoder.ok == 201 - dropped, 5) * svc.decoder.ok == 201
+
+
+def test_two_boards_sharing_a_device_id_on_two_ports_are_kept_apart_and_stay_flagged_across_a_restart(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, service_factory):
+    broker = mosquitto()
+    a, b = pty_pair(), pty_pair()
+    sub = mqtt_subscriber(broker, ["firedamp/#"])
+    settings = edge_config(broker, [a.device, b.device], policy={"frames_lost_holdoff_s": 0})
+    other = "face-1@" + b.device.rsplit("/", 1)[-1]  # the second board's name: the id, @, its port's name
+
+    def feed(svc, seqs):
+        for k in seqs:  # board A steadily in ALARM, board B NORMAL, both configured as "face-1"
+            a.write(board_line(k, "ALARM", ch4=1.3, device="face-1", uptime_ms=900_000 + k * 1000))
+            b.write(board_line(k + 500, "NORMAL", ch4=0.4, device="face-1", uptime_ms=5_000 + k * 1000))
+            if k == seqs[0]:
+                assert wait_for(lambda: svc.decoder.ok >= 2, 5)
+
+    svc = service_factory(settings)
+    svc.start()
+    assert svc.wait_ready()
+    a.write(board_line(0, "ALARM", ch4=1.3, device="face-1", uptime_ms=900_000))  # A is heard first
+    assert wait_for(lambda: svc.decoder.ok == 1, 5)
+    feed(svc, range(1, 130))  # past the model's warm-up (120 samples) on both
+    assert wait_for(lambda: svc.decoder.ok == 259, 10)
+    assert sub.wait(lambda m: len([1 for t, *_ in m if t.endswith("/telemetry")]) == 259, 10)
+    svc.stop()
+
+    alerts = sub.payloads("/alert")
+    assert [(x["device"], x["state"]) for x in alerts if x["kind"] == "alarm"] == [("face-1", "raised")]
+    dup = [x for x in alerts if x["kind"] == "duplicate_id"]
+    assert [(x["device"], x["state"]) for x in dup] == [("face-1", "raised")] and other in dup[0]["message"]
+    assert not [x for x in alerts if x["kind"] in ("frames_lost", "reboot")]
+    states = {}
+    for t, p, _ in sub.messages:
+        if t.endswith("/state"):
+            states.setdefault(json.loads(p)["device"], []).append(json.loads(p)["state"])
+    assert states["face-1"][-1] == "ALARM" and states[other][-1] == "NORMAL"
+    assert len(states["face-1"]) <= 3 and len(states[other]) <= 3, "the retained state flips between two boards"
+    tele = {}
+    for x in sub.payloads("/telemetry"):
+        tele.setdefault(x["device"], []).append(x)
+    assert [x["seq"] for x in tele["face-1"]] == list(range(130)) and tele["face-1"][-1]["ready"]
+    assert [x["seq"] for x in tele[other]] == list(range(501, 630)) and tele[other][-1]["ready"]
+    from edge.history import History
+
+    h = History(settings["data_dir"] + "/history.sqlite")
+    try:
+        assert h.devices() == sorted(["face-1", other])
+        worst = {d: {m[9] for m in h.minutes(d, 0, 2e10)} for d in h.devices()}
+        assert worst == {"face-1": {"ALARM"}, other: {"NORMAL"}}, "the per-minute history mixes two boards"
+    finally:
+        h.close()
+
+    # restart: the two streams resume where they were (no false loss), duplicate_id stays raised, not repeated
+    n = len(sub.messages)
+    svc = service_factory(settings)
+    svc.start()
+    assert svc.wait_ready()
+    feed(svc, range(130, 140))
+    assert wait_for(lambda: svc.decoder.ok == 20, 10)
+    assert sub.wait(lambda m: len([1 for t, *_ in m[n:] if t.endswith("/telemetry")]) == 20, 10)
+    svc.stop()
+    later = [json.loads(p) for t, p, _ in sub.messages[n:] if t.endswith("/alert")]
+    assert [(x["kind"], x["device"], x["state"]) for x in later] == [], later
+    last_state = [json.loads(p) for t, p, _ in sub.messages if t.endswith("face-1/state")][-1]
+    assert "duplicate_id" in last_state["active"] and "alarm" in last_state["active"]
