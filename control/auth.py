@@ -72,12 +72,14 @@ class Auth:
         self.counters = {"logins": 0, "login_failures": 0, "logins_refused_rate": 0}
 
     def _limited(self, keys: list[str], now: float) -> bool:
+        """A user name is refused after `max_failures` in the window; an address after 4x that (several people
+        share one control-room PC or proxy: one person's typos must not lock the others out)."""
         with self._lock:
             for k in keys:
                 q = self._failures[k]
                 while q and q[0] < now - self.window_s:
                     q.popleft()
-                if len(q) >= self.max_failures:
+                if len(q) >= self.max_failures * (4 if k.startswith("addr:") else 1):
                     return True
             return False
 

@@ -113,6 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         # http.server's own errors (bad request line, too long headers, ...): one plain line, counted
         self.server.counters[f"http_{code}"] += 1
         body = f"{code} {message or HTTPStatus(code).phrase}\n".encode()
+        self.request_version = "HTTP/1.1"  # a line too broken to name its version still gets a status line
         try:
             self.send_response(code, message)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -170,7 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
             resp = self.server.app.handle(req)
         except HttpError as exc:
             self.server.counters[f"http_{exc.status}"] += 1
-            resp = Response(exc.status, f"{exc.status} {exc}\n", "text/plain; charset=utf-8")
+            # a refused request may have left its body unread: answer and close, never read on into it
+            resp = Response(exc.status, f"{exc.status} {exc}\n", "text/plain; charset=utf-8", [("Connection", "close")])
+            self.close_connection = True
         except Exception:
             self.server.counters["http_500"] += 1
             log.exception("error answering %s %s", method, self.path[:200])

@@ -229,6 +229,9 @@ class SqliteStore(Store):
             return
         if a.source == "edge":
             self._edge(db, a.site, a.edge, now)
+            if a.device:
+                self._bid(db, a.site, a.device)
+                db.execute("UPDATE boards SET edge=? WHERE site=? AND device=?", (a.edge, a.site, a.device))
         open_ = db.execute("SELECT id FROM alerts WHERE site=? AND device=? AND kind=? AND cleared_ts IS NULL "
                            "ORDER BY raised_ts DESC LIMIT 1", (a.site, a.device, a.kind)).fetchone()
         if a.state == "cleared":

@@ -9,7 +9,7 @@ from typing import Any
 from control import html
 from control.html import h
 from control.levels import levels_for
-from control.views.alerts import alerts_section, overview_alerts
+from control.views.alerts import alert_data, alerts_section, overview_alerts
 
 
 def board_data(app, b: dict[str, Any], now: float) -> dict[str, Any]:
@@ -118,6 +118,7 @@ def view(app, req, fmt: str | None = None):
     s = summary(boards, active)
     if fmt == ".json":
         return json_response({"time": html.iso(now), "summary": s, "boards": boards, "edges": edges,
-                              "alerts": {"active": active, "recent": recent}})
+                              "alerts": {"active": [alert_data(a) for a in active],
+                                         "recent": [alert_data(a) for a in recent]}})
     body = '<p class="live">Page: <span id="live-status">connecting…</span></p>' + summary_html(s) + alerts_section(app, req.session, active, recent, now) + section
     return Response(200, html.page("Boards and alerts", body, req.session, "overview"))

@@ -98,5 +98,13 @@ def report_csv(rows) -> str:
             "no_data", "alerts", "acknowledged_by", "unacknowledged"]
     w.writerow(cols)
     for r in rows:
-        w.writerow(["" if r[c] is None else (" ".join(r[c]) if isinstance(r[c], list) else r[c]) for c in cols])
+        w.writerow([_csv_value(r[c]) for c in cols])
     return out.getvalue()
+
+
+def _csv_value(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, list):
+        return " ".join(v)
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,38 @@
+"""Fixtures of the control-room tests: `control_room(broker, **sections)`, `web(room)`, `edge_sim(broker)`."""
+
+import pytest
+
+from tests.control import kit
+
+
+@pytest.fixture
+def control_room(tmp_path):
+    rooms = []
+
+    def make(broker, **sections):
+        room = kit.start(tmp_path / f"room{len(rooms)}", broker, **sections)
+        rooms.append(room)
+        return room
+
+    yield make
+    for room in rooms:
+        room.stop()
+
+
+@pytest.fixture
+def web():
+    return lambda room: kit.Web(room.http.server_address[1])
+
+
+@pytest.fixture
+def edge_sim():
+    sims = []
+
+    def make(broker, **kw):
+        sim = kit.EdgeSim(broker, **kw)
+        sims.append(sim)
+        return sim
+
+    yield make
+    for sim in sims:
+        sim.close()

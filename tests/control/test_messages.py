@@ -1,0 +1,100 @@
+"""What the edges publish is accepted as it is; anything else is refused with a counted reason, never stored raw."""
+
+import json
+import uuid
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from control import messages as m
+from edge import payloads
+from edge.frames import Decoder, Reading, format_reading
+from edge.policy import Alert
+
+
+def _reading(**kw):
+    base = dict(device="pico-01", seq=7, uptime_ms=7000, ch4=0.42, unit="VOL", flow=900.0, flow_unit="L/min",
+                total=1234.5, state="NORMAL", relay=1, faults=0, flags=1)
+    base.update(kw)
+    r = Decoder().decode(format_reading(Reading(**base)))
+    assert r is not None
+    return r
+
+
+def test_the_edges_own_payloads_are_accepted_field_for_field():
+    r = _reading()
+    tel = m.parse("firedamp/mine-a/pico-01/telemetry", json.dumps(payloads.telemetry(r, 1795632431.7, None)).encode(),
+                  "firedamp")
+    assert isinstance(tel, m.Telemetry)
+    assert (tel.site, tel.device, tel.ch4, tel.flow, tel.state, tel.relay, tel.seq, tel.ts) == \
+        ("mine-a", "pico-01", 0.42, 900.0, "NORMAL", 1, 7, 1795632431.7)
+    state = m.parse("firedamp/mine-a/pico-01/state", json.dumps(
+        payloads.state("pico-01", "mine-a", "pi-01", 1795632431.7, _reading(faults=0x0009), False, ["fault", "link"])
+    ).encode(), "firedamp")
+    assert isinstance(state, m.State)
+    assert (state.edge, state.link, state.active, state.faults, state.calibration_due) == \
+        ("pi-01", "down", ["fault", "link"], ["LINE", "STUCK"], True)
+    a = Alert(str(uuid.uuid4()), "mine-a", "pi-01", "pico-01", "power_off", "critical", "raised", 1795632431.7,
+              "pico-01: board cut the power at 1.52 % vol", False, {"ch4": 1.52}, {"ack_awaited": False})
+    alert = m.parse("firedamp/mine-a/pico-01/alert", a.to_json(), "firedamp")
+    assert isinstance(alert, m.Alert)
+    assert (alert.id, alert.kind, alert.state, alert.message, alert.details) == \
+        (a.id, "power_off", "raised", a.message, {"ack_awaited": False})
+    assert m.parse("firedamp/mine-a/pi-01/status", b"offline", "firedamp") == m.Status("mine-a", "pi-01", False)
+
+
+def _reject(topic, payload):
+    checker = m.Checker("firedamp")
+    assert checker.check(topic, payload) is None
+    (reason,) = [r for r, n in checker.rejected.items() if n]
+    return reason
+
+
+def test_hostile_and_malformed_payloads_are_refused_with_their_reason():
+    good = payloads.telemetry(_reading(), 1795632431.7, None)
+    topic = "firedamp/mine-a/pico-01/telemetry"
+    assert _reject(topic, b"{not json") == "json"
+    assert _reject(topic, b"\xff\xfe") == "encoding"
+    assert _reject(topic, b"[1, 2]") == "not_object"
+    assert _reject(topic, json.dumps({**good, "message": "x" * 1_000_000}).encode()) == "too_large"
+    assert _reject(topic, json.dumps({k: v for k, v in good.items() if k != "state"}).encode()) == "field"
+    assert _reject(topic, json.dumps({**good, "state": "<script>"}).encode()) == "field"
+    assert _reject(topic, json.dumps(good).replace('"ch4": 0.42', '"ch4": NaN').encode()) == "json"  # not JSON
+    assert _reject(topic, json.dumps(good).replace('"ch4": 0.42', '"ch4": 1e999').encode()) == "field"  # inf
+    assert _reject(topic, json.dumps({**good, "device": "pico-02"}).encode()) == "topic_mismatch"
+    assert _reject("firedamp/mine-a/pico-01/extra/telemetry", json.dumps(good).encode()) == "topic"
+    assert _reject("firedamp/mine-a/" + "x" * 65 + "/telemetry", json.dumps(good).encode()) == "id"
+    assert _reject("firedamp/mine-a/pico-01/status", b"maybe") == "field"
+    assert _reject(topic, b"[" * 100_000) in ("json", "too_large")
+    # other prefixes (Home Assistant discovery) are not ours: ignored, not rejected
+    checker = m.Checker("firedamp")
+    assert checker.check("homeassistant/sensor/x/config", b"{}") is None and checker.ignored == 1
+
+
+def test_html_in_a_device_id_is_kept_as_text_for_the_page_to_escape():
+    device = '<img src=x onerror=alert(1)>'
+    good = payloads.telemetry(_reading()._replace(device=device), 1795632431.7, None)
+    tel = m.parse(f"firedamp/mine-a/{device}/telemetry", json.dumps(good).encode(), "firedamp")
+    assert tel.device == device  # stored as it is; tests/control/test_web.py checks the page escapes it
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from(["telemetry", "state", "alert", "status", "health", "event"]))
+def test_any_bytes_are_a_message_or_a_counted_rejection_never_an_exception(payload, leaf):
+    checker = m.Checker("firedamp")
+    checker.check(f"firedamp/mine-a/pico-01/{leaf}", payload)
+    assert checker.accepted + sum(checker.rejected.values()) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["device", "ts", "seq", "ch4", "unit", "flow", "flow_unit", "total", "state",
+                                        "relay", "faults", "flags", "id", "kind", "site", "edge", "severity",
+                                        "advisory", "message", "details", "readings", "link", "active", "time"]),
+                       st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                                 st.text(max_size=20), st.lists(st.text(max_size=5), max_size=3),
+                                 st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))),
+       st.sampled_from(["telemetry", "state", "alert", "event"]))
+def test_any_json_object_is_a_message_or_a_counted_rejection(doc, leaf):
+    checker = m.Checker("firedamp")
+    checker.check(f"firedamp/mine-a/pico-01/{leaf}", json.dumps(doc).encode())
+    assert checker.accepted + sum(checker.rejected.values()) == 1

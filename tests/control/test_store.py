@@ -1,0 +1,130 @@
+"""The SQLite store: each alert once by id, raised and cleared paired per board and kind, acknowledgements once,
+readings kept raw and per minute, a schema that migrates by number."""
+
+import sqlite3
+import time
+
+import pytest
+
+from control import messages as m
+from control.store import AckError
+from control.store.sqlite import MIGRATIONS, SqliteStore
+
+
+def alert(i, kind="alarm", state="raised", ts=1000.0, device="b1", **kw):
+    return m.Alert(f"id-{i:08d}", "mine", "pi", device, kind, "critical", state, ts, False, f"{kind} {state}", None, {},
+                   **kw)
+
+
+def tel(ts, ch4, device="b1", state="NORMAL", flow=900.0):
+    return m.Telemetry("mine", device, ts, 1, ch4, "VOL", flow, "L/min", 0.0, state, 1, 0, 0, None, None, None, False)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SqliteStore(tmp_path / "c.sqlite", fsync=False)
+    yield s
+    s.close()
+
+
+def test_an_alert_sent_twice_is_one_row_and_its_clear_closes_it(store):
+    ch = store.apply([alert(1), alert(1)], 2000.0)
+    assert ch.duplicates == 1
+    ch = store.apply([alert(1)], 2001.0)  # re-sent in a later batch (after an edge restart)
+    assert ch.duplicates == 1
+    assert [a["id"] for a in store.alerts()] == ["id-00000001"]
+    assert store.alerts(active=True)[0]["active"]
+    store.apply([alert(2, state="cleared", ts=1010.0)], 2002.0)
+    (row,) = store.alerts()
+    assert (row["active"], row["cleared_ts"], row["cleared_id"]) == (False, 1010.0, "id-00000002")
+
+
+def test_a_clear_that_arrives_before_its_raise_still_closes_it(store):
+    store.apply([alert(2, state="cleared", ts=1010.0)], 2000.0)
+    store.apply([alert(1, ts=1000.0)], 2001.0)
+    (row,) = store.alerts()
+    assert (row["id"], row["active"], row["cleared_ts"]) == ("id-00000001", False, 1010.0)
+
+
+def test_a_second_raise_of_the_same_kind_supersedes_the_first_and_one_shots_never_stay_active(store):
+    store.apply([alert(1, kind="fault", ts=1000.0), alert(2, kind="fault", ts=1005.0),
+                 alert(3, kind="frames_lost", ts=1006.0)], 2000.0)
+    active = store.alerts(active=True)
+    assert [a["id"] for a in active] == ["id-00000002"]
+    first = store.alerts(ids=["id-00000001"])[0]
+    assert first["cleared_ts"] == 1005.0 and "superseded" in first["cleared_message"]
+    assert not store.alerts(ids=["id-00000003"])[0]["active"]
+
+
+def test_alerts_of_two_boards_and_kinds_do_not_pair_with_each_other(store):
+    store.apply([alert(1, device="b1"), alert(2, device="b2"), alert(3, kind="fault", device="b1")], 2000.0)
+    store.apply([alert(4, state="cleared", device="b2", ts=1001.0)], 2001.0)
+    active = {(a["device"], a["kind"]) for a in store.alerts(active=True)}
+    assert active == {("b1", "alarm"), ("b1", "fault")}
+
+
+def test_acknowledgement_is_stored_once_with_who_when_and_note(store):
+    store.apply([alert(1)], 2000.0)
+    store.acknowledge("id-00000001", "olga", "checked the face, ventilation restored", 2100.0)
+    ack = store.alerts()[0]["ack"]
+    assert ack == {"user": "olga", "ts": 2100.0, "note": "checked the face, ventilation restored"}
+    with pytest.raises(AckError) as exc:
+        store.acknowledge("id-00000001", "omar", "me too", 2101.0)
+    assert exc.value.status == 409 and "olga" in str(exc.value)
+    with pytest.raises(AckError) as exc:
+        store.acknowledge("no-such-alert", "olga", "x", 2101.0)
+    assert exc.value.status == 404
+
+
+def test_readings_go_raw_and_per_minute_and_series_gives_min_mean_max(store):
+    t0 = 1_800_000_000.0 - (1_800_000_000.0 % 60)
+    store.apply([tel(t0 + i, 0.1 + 0.01 * i) for i in range(120)], t0 + 120)
+    raw = store.series("mine", "b1", t0, t0 + 120, 2)
+    assert [p["n"] for p in raw] == [60, 60]
+    assert raw[0]["ch4_min"] == pytest.approx(0.1) and raw[0]["ch4_max"] == pytest.approx(0.69)
+    assert raw[0]["ch4_mean"] == pytest.approx(sum(0.1 + 0.01 * i for i in range(60)) / 60)
+    stats = store.stats(t0, t0 + 120)[("mine", "b1")]
+    assert stats["ch4_max"] == pytest.approx(1.29) and stats["readings"] == 120
+    assert stats["ch4_mean"] == pytest.approx(sum(0.1 + 0.01 * i for i in range(120)) / 120)
+    assert store.board("mine", "b1")["ch4"] == pytest.approx(1.29)
+
+
+def test_minutes_merge_across_batches_and_a_null_reading_does_not_hide_the_minimum(store):
+    t0 = 1_800_000_000.0 - (1_800_000_000.0 % 60)
+    store.apply([tel(t0 + 1, 0.5), tel(t0 + 2, None)], t0 + 3)
+    store.apply([tel(t0 + 3, 0.2), tel(t0 + 4, 0.9)], t0 + 5)
+    row = store._r.execute("SELECT n, ch4_n, ch4_min, ch4_max, ch4_sum FROM minutes").fetchone()
+    assert tuple(row) == (4, 3, 0.2, 0.9, pytest.approx(1.6))
+
+
+def test_readings_past_raw_retention_are_pruned_and_minutes_kept(tmp_path):
+    s = SqliteStore(tmp_path / "c.sqlite", raw_hours=1, minute_days=90, fsync=False)
+    now = time.time()
+    s.apply([tel(now - 7200 + i, 0.3) for i in range(10)] + [tel(now - 10, 0.4)], now)
+    assert s.prune(now) == 10
+    assert s._r.execute("SELECT count(*) FROM samples").fetchone()[0] == 1
+    assert s._r.execute("SELECT count(*) FROM minutes").fetchone()[0] == 2
+    csv_rows = s.readings("mine", "b1", now - 7300, now)
+    assert [r["kind"] for r in csv_rows] == ["minute", "raw"]
+    s.close()
+
+
+def test_schema_is_versioned_and_a_newer_database_is_refused(tmp_path):
+    path = tmp_path / "c.sqlite"
+    s = SqliteStore(path, fsync=False)
+    s.apply([alert(1)], 2000.0)
+    s.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    db.close()
+    again = SqliteStore(path, fsync=False)  # re-opening migrates nothing and keeps the rows
+    assert [a["id"] for a in again.alerts()] == ["id-00000001"]
+    again.close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.commit()
+    db.close()
+    from control.store import StoreError
+
+    with pytest.raises(StoreError, match="newer than this program"):
+        SqliteStore(path)
