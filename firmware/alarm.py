@@ -4,11 +4,7 @@ Levels are integers in hundredths of the profile's unit (% CH4 by volume, or % L
 so the 10 Hz loop compares without floats. The relay output is 1 = energised = power allowed.
 """
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
+from compat import const
 
 WARMUP = const(0)
 NORMAL = const(1)
@@ -30,7 +26,8 @@ PROFILES = {
     "plant": ("LEL", 1000, 2000, 2000, 1000, False),
 }
 
-# Buzzer and beacon patterns: 16 steps of one loop period each (1.6 s at 10 Hz), bit i = on at step i.
+# Buzzer and beacon patterns: 16 steps of one loop period each (1.6 s at 10 Hz), bit i = on at step i
+# (the controller drives the pins from these in every iteration that no self-test runs).
 BUZZER = (0x0000, 0x0000, 0x0001, 0x0055, 0xFFFF, 0x0F0F)   # indexed by state
 BEACON = (0x0101, 0x0000, 0x00FF, 0x5555, 0x3333, 0xFF00)
 
@@ -118,8 +115,3 @@ class Alarm:
                                                                           self.restore % 100)
         self._ack = True
         return None
-
-    def outputs(self, step):
-        """(buzzer, beacon) for pattern step 0..15 of the current state."""
-        s = self.state
-        return (BUZZER[s] >> step) & 1, (BEACON[s] >> step) & 1

@@ -5,15 +5,12 @@ need `unlock <pin>` first (it lapses after unlock_timeout_s of silence). A refus
 and its one-line ERR says what is wrong and the allowed range. State changes leave a record (records.txt).
 """
 
-import protocol
+import records
 import settings
+from bits import fault_names
 from commands import Commands
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
+from compat import const
+from protocol import STATES, fixed
 
 _MAX = const(64)           # bytes per command line
 _MAX_BAD_PINS = const(3)
@@ -29,17 +26,65 @@ HELP = (
 _LOCKED_CMDS = ("set", "profile", "cal", "ack", "selftest", "save", "factory-reset")
 
 
-class Console(Commands):
+class Console:
+    """Reads command lines from the controller's stream and answers them; the commands that change the
+    board are Commands' (commands.py), which answer through this console's _ok, _err and _nargs."""
+
     def __init__(self, ctl):
-        Commands.__init__(self, ctl)
+        self.ctl = ctl
+        self.errors = 0            # commands answered ERR
         self.failures = 0          # commands that raised (counted, answered ERR; the loop goes on)
         self.buf = bytearray(_MAX)
         self.n = 0
         self.overflow = False
-        self.commands = 0
         self._last_ms = 0
         self._bad_pins = 0
         self._lockout_ms = 0
+        self._unlocked = False
+        self.commands = Commands(ctl, self)   # the ones that change the board
+
+    # ---- replies ---------------------------------------------------------------------------------
+    def _reply(self, status, text):
+        """One reply; text too long for one frame goes first in MORE lines (cut at spaces), so the allowed
+        values are never cut off; the last line carries the status."""
+        c = self.ctl
+        room = c.frames.room()
+        while len(text) > room:
+            cut = text.rfind(" ", 0, room)
+            if cut <= 0:
+                cut = room
+            c.reply("MORE", text[:cut])
+            text = text[cut:].lstrip()
+        c.reply(status, text)
+
+    def _ok(self, text):
+        self._reply("OK", text)
+
+    def _more(self, text):
+        self._reply("MORE", text)
+
+    def _err(self, text):
+        self.errors += 1
+        self._reply("ERR", text)
+
+    def _nargs(self, args, lo, hi, usage):
+        if lo <= len(args) <= hi:
+            return True
+        self._err("usage: " + usage)
+        return False
+
+    def _show(self, key):
+        """`key=value` as `get` shows it: the pin hidden, numbers with 2 places (3 from 1000 up)."""
+        v = self.ctl.s[key]
+        if key == "pin":
+            return "pin=(hidden)"
+        if isinstance(v, float):
+            return "%s=%.2f" % (key, v) if v < 1000 else "%s=%.3f" % (key, v)
+        return "%s=%s" % (key, v)
+
+    # ---- the lock --------------------------------------------------------------------------------
+    def lock(self):
+        self._unlocked = False
 
     def unlocked(self, now):
         if self._unlocked:
@@ -77,7 +122,6 @@ class Console(Commands):
     # ---- dispatch --------------------------------------------------------------------------------
     def run(self, raw, now):
         """Run one command line (bytes)."""
-        self.commands += 1
         try:
             line = raw.decode()
         except UnicodeError:
@@ -95,7 +139,8 @@ class Console(Commands):
             return
         cmd = words[0].lower()
         args = words[1:]
-        handler = getattr(self, "cmd_" + cmd.replace("-", "_"), None)
+        name = "cmd_" + cmd.replace("-", "_")
+        handler = getattr(self, name, None) or getattr(self.commands, name, None)
         if handler is None:
             self._err("unknown command '%s' (help lists the commands)" % cmd[:20])
             return
@@ -114,18 +159,19 @@ class Console(Commands):
         c = self.ctl
         m = c.methane
         a = c.alarm
-        gas = protocol.fixed(m.x100, 2) if m.valid else "--"
-        self._more("state %s, relay %s, profile %s" % (protocol.STATES[a.state], a.relay, c.s["profile"]))
+        gas = fixed(m.x100, 2) if m.valid else "--"
+        self._more("state %s, relay %s, profile %s" % (STATES[a.state], a.relay, c.s["profile"]))
         self._more("gas %s %%%s, front end %s, raw %s" % (gas, c.unit, c.s["front_end"], m.raw_text()))
         self._more("levels: alarm %s, power-off %s, restore below %s%s" % (
-            protocol.fixed(a.alarm, 2), protocol.fixed(a.poweroff, 2), protocol.fixed(a.restore, 2),
+            fixed(a.alarm, 2), fixed(a.poweroff, 2), fixed(a.restore, 2),
             ", auto-restore" if a.auto else ", needs ack"))
-        self._more("flow %s %s, total %s %s" % (protocol.fixed(c.flow.rate_x1000, 3), c.flow_unit,
-                                               protocol.fixed(c.flow.total_x1000, 3), c.flow_unit[:-4]))
-        self._more("faults %s" % protocol.fault_names(c.faults))
-        due = c.cal_due_s - c.cal_age_s
+        self._more("flow %s %s, total %s %s" % (fixed(c.flow.rate_x1000, 3), c.flow_unit,
+                                               fixed(c.flow.total_x1000, 3), c.flow_unit[:-4]))
+        self._more("faults %s" % fault_names(c.faults))
+        t = c.runtime.cal_age_s
+        due = c.cal_due_s - t
         cal = "calibrated" if m.calibrated else "NOT calibrated (nominal)"
-        self._more("%s, age %d h, due %s" % (cal, c.cal_age_s // 3600,
+        self._more("%s, age %d h, due %s" % (cal, t // 3600,
                                             "NOW" if due <= 0 or not m.calibrated else "in %d h" % (due // 3600)))
         self._ok("uptime %d s, %s, %s" % (c.uptime_ms() // 1000, "unsaved changes" if c.dirty else "saved",
                                           "unlocked" if self.unlocked(now) else "locked"))
@@ -144,20 +190,7 @@ class Console(Commands):
         self._ok("%d settings" % len(settings.KEYS))
 
     def cmd_log(self, args, now):
-        path = self.ctl.records_path
-        last = []
-        count = 0
-        for name in (path + ".old", path):   # oldest first; read line by line: little RAM
-            try:
-                with open(name) as f:
-                    for line in f:
-                        if line.strip():
-                            count += 1
-                            last.append(line.rstrip())
-                            if len(last) > _LOG_LINES:
-                                last.pop(0)
-            except OSError:
-                pass
+        count, last = records.last(self.ctl.records_path, _LOG_LINES)
         if not count:
             self._ok("no records yet")
             return

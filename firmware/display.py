@@ -5,14 +5,19 @@ pages (128 bytes, ~3 ms at 400 kHz I2C) is sent per iteration instead of the who
 A missing driver, a missing display or an I2C error disables it and is reported, never raised.
 """
 
-import protocol
+from bits import FLAG_CALIBRATION_DUE, fault_names
+from compat import const
+from protocol import STATES, fixed
 
-_COL = 0x21   # SSD1306 set column address
-_PAGE = 0x22  # SSD1306 set page address
+_COL = const(0x21)   # SSD1306 set column address
+_PAGE = const(0x22)  # SSD1306 set page address
 
 
 class Display:
-    def __init__(self, board, enabled):
+    """enabled: settings display; i2c: a function returning the I2C bus (board.i2c), called only when the
+    driver is there (it may raise: the display is optional)."""
+
+    def __init__(self, enabled, i2c):
         self.ok = False
         self.error = ""
         self.oled = None
@@ -26,7 +31,7 @@ class Display:
             self.error = "no ssd1306 driver on the board (firedamp flash installs it)"
             return
         try:
-            oled = ssd1306.SSD1306_I2C(128, 64, board.i2c())
+            oled = ssd1306.SSD1306_I2C(128, 64, i2c())
             buf = memoryview(oled.buffer)
             self._pages = [buf[p * 128:(p + 1) * 128] for p in range(8)]
         except Exception as exc:  # OSError from I2C, ValueError from a bad bus: all mean "no display"
@@ -39,12 +44,12 @@ class Display:
         m = ctl.methane
         a = ctl.alarm
         o.fill(0)
-        gas = protocol.fixed(m.x100, 2) if m.valid and a.state else "--"
+        gas = fixed(m.x100, 2) if m.valid and a.state else "--"
         o.text("CH4 %s %%%s" % (gas, ctl.unit), 0, 0)
-        o.text("%s %s" % (protocol.fixed(ctl.flow.rate_x1000, 3), ctl.flow_unit), 0, 12)
-        o.text(protocol.STATES[a.state] + (" RELAY ON" if a.relay else " RELAY OFF"), 0, 24)
-        o.text(protocol.fault_names(ctl.faults)[:16], 0, 36)
-        note = "ACK NEEDED" if a.ack_awaited else ("CAL DUE" if ctl.flags & 1 else "")
+        o.text("%s %s" % (fixed(ctl.flow.rate_x1000, 3), ctl.flow_unit), 0, 12)
+        o.text(STATES[a.state] + (" RELAY ON" if a.relay else " RELAY OFF"), 0, 24)
+        o.text(fault_names(ctl.faults)[:16], 0, 36)
+        note = "ACK NEEDED" if a.ack_awaited else ("CAL DUE" if ctl.flags & FLAG_CALIBRATION_DUE else "")
         o.text(note, 0, 48)
 
     def tick(self, ctl):

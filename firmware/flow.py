@@ -4,11 +4,7 @@ The IRQ handler only counts and timestamps: no allocation, no floats (tests run 
 The counter wraps at 2**30 so it stays a small int on a 32-bit port; the loop takes differences.
 """
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
+from compat import const
 
 MASK = const(0x3FFFFFFF)
 _CAP = const(0x1FFFFFFF)  # idle time stops growing here (~6 days) instead of becoming a long int
@@ -117,19 +113,19 @@ class Flow:
         self.k_milli = 450000       # K-factor in thousandths of a pulse per unit (L or m3)
         self.timeout_ms = 5000
         self.rate_x1000 = 0
-        self._total_m = 0           # totaliser = _total_m * 1e6 + _total_r thousandths of a unit: two small
-        self._total_r = 0           # ints, so adding to it never allocates on a 32-bit port
+        self.total_m = 0           # totaliser = total_m * 1e6 + total_r thousandths of a unit: two small
+        self.total_r = 0           # ints, so adding to it (or sending it) never allocates on a 32-bit port
         self._carry = 0             # pulses * 1e6 not yet turned into whole thousandths of a unit
         self._cap_ms = 1000
 
     @property
     def total_x1000(self):
-        return self._total_m * _MEGA + self._total_r
+        return self.total_m * _MEGA + self.total_r
 
     @total_x1000.setter
     def total_x1000(self, value):
-        self._total_m = value // _MEGA
-        self._total_r = value % _MEGA
+        self.total_m = value // _MEGA
+        self.total_r = value % _MEGA
 
     def configure(self, k_per_unit, timeout_ms, debounce_us):
         k = int(round(k_per_unit * 1000))
@@ -146,11 +142,11 @@ class Flow:
             acc = self._carry + r.edges * 1000000
             add = acc // self.k_milli
             self._carry = acc - add * self.k_milli
-            t = self._total_r + add
+            t = self.total_r + add
             if t >= _MEGA:
-                self._total_m += t // _MEGA
+                self.total_m += t // _MEGA
                 t %= _MEGA
-            self._total_r = t
+            self.total_r = t
         if r.stale(self.timeout_ms):
             self.rate_x1000 = 0
             return

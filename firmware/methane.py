@@ -6,24 +6,16 @@ allocates nothing on a 32-bit port (RP2040) either. Faults found here: LINE (mA 
 either rail), RANGE (reading outside the configured range), STUCK (raw value unchanged for stuck_s).
 """
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
+from bits import F_LINE, F_RAIL, F_RANGE, F_STUCK
+from compat import const
 from flow import EdgeRate
-
-F_LINE = const(0x0001)
-F_RAIL = const(0x0002)
-F_RANGE = const(0x0004)
-F_STUCK = const(0x0008)
 
 MA = const(0)
 VOLT = const(1)
 FREQ = const(2)
-FRONT_ENDS = ("ma", "volt", "freq")
-# raw value at zero gas and at full scale before calibration (nominal sensor outputs)
+FRONT_ENDS = ("ma", "volt", "freq")   # settings front_end; the index is MA, VOLT or FREQ
+# raw value at zero gas and at full scale before calibration (nominal sensor outputs); settings.py checks a
+# calibration against it, the virtual board's sensor (hardware/twin) follows it
 NOMINAL = ((4000, 20000), (400000, 2000000), (200000, 1000000))  # uA; uV (0.4-2.0 V); mHz (200-1000 Hz)
 RAW_UNITS = ("uA", "uV", "mHz")
 _COARSE = (1, 100, 10)  # calibration multiplies in uA, 0.1 mV, 0.01 Hz: products stay below 2**30

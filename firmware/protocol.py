@@ -1,24 +1,182 @@
-"""Wire protocol v1 frames (docs/protocol.md): R readings, E events, C console replies, sealed with CRC-32.
+"""Wire protocol v1 (docs/protocol.md): R readings, E events, C console replies, sealed with CRC-32.
 
-Numbers arrive as integers in fixed point (gas in hundredths, flow and total in thousandths) so the
-board formats them exactly without floats (RP2040 floats are 32-bit and boxed on the heap).
+`Frames` builds every line the board sends in one buffer allocated at start, numbers it (`seq`) and writes
+it to the stream. Numbers arrive as integers in fixed point (gas in hundredths, flow and total in
+thousandths) and are written digit by digit, so an R frame makes no str on the way and no float ever
+(RP2040 floats are 32-bit and boxed on the heap): bench/firmware_loop.py measures the bytes it allocates.
 """
 
 import binascii
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
+from compat import const
 
 MAX_LINE = const(128)  # bytes including the trailing newline
 MAX_COMMAND = const(64)
 
-_FLOW_MAX = 9999999999           # thousandths: flow < 10^7
-_TOTAL_MAX = 999999999999999     # thousandths: total < 10^12
 STATES = ("WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT")
-FAULT_NAMES = ("LINE", "RAIL", "RANGE", "STUCK", "NOFLOW", "SETTINGS", "SELFTEST", "POWER", "LOOP")
+_STATE_BYTES = tuple(s.encode() for s in STATES)
+
+
+class Uptime:
+    """Time since boot as whole seconds + milliseconds: two small ints on a 32-bit port even after the
+    2**30 ms (12 days) that one int of milliseconds would need a long int for."""
+
+    def __init__(self):
+        self.s = 0
+        self.ms = 0
+
+    def update(self, dt_ms):
+        """Add dt_ms; returns how many whole seconds that completed."""
+        ms = self.ms + dt_ms
+        n = 0
+        while ms >= 1000:
+            ms -= 1000
+            n += 1
+        self.ms = ms
+        self.s += n
+        return n
+
+    def uptime_ms(self):
+        return self.s * 1000 + self.ms
+
+
+class Frames:
+    """The board's side of the line: R, E and C frames into one reused buffer, then `stream.write(view)`.
+
+    The stream gets a memoryview of the buffer, valid until the next frame: a stream that keeps the bytes
+    copies them (as a UART or USB write does). `configure()` sets the device id and units (settings).
+    """
+
+    def __init__(self, stream, uptime):
+        self.stream = stream
+        self.uptime = uptime
+        self.seq = 0
+        self.device = b"pico-01"   # the settings' device_id, unit and flow unit as bytes
+        self.unit = b"VOL"
+        self.flow_unit = b"L/min"
+        self.buf = memoryview(bytearray(MAX_LINE + 32))  # an R frame with every field at its widest fits
+        self.n = 0                 # bytes of the line built so far
+
+    def configure(self, device, unit, flow_unit):
+        self.device = device.encode()
+        self.unit = unit.encode()
+        self.flow_unit = flow_unit.encode()
+
+    def reading(self, ch4_x100, flow_x1000, total_m, total_r, state, relay, faults, flags):
+        """An R frame. ch4_x100 None = no valid reading (empty field); total = total_m * 10^6 + total_r
+        thousandths; state is an index into STATES. Values are clamped to the ranges of docs/protocol.md
+        (the edge rejects a frame outside them); a RANGE fault says the reading is off scale."""
+        self.head(b"R")
+        if ch4_x100 is not None:
+            v = -50 if ch4_x100 < -50 else (10000 if ch4_x100 > 10000 else ch4_x100)
+            if v < 0:
+                self._write(b"-")
+                v = -v
+            self._num(v // 100, 1, 10)
+            self._write(b".")
+            self._num(v % 100, 2, 10)
+        self._write(b",")
+        self._write(self.unit)
+        self._write(b",")
+        v = 9999999999 if flow_x1000 > 9999999999 else flow_x1000  # flow < 10^7
+        self._num(v // 1000, 1, 10)
+        self._write(b".")
+        self._num(v % 1000, 3, 10)
+        self._write(b",")
+        self._write(self.flow_unit)
+        self._write(b",")
+        total_m %= 1000000000     # total < 10^12: it rolls over, like a meter's register
+        if total_m:
+            self._num(total_m, 1, 10)
+            self._num(total_r // 1000, 3, 10)
+        else:
+            self._num(total_r // 1000, 1, 10)
+        self._write(b".")
+        self._num(total_r % 1000, 3, 10)
+        self._write(b",")
+        self._write(_STATE_BYTES[state])
+        self._write(b",")
+        self._num(relay, 1, 10)
+        self._write(b",")
+        self._num(faults, 4, 16)
+        self._write(b",")
+        self._num(flags, 2, 16)
+        self.seal()
+
+    def text(self, kind, code, message):
+        """An E frame (kind b"E": event `code`) or a C frame (b"C": console reply, code OK, ERR or MORE);
+        message is free text, cleaned and cut to fit the line."""
+        self.head(kind)
+        self._write(code.encode())
+        self._write(b",")
+        room = MAX_LINE - 10 - self.n  # "*" + 8 hex + "\n"
+        message = clean(message)
+        if len(message) > room:
+            message = message[: room - 3] + "..."
+        self._write(message.encode())
+        self.seal()
+
+    def room(self):
+        """Characters of text a reply can hold with the longest status and seq and uptime a digit longer:
+        longer text has to continue on further lines (the console's MORE lines)."""
+        return MAX_LINE - 10 - len(self.device) - len("$FD1,C,,%d,%d,MORE," % (
+            self.seq * 10 + 9, self.uptime.uptime_ms() * 10 + 9))
+
+    def head(self, kind):
+        """"$FD1,<kind>,<device>,<seq>,<uptime_ms>," """
+        self.n = 0
+        self._write(b"$FD1,")
+        self._write(kind)
+        self._write(b",")
+        self._write(self.device)
+        self._write(b",")
+        self._num(self.seq, 1, 10)
+        self._write(b",")
+        t = self.uptime
+        if t.s:
+            self._num(t.s, 1, 10)
+            self._num(t.ms, 3, 10)
+        else:
+            self._num(t.ms, 1, 10)
+        self._write(b",")
+
+    def seal(self):
+        """"*<crc32>\n", write the line, number the next one (seq wraps at 32 bits)."""
+        crc = binascii.crc32(self.buf[: self.n])
+        self._write(b"*")
+        self._num(crc >> 16, 4, 16)    # in halves: small ints on a 32-bit port
+        self._num(crc & 0xFFFF, 4, 16)
+        self._write(b"\n")
+        self.stream.write(self.buf[: self.n])
+        self.seq = 0 if self.seq >= 4294967295 else self.seq + 1
+
+    def _write(self, data):
+        """Bytes into the line (iterating bytes allocates nothing; a str would)."""
+        buf = self.buf
+        n = self.n
+        for c in data:
+            buf[n] = c
+            n += 1
+        self.n = n
+
+    def _num(self, v, places, base):
+        """v >= 0 in decimal or lower-case hex (base 10 or 16), zero-padded to `places` digits."""
+        d = 1
+        t = v
+        while t >= base:
+            t //= base
+            d += 1
+        if d < places:
+            d = places
+        buf = self.buf
+        i = self.n + d
+        self.n = i
+        while d:
+            i -= 1
+            t = v % base
+            buf[i] = t + 48 if t < 10 else t + 87
+            v //= base
+            d -= 1
 
 
 def fixed(value, places):
@@ -31,37 +189,6 @@ def fixed(value, places):
     return "%s%d.%03d" % (sign, value // 1000, value % 1000)
 
 
-def seal(body):
-    """body (str, starting "$FD1,") -> the full line with "*crc32" and "\\n"."""
-    return "%s*%08x\n" % (body, binascii.crc32(body.encode()) & 0xFFFFFFFF)
-
-
-def reading(device, seq, uptime_ms, ch4_x100, unit, flow_x1000, flow_unit, total_x1000, state, relay,
-            faults, flags):
-    """An R frame. ch4_x100 None = no valid reading (empty field). Values are clamped to the ranges of
-    docs/protocol.md (the edge rejects a frame outside them); a RANGE fault says the reading is off scale."""
-    if ch4_x100 is not None:
-        ch4_x100 = -50 if ch4_x100 < -50 else (10000 if ch4_x100 > 10000 else ch4_x100)
-    if flow_x1000 > _FLOW_MAX:
-        flow_x1000 = _FLOW_MAX
-    if total_x1000 > _TOTAL_MAX:
-        total_x1000 = total_x1000 % (_TOTAL_MAX + 1)  # a totaliser rolls over, like a meter's register
-    ch4 = "" if ch4_x100 is None else fixed(ch4_x100, 2)
-    return seal("$FD1,R,%s,%d,%d,%s,%s,%s,%s,%s,%s,%d,%04x,%02x" % (
-        device, seq, uptime_ms, ch4, unit, fixed(flow_x1000, 3), flow_unit, fixed(total_x1000, 3),
-        state, relay, faults, flags))
-
-
-def text(kind, device, seq, uptime_ms, code, message):
-    """An E (event; code) or C (console reply; code = OK/ERR/MORE) frame; message is cut to fit the line."""
-    head = "$FD1,%s,%s,%d,%d,%s," % (kind, device, seq, uptime_ms, code)
-    room = MAX_LINE - 10 - len(head)  # "*" + 8 hex + "\n"
-    message = clean(message)
-    if len(message) > room:
-        message = message[: room - 3] + "..."
-    return seal(head + message)
-
-
 def clean(message):
     """Free text may not hold "*", "$" or control characters (the CRC starts after the last "*")."""
     for ch in message:
@@ -71,32 +198,3 @@ def clean(message):
                 out.append("?" if c == "*" or c == "$" or ord(c) < 32 or ord(c) > 126 else c)
             return "".join(out)
     return message
-
-
-def fault_names(mask):
-    """0x0011 -> "LINE NOFLOW" (for status and the display)."""
-    names = []
-    for i in range(len(FAULT_NAMES)):
-        if mask & (1 << i):
-            names.append(FAULT_NAMES[i])
-    return " ".join(names) if names else "none"
-
-
-def check(line):
-    """Return None if `line` (str, without newline) is a well-sealed v1 frame, else the reason (tests)."""
-    if len(line) + 1 > MAX_LINE:
-        return "too_long"
-    if not line.startswith("$FD"):
-        return "no_start"
-    if not line.startswith("$FD1,"):
-        return "version"
-    star = line.rfind("*")
-    if star < 0 or len(line) - star != 9:
-        return "no_checksum"
-    try:
-        crc = int(line[star + 1:], 16)
-    except ValueError:
-        return "no_checksum"
-    if crc != binascii.crc32(line[:star].encode()) & 0xFFFFFFFF:
-        return "checksum"
-    return None

@@ -7,11 +7,16 @@ With `relay_sense` wired, the relay's auxiliary contact (closed to GND when ener
 
 # one loop iteration each: (output, level)
 STEPS = (("buzzer", 1), ("buzzer", 0), ("beacon", 1), ("beacon", 0), ("relay", 1), ("relay", 0))
+SENSE_PROBLEM = "relay sense did not follow the relay"
 
 
 class SelfTest:
-    def __init__(self, board):
-        self.board = board
+    """buzzer, beacon: the output pins it pulses; relay_sense: the relay's auxiliary contact input."""
+
+    def __init__(self, buzzer, beacon, relay_sense):
+        self.buzzer = buzzer
+        self.beacon = beacon
+        self.relay_sense = relay_sense
         self.step = 0            # 0 = not running, else 1 + index of the next step
         self.boot = True         # the boot self-test (part of the warm-up) has not finished yet
         self.problem = ""
@@ -26,11 +31,10 @@ class SelfTest:
     def tick(self, relay, sense_wired):
         """One iteration while running: drives buzzer/beacon, returns the relay level to drive now."""
         self.finished = False
-        b = self.board
         i = self.step - 1
         # auxiliary contact closes to GND when energised: sense must read the opposite of what was driven
-        if i > 0 and sense_wired and b.relay_sense.value() == self._driven:
-            self.problem = "relay sense did not follow the relay"
+        if i > 0 and sense_wired and self.relay_sense.value() == self._driven:
+            self.problem = SENSE_PROBLEM
         if i >= len(STEPS):
             self.step = 0
             self.failed = bool(self.problem)
@@ -45,6 +49,6 @@ class SelfTest:
                 if level == 1:
                     out = 0  # an OFF pulse (at boot the relay is off already): never an ON pulse
             else:
-                (b.buzzer if what == "buzzer" else b.beacon).value(level)
+                (self.buzzer if what == "buzzer" else self.beacon).value(level)
         self._driven = out
         return out

@@ -1,28 +1,20 @@
-"""Board settings: the validated schema, and a JSON file saved atomically with a CRC-32 (tmp, check, rename).
+"""Board settings: the validated schema (keys, types, ranges, cross-field rules) and their text forms.
 
-File format (settings.json): line 1 is the JSON object, line 2 the CRC-32 of line 1 in hex. A save writes
-settings.tmp, reads it back and checks it, moves the old file to settings.bak (the last good one) and
-renames the new one into place, so a power cut at any step leaves the old or the new settings, never a mix.
-Loading falls back to settings.bak, then to the defaults; either fallback is reported (SETTINGS fault).
+They live in settings.json (store.py: saved atomically with a CRC-32). Loading falls back to settings.bak,
+then to the defaults; either fallback is reported (SETTINGS fault).
 """
 
-import binascii
-import json
+import store
+from compat import const
+from methane import FRONT_ENDS, NOMINAL
+from store import encode  # noqa: F401 - settings.encode: the file format (edge/flash.py writes one)
 
-try:
-    import os
-except ImportError:  # pragma: no cover - very old ports
-    import uos as os  # type: ignore[no-redef]
-
-_INT = 0
-_FLOAT = 1
-_STR = 2
-_ENUM = 3
+_INT = const(0)
+_FLOAT = const(1)
+_STR = const(2)
+_ENUM = const(3)
 
 PROFILE_NAMES = ("coal_face", "return_airway", "heading_face", "intake_air", "drainage", "plant", "custom")
-FRONT_ENDS = ("ma", "volt", "freq")
-# raw signal at zero gas and at full scale per front end: uA, uV, mHz (the same table as methane.NOMINAL)
-NOMINAL = ((4000, 20000), (400000, 2000000), (200000, 1000000))
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
 # (key, kind, default, low, high) -- low/high are the length for strings, the choices for enums.
@@ -213,76 +205,8 @@ def validate(raw):
     return values, problems
 
 
-def encode(values):
-    """Settings -> file bytes: JSON line, then its CRC-32 as 8 hex digits."""
-    body = json.dumps(values)
-    return "%s\n%08x\n" % (body, binascii.crc32(body.encode()) & 0xFFFFFFFF)
-
-
-def decode(data):
-    """File text -> dict, or raise ValueError naming what is wrong (truncated, checksum, JSON)."""
-    lines = data.split("\n")
-    if len(lines) < 2 or len(lines[1]) != 8:
-        raise ValueError("truncated")
-    try:
-        crc = int(lines[1], 16)
-    except ValueError:
-        raise ValueError("bad checksum field")
-    if crc != binascii.crc32(lines[0].encode()) & 0xFFFFFFFF:
-        raise ValueError("checksum mismatch")
-    try:
-        return json.loads(lines[0])
-    except (ValueError, RuntimeError, MemoryError):  # RuntimeError: nesting too deep (CPython RecursionError)
-        raise ValueError("bad JSON")
-
-
-class Store:
-    """Load and save one JSON settings file atomically under `root` (name without extension)."""
-
-    def __init__(self, root, name="settings"):
-        sep = "" if root.endswith("/") else "/"
-        self.path = root + sep + name + ".json"
-        self.tmp = root + sep + name + ".tmp"
-        self.bak = root + sep + name + ".bak"
-
-    # file primitives: one place, so a test can interrupt a save at every step
-    def _write(self, path, data):
-        with open(path, "w") as f:
-            f.write(data)
-
-    def _read(self, path):
-        with open(path) as f:
-            return f.read()
-
-    def _rename(self, src, dst):
-        os.rename(src, dst)
-
-    def _remove(self, path):
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-
-    def _exists(self, path):
-        try:
-            os.stat(path)
-            return True
-        except OSError:
-            return False
-
-    def load_raw(self):
-        """-> (dict or None, problem text or None). Tries the file, then the last good copy."""
-        name = self.path[self.path.rfind("/") + 1:]
-        try:
-            return decode(self._read(self.path)), None
-        except OSError:
-            first = name + " missing"
-        except ValueError as exc:  # on MicroPython a UnicodeError (bad bytes on flash) has no args
-            first = name + " " + (str(exc.args[0]) if exc.args else "is not readable text")
-        try:
-            return decode(self._read(self.bak)), first + ", using last good"
-        except (OSError, ValueError):
-            return None, first + ", using defaults"
+class Store(store.Store):
+    """settings.json (or another name) under `root`: the atomic file, validated against SCHEMA on load."""
 
     def load(self):
         """-> (valid settings, problem text or None). Never raises."""
@@ -294,14 +218,3 @@ class Store:
             text = "; ".join(problems)
             problem = (problem + "; " + text) if problem else "settings.json: " + text
         return values, problem
-
-    def save(self, values):
-        """Write atomically. Raises OSError/ValueError if the written copy does not read back equal."""
-        data = encode(values)
-        self._write(self.tmp, data)
-        if self._read(self.tmp) != data:
-            raise ValueError("settings read back differ")
-        if self._exists(self.path):
-            self._remove(self.bak)
-            self._rename(self.path, self.bak)
-        self._rename(self.tmp, self.path)

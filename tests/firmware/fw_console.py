@@ -333,7 +333,7 @@ def test_long_replies_are_split_never_cut():
     """With a 16-character device id, 10-digit uptime: the allowed values must all arrive (MORE lines, then ERR)."""
     rig = rig_on({"device_id": "mine-face-123456"})
     try:
-        rig.ctl._up_s = 9999999             # ~115 days of uptime: a 10-digit uptime_ms field
+        rig.ctl.uptime.s = 9999999            # ~115 days of uptime: a 10-digit uptime_ms field
         rig.last("unlock 1234")
         for line, needed in (("profile mars", settings.PROFILE_NAMES),
                              ("set ch4_alarm_pct 2.00", ("ch4_poweroff_pct", "(now 1.00, 2.00, 1.50)")),

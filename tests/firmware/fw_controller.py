@@ -277,10 +277,10 @@ def test_calibration_age_is_kept_across_reboots_without_flow():
     rig = fwkit.Rig({"total_save_s": 60})
     try:
         rig.boot()
-        rig.ctl.cal_age_s = 5000           # as if the board had run for 5000 s since its calibration
+        rig.ctl.runtime.cal_age_s = 5000           # as if the board had run for 5000 s since its calibration
         rig.run_ms(61000)                  # no flow at all: the age must still be written
         rig = rig.reboot()
-        assert rig.ctl.cal_age_s >= 5000
+        assert rig.ctl.runtime.cal_age_s >= 5000
     finally:
         rig.close()
 
@@ -351,7 +351,7 @@ def test_calibration_age_restarts_only_when_the_calibration_is_saved():
         assert rig.ctl.flags & 1 == 0
         rig = rig.reboot()
         rig.boot()
-        assert rig.ctl.flags & 1 == 0 and rig.ctl.cal_age_s < 60
+        assert rig.ctl.flags & 1 == 0 and rig.ctl.runtime.cal_age_s < 60
     finally:
         rig.close()
 
@@ -390,7 +390,7 @@ def test_calibration_age_survives_frequent_reboots():
         for _ in range(3):                 # a board restarted every ~2 minutes still ages its calibration
             rig.run_ms(125000)
             rig = rig.reboot()
-        assert rig.ctl.cal_age_s >= 360
+        assert rig.ctl.runtime.cal_age_s >= 360
     finally:
         rig.close()
 
@@ -442,7 +442,7 @@ def test_a_slow_flash_write_after_ack_is_not_a_loop_fault():
         rig.set_pct(0.2)
         rig.step()
         clock = rig.clock
-        store = rig.ctl.runtime
+        store = rig.ctl.runtime.store
         plain = store._write
 
         def slow_write(path, data):         # a 350 ms sector erase during the write
@@ -467,7 +467,7 @@ def test_auto_restore_profile_does_not_write_flash_on_every_trip():
         rig.set_pct(0.2)
         rig.boot()
         writes = []
-        store = rig.ctl.runtime
+        store = rig.ctl.runtime.store
         plain = store._write
 
         def counted(path, data):

@@ -4,6 +4,7 @@ A Rig is one board: fake `machine` pins/ADCs (hardware/twin/machine.py), a simul
 standing in for the serial link, and a fresh settings folder. Only builtins, os, json: no pytest here.
 """
 
+import binascii
 import gc
 import json
 import os
@@ -11,6 +12,7 @@ import os
 import board
 import machine
 import main
+import protocol
 import settings
 
 PERIOD_MS = 100
@@ -87,11 +89,29 @@ def ma_counts(ma, shunt_ohm=150, vref_mv=3300):
     return min(65535, int(uv * 65535 / (vref_mv * 1000)) + 1)
 
 
+def check(line):
+    """None if `line` (str, without newline) is a well-sealed v1 frame, else the reason (the edge's names)."""
+    if len(line) + 1 > protocol.MAX_LINE:
+        return "too_long"
+    if not line.startswith("$FD"):
+        return "no_start"
+    if not line.startswith("$FD1,"):
+        return "version"
+    star = line.rfind("*")
+    if star < 0 or len(line) - star != 9:
+        return "no_checksum"
+    try:
+        crc = int(line[star + 1:], 16)
+    except ValueError:
+        return "no_checksum"
+    if crc != binascii.crc32(line[:star].encode()) & 0xFFFFFFFF:
+        return "checksum"
+    return None
+
+
 def parse(line):
     """A frame line -> list of fields (type first), with the CRC checked."""
-    import protocol
-
-    assert protocol.check(line) is None, "bad frame: " + line
+    assert check(line) is None, "bad frame: " + line
     body = line[: line.rindex("*")]
     parts = body.split(",")
     if parts[1] in ("E", "C"):

@@ -30,6 +30,8 @@ def main(names):
                 passed += 1
                 gc.collect()
                 print("ok   %s.%s (heap free %d)" % (modname, name, gc.mem_free()))
+        del sys.modules[modname]  # done with it: its code is garbage, room to compile the next one
+        mod = None
     gc.collect()
     print("micropython: %d passed, %d failed, heap free %d" % (passed, failed, gc.mem_free()))
     return failed

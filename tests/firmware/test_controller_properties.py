@@ -25,7 +25,7 @@ def test_relay_pin_follows_the_rules(seq):
             rig.step()
             ctl = rig.ctl
             m = ctl.methane
-            booting = ctl.selftest.boot or ctl._up_s < ctl.warmup_s
+            booting = ctl.selftest.boot or ctl.uptime.s < ctl.warmup_s
             if rig.relay and not booting:
                 # power allowed only on a valid, fault-free reading below power-off (1.50 %)...
                 assert ctl.faults == 0 and m.valid and m.x100 < 150, (ma, ctl.faults, m.x100)
