@@ -71,8 +71,8 @@ def panel(title: str, unit: str, points: list[dict[str, Any]], key: str, since: 
         out.append(f'<polyline class="mean" points="{line}"/>')
     for name, v in levels or []:
         out.append(f'<line class="level level-{h(name)}" data-level="{h(name)}" data-value="{v}" x1="{_L}" '
-                   f'x2="{_L + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}"/><text class="level-label" x="{_L + pw - 4}" '
-                   f'y="{y(v) - 3:.1f}" text-anchor="end">{h(name)} {v:g}</text>')
+                   f'x2="{_L + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}"/><text class="level-label" x="{_L + 4}" '
+                   f'y="{y(v) - 3:.1f}">{h(name)} {v:g}</text>')
     for m in marks or []:
         if not since <= m["raised_ts"] < until:
             continue

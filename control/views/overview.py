@@ -47,8 +47,8 @@ def board_row(app, d: dict[str, Any], now: float) -> str:
         state = f'<span class="state {cls}">{h(st)}</span>'
     last = "last " if d["data"] == "no data" else ""
     ch4 = (f'<span class="value">{last}{html.num(d["ch4"])}</span> {h(unit)}'
-           f'<small>warn {html.num(lv["warning"])} · alarm {html.num(lv["alarm"])} · off {html.num(lv["poweroff"])}'
-           "</small>")
+           "<small>" + (f'warning {html.num(lv["warning"])} · ' if lv["warning"] != lv["alarm"] else "")
+           + f'alarm {html.num(lv["alarm"])} · power-off {html.num(lv["poweroff"])}</small>')
     flow = "—" if d["flow"] is None else f'{last}{html.num(d["flow"], 1)} {h(d["flow_unit"] or "")}'
     if d["low_flow"]:
         flow += ' <span class="flag">LOW FLOW</span>'

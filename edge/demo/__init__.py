@@ -2,8 +2,9 @@
 
 It starts a virtual board (the real firmware code measuring a simulated mine, behind a pseudo-terminal),
 the edge service with the shipped model reading that port, a private MQTT broker (Mosquitto when
-installed, else a built-in one) unless --broker names one, and an MQTT subscriber that shows the alerts as
-a control room receives them. The default scenario, "story", runs in about a minute and a half: normal
+installed, else a built-in one) unless --broker names one, an MQTT subscriber that shows the alerts in
+this terminal, and the control room (`firedamp control-room`; the page's address and logins are printed).
+The default scenario, "story", runs in about a minute and a half: normal
 operation, a ventilation loss in which the model's advisory early warning comes before the board's own
 alarm, the board cutting the power, an operator acknowledging at the board's console, and the restore.
 It stops by itself at the end of the scenario (or after --seconds), then prints a summary.
@@ -54,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "emptied of the previous demo's files at start)")
     parser.add_argument("--no-operator", action="store_true",
                         help="nobody acknowledges the power-off: the board keeps the power cut")
+    parser.add_argument("--control-port", type=int, default=8080, metavar="PORT",
+                        help="the control room's web page on http://127.0.0.1:PORT/ (default 8080; a free port "
+                             "if 8080 is taken)")
+    parser.add_argument("--no-control-room", action="store_true", help="do not start the control room")
 
 
 def _parse_broker(text: str) -> tuple[str, int]:
@@ -65,7 +70,8 @@ def _parse_broker(text: str) -> tuple[str, int]:
 
 def _clean(run_dir: Path) -> None:
     """Remove what an earlier demo left (only the names the demo itself writes)."""
-    for pattern in ("outbox.sqlite*", "history.sqlite*", "*.log", "*-pins.jsonl", "edge.toml", "mosquitto.*",
+    for pattern in ("outbox.sqlite*", "history.sqlite*", "control.sqlite*", "control.toml", "control-room-users.txt",
+                    "*.log", "*-pins.jsonl", "edge.toml", "mosquitto.*",
                     f"{DEVICE}*"):
         for path in run_dir.glob(pattern):
             if path.is_dir() and not path.is_symlink():
@@ -125,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
     link, console_link = run_dir / DEVICE, run_dir / f"{DEVICE}-console"
     pins = run_dir / f"{DEVICE}-pins.jsonl"
-    broker = board = svc = sub = None
+    broker = board = svc = sub = room = None
     view = None
     places: dict[str, str] = {}
     counters: dict[str, object] = {}
@@ -138,9 +144,19 @@ def run(args: argparse.Namespace) -> int:
             broker = LocalBroker(run_dir, prefer=args.local_broker)
             host, port = broker.host, broker.port
             broker_text = f"private {broker.kind} broker on {broker.address}"
-        board = _start_board(args, run_dir, link, console_link, pins)
         # amqtt speaks MQTT 3.1.1 only; Mosquitto (and most brokers) speak 5, which reports refused alerts
         protocol = "3.1.1" if broker is not None and broker.kind == "amqtt" else "5"
+        if not args.no_control_room:
+            from edge.demo.control_room import ControlRoomProcess
+
+            if not 0 < args.control_port < 65536:
+                raise ConfigError(f"--control-port must be 1..65535, not {args.control_port}")
+            # the board is quiet for ~30 simulated s while it warms up: no "no data" for that
+            room = ControlRoomProcess(run_dir, host, port, protocol, web_port=args.control_port,
+                                      silent_s=max(10.0, 40.0 / max(args.speed, 1.0)))
+            places["control room (web page)"] = f"{room.url}  user operator / {room.users['operator']}, " \
+                                                f"viewer / {room.users['viewer']}"
+        board = _start_board(args, run_dir, link, console_link, pins)
         cfg = load(_edge_toml(run_dir, link, host, port, protocol))
         svc = Service(cfg)
         observations = svc.observe()
@@ -157,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
         svc.start()
         view.note(f"edge service started: model {model_spec.version if model_spec else '(none)'}, "
                   f"board {DEVICE} on {link}")
+        if room is not None:
+            view.note(f"control room: open {room.url} (operator / {room.users['operator']}, "
+                      f"viewer / {room.users['viewer']})")
         operator = None if args.no_operator else Operator(console_link, PIN, view.note)
         _loop(args, view, observations, operator, board, duration)
     except KeyboardInterrupt:
@@ -180,6 +199,15 @@ def run(args: argparse.Namespace) -> int:
         if sub is not None:
             time.sleep(0.3)  # alerts published at the very end
             sub.close()
+        if room is not None:
+            stored = room.summary()
+            if stored is not None:
+                counters["alerts stored by the control room, from the edge"] = stored["from_edges"]
+                if stored["own"]:
+                    counters["alerts the control room raised itself"] = \
+                        f"{stored['own']} ({', '.join(stored['own_kinds'])}: the demo stopped the edge first)"
+            room.stop()
+            places["control room log"] = str(room.log)
         if board is not None:
             _stop_board(board)
             places["virtual board log"] = str(run_dir / "board.log")

@@ -20,3 +20,8 @@ def test_demo_with_the_builtin_broker_delivers_alerts(firedamp, tmp_path):
         assert (run_dir / place).exists() and str(run_dir / place) in done.stdout.replace("\n", " ") or \
             place in done.stdout, place
     assert "frames rejected: 0" in done.stdout
+    # the control room ran on the same 3.1.1 broker and stored every alert the edge raised
+    raised = re.search(r"alerts raised by the edge \(each may clear later\): (\d+)", done.stdout)
+    stored = re.search(r"alerts stored by the control room, from the edge: (\d+)", done.stdout)
+    assert raised and stored and int(stored.group(1)) == int(raised.group(1)) >= 1, done.stdout[-2000:]
+    assert re.search(r"control room \(web page\): http://127\.0\.0\.1:\d+/ +user operator / \S+", done.stdout)
