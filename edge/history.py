@@ -148,15 +148,10 @@ class HistoryWriter(threading.Thread):
         self.history = history
         self.q: queue.Queue = queue.Queue(max_queue)
         self.interval_s = interval_s
-        self.dropped = 0
+        self.dropped = 0  # readings not stored: the queue was full, or the disk refused them
+        self.failing = ""  # why the last write failed ("" once a write succeeds)
+        self._failed_t = 0.0
         self._halt = threading.Event()
-        self._seq_lock = threading.Lock()
-        self._last_seq: dict[str, tuple[int, int]] = {}  # written with the next batch
-
-    def seen(self, device: str, seq: int, uptime_ms: int) -> None:
-        """Any valid frame's sequence number (so a restarted service counts what it missed)."""
-        with self._seq_lock:
-            self._last_seq[device] = (seq, uptime_ms)
 
     def put(self, reading: Reading, t: float) -> None:
         try:
@@ -179,14 +174,24 @@ class HistoryWriter(threading.Thread):
                 batch.append(self.q.get_nowait())
             except queue.Empty:
                 break
-        with self._seq_lock:
-            last, self._last_seq = self._last_seq, {}
         try:
-            self.history.write(batch, last_seq=last)
-        except sqlite3.Error:
-            with self._seq_lock:
-                self._last_seq = {**last, **self._last_seq}
-            log.exception("history: writing %d reading(s) failed", len(batch))
+            self.history.write(batch)
+        except sqlite3.Error as exc:  # disk full or read-only: counted, said once a minute, never a traceback
+            try:
+                self.history.db.rollback()
+            except sqlite3.Error:
+                pass
+            self.dropped += len(batch)
+            now = time.monotonic()
+            if not self.failing or now - self._failed_t >= 60:
+                self._failed_t = now
+                log.error("history %s cannot be written (%s): %d reading(s) not stored so far (health "
+                          "history_dropped); alerts are not affected", self.history.path, exc, self.dropped)
+            self.failing = str(exc)
+            return
+        if self.failing:
+            log.info("history %s writable again (%d reading(s) were not stored)", self.history.path, self.dropped)
+            self.failing = ""
 
     def stop(self) -> None:
         self._halt.set()

@@ -21,7 +21,6 @@ import json
 import logging
 import queue
 import socket
-import sqlite3
 import ssl
 import threading
 import time
@@ -32,7 +31,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import Config
-from edge.outbox import Outbox
+from edge.outbox import Outbox, OutboxError
 
 log = logging.getLogger("firedamp.mqtt")
 
@@ -91,7 +90,6 @@ class Publisher:
         self._inflight_t: dict[int, float] = {}  # paho mid -> when handed to paho (monotonic)
         self._connected_at = 0.0  # paho resends in-flight messages at each connect: their clock restarts
         self._sent_upto = 0  # highest outbox seq handed to paho
-        self._unremoved: set[int] = set()  # acknowledged, but the delete could not be written yet (disk trouble)
         self._states: dict[str, bytes] = {}  # device -> retained state payload (re-sent on connect)
         self._devices: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) for discovery
         self._discovery_due = threading.Event()
@@ -267,19 +265,8 @@ class Publisher:
                 continue
             done.append(seq)
         self.counters["alerts_acked"] += len(done)
-        done += self._unremoved
         if done:
-            try:
-                self.outbox.remove(*done)
-            except sqlite3.Error as exc:  # never sent again meanwhile; the delete is retried on every round
-                if not self._unremoved:
-                    log.error("OUTBOX %s: cannot record %d acknowledged alert(s) (%s); retrying, they are not sent "
-                              "again meanwhile", self.outbox.path, len(done), exc)
-                self._unremoved = set(done)
-                return
-            if self._unremoved:
-                log.info("outbox: %d acknowledged alert(s) recorded now that the disk can be written", len(done))
-            self._unremoved.clear()
+            self.outbox.remove(*done)  # (a delete the disk refuses is the outbox's to retry)
 
     def _send_pending(self) -> None:
         # safety net: an alert unacknowledged for long while connected is handed over again (same id), so a
@@ -293,11 +280,12 @@ class Publisher:
             return
         if not self._inflight and time.monotonic() >= self._refused_until:
             self._sent_upto = 0  # nothing in flight: start over from the oldest unsent (refused ones included)
-        for item in self.outbox.pending(self._sent_upto, room + len(self._unremoved)):
-            if item.seq in self._unremoved:
-                continue
-            if room <= 0:
-                break
+        try:
+            items = self.outbox.pending(self._sent_upto, room)
+        except OutboxError as exc:
+            log.error("MQTT sender: %s (retrying)", exc)
+            return
+        for item in items:
             room -= 1
             info = self.client.publish(item.topic, item.payload, qos=1)
             # MQTT_ERR_NO_CONN: paho keeps it and sends it on reconnect; keep the mapping so its PUBACK removes it
@@ -326,12 +314,6 @@ class Publisher:
     def notify(self) -> None:
         """New alerts are in the outbox."""
         self._wake.set()
-
-    def send_unsaved(self, topic: str, payload: bytes) -> None:
-        """An alert the outbox could not store (disk trouble): sent now, best effort (QoS 1, not tracked); the
-        service stores it as soon as it can, and then it goes out again under the same id."""
-        if self.connected:
-            self.client.publish(topic, payload, qos=1)
 
     def wants_telemetry(self) -> bool:
         if self.cfg.mqtt.telemetry and self.connected:

@@ -14,6 +14,7 @@ thread; the history writer has its own bounded queue.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import queue
@@ -40,7 +41,6 @@ log = logging.getLogger("firedamp")
 
 _INGEST_QUEUE = 20_000  # lines; ~100 s of 8 boards at 1 Hz with room for bursts
 _BATCH = 512  # lines handled per pipeline round (one batched model call, one outbox commit)
-_MAX_UNSAVED = 10_000  # alerts held in memory while the outbox cannot be written
 
 
 def _open_store(section: str, path: Any, open_: Callable[[], Any]) -> Any:
@@ -90,9 +90,12 @@ class Service:
                                   lambda: Outbox(cfg.outbox_path, cfg.outbox.max_alerts, cfg.outbox.fsync))
         self.history = (HistoryWriter(_open_store("history", cfg.history_path, lambda: History(
             cfg.history_path, cfg.history.raw_days, cfg.history.minute_days))) if cfg.history.enabled else None)
-        # frames lost and reboots while the service was down are counted on the first frame
+        # frames lost and reboots while the service was down are counted on each board's first frame: its last
+        # sequence number is stored with the alerts (older versions kept it in the history database)
+        saved = self.outbox.load_state()
         seqs = self.history.history.last_seqs() if self.history else {}
-        self.pipeline = Pipeline(cfg, detector, self.outbox.load_state(), seqs)
+        seqs.update((k[4:], tuple(json.loads(v))) for k, v in saved.items() if k.startswith("seq:"))
+        self.pipeline = Pipeline(cfg, detector, saved, seqs)
         self.publisher = Publisher(cfg, self.outbox, self.health)
         self.metrics = None
         if cfg.metrics.enabled:
@@ -110,8 +113,8 @@ class Service:
         self._overflow_told: dict[str, tuple[int, float]] = {}  # port -> (dropped, when) in the last alert
         self._overflowing = False
         self.observer_errors = 0
-        self._unsaved: list[Alert] = []  # raised while the outbox could not be written; stored when it can
-        self.unsaved_dropped = 0
+        self._unsaved: list[Alert] = []  # the outbox raised unexpectedly: kept for the next round
+        self._seqs: dict[str, tuple[int, int]] = {}  # device -> last (seq, uptime_ms), stored with the next commit
         self._states: list[tuple[str, dict]] = []  # retained states to publish after the next commit
         self._observers: list[Callable[[str, Any], None]] = []
         self._stop = threading.Event()
@@ -155,8 +158,8 @@ class Service:
         if self._thread:
             self._thread.join(10)
         if self._unsaved:
-            log.error("OUTBOX %s still cannot be written: %d alert(s) held in memory end with this process (they "
-                      "were sent once, best effort)", self.outbox.path, len(self._unsaved))
+            log.error("OUTBOX %s: %d alert(s) could not be stored and end with this process", self.outbox.path,
+                      len(self._unsaved))
         if self.history:
             self.history.stop()
         self.publisher.stop()
@@ -267,7 +270,7 @@ class Service:
                     alerts += self._deliver(self.pipeline.tick(time.time()))
             except Exception:  # the pipeline guards each frame itself; this is a last resort, never a loss
                 log.exception("pipeline: unexpected error on a batch of %d item(s) (its alerts are kept)", len(items))
-            self._commit(alerts)
+            self._commit(alerts, tick)
 
     def process(self, items: list[Any]) -> list[Alert]:
         """One batch of (port, line, t) tuples, LinkChange and Overflow items → the alerts to commit; telemetry,
@@ -284,9 +287,7 @@ class Service:
         return batch.alerts
 
     def _hand_out(self, batch: Batch) -> None:
-        for device, (seq, uptime_ms) in batch.seqs.items():
-            if self.history:
-                self.history.seen(device, seq, uptime_ms)
+        self._seqs.update(batch.seqs)
         if self.history:
             for r, t in batch.history:
                 self.history.put(r, t)
@@ -301,34 +302,25 @@ class Service:
             self._emit(kind, data)
         self._states += batch.states
 
-    def _commit(self, alerts: list[Alert]) -> None:
-        """Store new alerts (and any held back) in the outbox with the policy state, then log and show them.
-        If the outbox cannot be written (disk full or remounted read-only), no alert is lost: they are held in
-        memory (bounded, loud), sent at once without the outbox, and stored as soon as a write succeeds."""
+    def _commit(self, alerts: list[Alert], tick: bool = False) -> None:
+        """Store new alerts in the outbox with the policy state and each board's last sequence number (one
+        transaction), then log and show them. Disk trouble is the outbox's to handle (it holds them, never
+        loses them); an unexpected error keeps them here and they are stored on the next round."""
         rows = self._unsaved + alerts
-        if rows:
+        if rows or (tick and (self._seqs or self.outbox.unwritten)):
             state = self.policy.saved_state()
+            state.update((f"seq:{d}", json.dumps(v)) for d, v in self._seqs.items())
             try:
                 self.outbox.put([(a.id, self.publisher.alert_topic(a.device), a.to_json(), a.time) for a in rows],
                                 state)
-            except Exception as exc:  # sqlite3.Error (disk trouble) or anything unexpected: keep every alert
-                self.policy.dirty.update(key.split(":", 1)[1] for key in state)  # saved with the next write
+            except Exception:
+                self.policy.dirty.update(key.split(":", 1)[1] for key in state if key.startswith("device:"))
                 if not self._unsaved:
-                    log.error("OUTBOX %s cannot be written (%s): alerts are held in memory and sent without it, "
-                              "and stored as soon as it can be written (disk full or read-only?)", self.outbox.path,
-                              exc)
-                over = len(rows) - _MAX_UNSAVED
-                if over > 0:
-                    self.unsaved_dropped += over
-                    log.error("OUTBOX unwritable for long: dropped the %d oldest alert(s) held in memory (%d in "
-                              "total)", over, self.unsaved_dropped)
-                self._unsaved = rows[max(0, over):]
-                for a in alerts:
-                    self.publisher.send_unsaved(self.publisher.alert_topic(a.device), a.to_json())
+                    log.exception("OUTBOX: storing %d alert(s) failed unexpectedly; kept, retried next round", len(rows))
+                self._unsaved = rows
             else:
-                if self._unsaved:
-                    log.info("outbox writable again: %d alert(s) held in memory are stored", len(self._unsaved))
                 self._unsaved = []
+                self._seqs = {}
                 self.publisher.notify()
         for a in alerts:
             (log.warning if a.state == "raised" and a.severity != "info" else log.info)(
@@ -362,7 +354,7 @@ class Service:
             "mqtt_last_error": self.publisher.last_error or None,
             "ingest_queue": self.q.qsize(), "ingest_dropped": self.queue_dropped,
             "history_dropped": self.history.dropped if self.history else 0,
-            "alerts_unsaved": len(self._unsaved), "alerts_unsaved_dropped": self.unsaved_dropped,
+            "alerts_unsaved": self.outbox.held + len(self._unsaved), "alerts_unsaved_dropped": self.outbox.held_dropped,
         }
 
 

@@ -77,7 +77,7 @@ def test_broker_stopped_during_a_burst_then_restarted_loses_nothing_and_keeps_or
         deadline = time.monotonic() + 10
         while svc.decoder.ok < 30 * 4 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert svc.outbox.depth >= 70  # waiting on disk (a few may sit in paho's in-flight window)
+        assert wait_for(lambda: svc.outbox.depth >= 70)  # waiting on disk (a few may sit in paho's in-flight window)
         time.sleep(1.5)  # an outage longer than the reconnect backoff
         broker.start()
         board.write(burst(range(30, 40)))
@@ -251,11 +251,13 @@ def test_an_outbox_that_cannot_be_written_loses_no_alert_and_floods_nobody(
             board.write(frame("b1", 3, False) + frame("b1", 4, True))
             assert room.wait(lambda m: len(set(alert_ids(m))) == 3, timeout=5), "alerts raised on a broken disk were not sent"
         assert "OUTBOX" in caplog.text and "held in memory" in caplog.text
-        assert svc.health()["alerts_unsaved"] == 2
-        # 2. the disk is back: the held alerts are stored, sent again under the same ids, and acknowledged
+        # the broker acknowledged them while they were held: nothing of them is left to store
+        assert wait_for(lambda: svc.health()["alerts_unsaved"] == 0 and svc.outbox.depth == 0)
+        assert svc.outbox.written == 1
+        # 2. the disk is back: the policy state (alarm raised again) is stored on the next round
         read_only(svc, False)
-        assert wait_for(lambda: svc.health()["alerts_unsaved"] == 0 and svc.outbox.written == 3)
-        assert wait_for(lambda: svc.outbox.depth == 0)
+        assert wait_for(lambda: not svc.outbox.last_error
+                        and json.loads(svc.outbox.load_state()["device:b1"])["active"]["alarm"] is True)
 
         # 3. the alert is stored, but the disk breaks before its PUBACK can be recorded: it is not re-sent in a loop
         broker.stop()
@@ -372,3 +374,63 @@ def test_a_damaged_outbox_or_history_file_is_moved_aside_and_the_service_still_r
     aside = sorted(p.name for p in data.iterdir() if ".damaged-" in p.name)
     assert [n.split(".damaged-")[0] for n in aside] == ["history.sqlite", "outbox.sqlite"]
     assert caplog.text.count("is damaged") == 2 and "alerts that were waiting in it are not sent" in caplog.text
+
+
+def full_disk(db, on):
+    """SQLite's "database or disk is full", as on a full tmpfs: no page beyond those the file has now."""
+    n = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {n if on else 2**30}")
+
+
+def test_a_full_disk_with_the_broker_away_loses_no_alert_keeps_order_and_counts_history_drops(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, caplog):
+    broker = mosquitto(persistence=True)
+    board = pty_pair()
+    room = mqtt_subscriber(broker, ["firedamp/testmine/+/alert"], persistent=True, client_id="control-room")
+    svc = Service(parse_config(edge_config(broker, [board.device], model={"enabled": False},
+                                           mqtt={"telemetry": False})))
+    svc.start()
+    box = svc.outbox
+    try:
+        assert svc.wait_ready()
+        board.write(frame("b1", 1, False))
+        assert wait_for(lambda: svc.decoder.ok == 1)
+        broker.stop()
+        with caplog.at_level(logging.INFO):
+            with box._lock:
+                full_disk(box._db, True)
+            full_disk(svc.history.history.db, True)
+            # 1. 30 alerts while the disk is full and the broker away: sent when the broker returns, disk still full
+            board.write(b"".join(frame("b1", k, k % 2 == 0) for k in range(2, 32)))
+            assert wait_for(lambda: svc.decoder.ok == 31)
+            assert wait_for(lambda: svc.health()["alerts_unsaved"] >= 20)  # (the file's free space took a few)
+            broker.start()
+            assert room.wait(lambda m: len(set(alert_ids(m))) == 30, timeout=10), \
+                "alerts held in memory were not sent when the broker came back"
+            assert wait_for(lambda: box.depth == 0)  # acknowledged: nothing is left to store
+            # 2. 170 more while the broker is away again; a little room frees: some go to disk at once
+            broker.stop()
+            board.write(b"".join(frame("b1", k, k % 2 == 0) for k in range(32, 202)))
+            assert wait_for(lambda: svc.decoder.ok == 201)
+            assert wait_for(lambda: svc.health()["alerts_unsaved"] >= 150)
+            written = box.written
+            with box._lock:
+                n = box._db.execute("PRAGMA page_count").fetchone()[0]
+                box._db.execute(f"PRAGMA max_page_count = {n + 12}")  # ~48 KiB: room for a chunk, not all
+            assert wait_for(lambda: box.written > written, 5), "a little free room let no held alert through"
+            assert box.held > 0
+            with box._lock:
+                full_disk(box._db, False)
+            assert wait_for(lambda: box.held == 0, 5)
+            broker.start()
+            assert room.wait(lambda m: len(set(alert_ids(m))) == 200, timeout=15)
+            assert wait_for(lambda: svc.health()["history_dropped"] > 0)
+        alerts = check_alerts(room.messages)
+        assert [a["readings"]["seq"] for a in alerts] == list(range(2, 202)), "alerts lost or out of order"
+        assert svc.health()["alerts_unsaved_dropped"] == 0 and svc.health()["outbox_dropped"] == 0
+        history_errors = [r for r in caplog.records if r.name == "firedamp.history" and r.levelno >= logging.ERROR]
+        assert len(history_errors) == 1 and "history_dropped" in history_errors[0].getMessage()
+        assert "Traceback" not in caplog.text
+    finally:
+        full_disk(svc.history.history.db, False)
+        svc.stop()
