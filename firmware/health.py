@@ -4,19 +4,7 @@ The sensors report their own faults (methane.py: LINE RAIL RANGE STUCK); the boa
 here: SETTINGS, SELFTEST (also a relay that its auxiliary contact says did not move), NOFLOW, LOOP, POWER.
 """
 
-from bits import (
-    F_LINE,
-    F_LOOP,
-    F_NOFLOW,
-    F_POWER,
-    F_SELFTEST,
-    F_SENSOR,
-    F_SETTINGS,
-    FLAG_ACK_AWAITED,
-    FLAG_CALIBRATION_DUE,
-    FLAG_CONSOLE_UNLOCKED,
-    FLAG_LOW_FLOW,
-)
+import bits
 from selftest import SENSE_PROBLEM
 
 
@@ -39,11 +27,11 @@ class Health:
         s = self.s
         faults = methane.faults
         if warming:
-            faults &= ~F_SENSOR
+            faults &= ~bits.F_SENSOR
         elif not methane.valid:
-            faults |= F_LINE
+            faults |= bits.F_LINE
         if self.settings_fault:
-            faults |= F_SETTINGS
+            faults |= bits.F_SETTINGS
         if s["relay_sense"] and not selftest.step:
             # the auxiliary contact closes to GND when energised: it must read the opposite of the drive
             if self.relay_sense.value() == relay:
@@ -56,26 +44,26 @@ class Health:
             else:
                 self._sense_bad = 0
         if selftest.failed:
-            faults |= F_SELFTEST
+            faults |= bits.F_SELFTEST
         if s["flow_expected"] and not warming and flow.rate.idle_ms >= flow.timeout_ms:
-            faults |= F_NOFLOW
+            faults |= bits.F_NOFLOW
         if dt > 2 * s["loop_period_ms"] + 200 and not flash_pause:
-            faults |= F_LOOP   # (a flash write of our own, after the relay was set, may take that long)
+            faults |= bits.F_LOOP   # (a flash write of our own, after the relay was set, may take that long)
         vs = self.vsys_adc
         if vs is not None and s["supply_min_mv"]:
             if vs.read_u16() * self.vsys_divider * s["adc_vref_mv"] // 65535 < s["supply_min_mv"]:
-                faults |= F_POWER
+                faults |= bits.F_POWER
         return faults
 
     def flags(self, due, flow_low, ack_awaited, unlocked):
         """The flags of this iteration; due: the calibration is due."""
         flags = 0
         if due:
-            flags |= FLAG_CALIBRATION_DUE
+            flags |= bits.FLAG_CALIBRATION_DUE
         if flow_low:
-            flags |= FLAG_LOW_FLOW
+            flags |= bits.FLAG_LOW_FLOW
         if ack_awaited:
-            flags |= FLAG_ACK_AWAITED
+            flags |= bits.FLAG_ACK_AWAITED
         if unlocked:
-            flags |= FLAG_CONSOLE_UNLOCKED
+            flags |= bits.FLAG_CONSOLE_UNLOCKED
         return flags

@@ -79,3 +79,60 @@ def test_every_event_code_the_board_sends_is_documented():
                     "DISPLAY", "FACTORY"}
     for code in sent:
         assert f"`{code}`" in text, code
+
+
+def bits_tables() -> tuple[list[list[str]], list[list[str]]]:
+    """(fault rows, flag rows) of docs/protocol.md's bit tables: [bit, mask, name, meaning] each."""
+    block = DOCS.read_text().split("<!-- bits:begin -->")[1].split("<!-- bits:end -->")[0]
+    tables = []
+    for part in block.strip().split("\n\n"):
+        rows = [[c.strip().strip("`") for c in ln.strip().strip("|").split("|")] for ln in part.splitlines()]
+        assert rows[0][:3] in (["bit", "mask", "fault"], ["bit", "mask", "flag"]), rows[0]
+        tables.append(rows[2:])
+    assert len(tables) == 2
+    return tables[0], tables[1]
+
+
+def board_bits(prefix: str) -> dict[str, int]:
+    import bits
+
+    return {name[len(prefix):]: getattr(bits, name) for name in dir(bits)
+            if name.startswith(prefix) and name[len(prefix):] not in ("SENSOR",)}
+
+
+def test_protocol_doc_bit_tables_are_firmware_bits_py():
+    import bits
+
+    faults, flags = bits_tables()
+    for rows, prefix, width in ((faults, "F_", 4), (flags, "FLAG_", 2)):
+        named = board_bits(prefix)
+        assert {r[2] for r in rows} == set(named), prefix
+        for bit, mask, name, meaning in rows:
+            assert named[name] == 1 << int(bit) and mask == f"{1 << int(bit):0{width}x}" and meaning, name
+    assert list(bits.FAULT_NAMES) == [r[2] for r in sorted(faults, key=lambda r: int(r[0]))]
+    assert bits.F_SENSOR == bits.F_LINE | bits.F_RAIL | bits.F_RANGE | bits.F_STUCK
+
+
+def test_shared_vectors_use_only_defined_bits_and_every_one_of_them():
+    import json
+
+    vectors = json.loads((DOCS.parents[1] / "tests" / "vectors" / "frames.json").read_text())
+    readings = [v["fields"] for v in vectors["valid"] if v["fields"]["type"] == "R"]
+    for key, prefix in (("faults", "F_"), ("flags", "FLAG_")):
+        defined = 0
+        for mask in board_bits(prefix).values():
+            defined |= mask
+        seen = 0
+        for r in readings:
+            assert r[key] & ~defined == 0, (key, r)
+            seen |= r[key]
+        assert seen == defined, f"no vector sets {key} bits {defined & ~seen:#x}"
+
+
+def test_edge_names_the_same_bits():
+    """The edge's parser (edge/frames.py) decodes the bits by the same names as the board sends them."""
+    from edge import frames
+
+    assert tuple(frames.FAULT_NAMES) == tuple(__import__("bits").FAULT_NAMES)
+    edge_flags = {n[len("FLAG_"):]: getattr(frames, n) for n in dir(frames) if n.startswith("FLAG_")}
+    assert edge_flags == board_bits("FLAG_")

@@ -39,6 +39,9 @@ valid = [
     reading("ESP32_B", 9, 9000, None, "VOL", 0.0, "L/min", 1.0, "FAULT", 0, 0x0001, 0x02),
     reading("ESP32_B", 10, 9100, 4.00, "VOL", 0.0, "L/min", 1.0, "FAULT", 0, 0x0008 | 0x0010, 0x03),
     reading("pico-01", 46, 44100, -0.50, "VOL", 9999999.999, "L/min", 999999999999.999, "FAULT", 0, 0x0004, 0x08),
+    # every other fault bit (docs/protocol.md, firmware/bits.py): RAIL, then SETTINGS SELFTEST POWER LOOP together
+    reading("pico-01", 47, 44200, None, "VOL", 0.0, "L/min", 1.0, "FAULT", 0, 0x0002, 0x00),
+    reading("pico-01", 48, 44300, 0.10, "VOL", 0.0, "L/min", 1.0, "FAULT", 0, 0x0020 | 0x0040 | 0x0080 | 0x0100, 0x01),
     text_frame("E", "pico-01", 0, 15, "BOOT", "fw 0.1.0 reset=power"),
     text_frame("E", "pico-01", 1, 3015, "SELFTEST", "pass"),
     text_frame("E", "pico-01", 2, 3020, "SET", "ch4_alarm_pct 1.00 -> 0.80, uptime 3020 ms"),
