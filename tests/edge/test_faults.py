@@ -434,3 +434,27 @@ def test_a_full_disk_with_the_broker_away_loses_no_alert_keeps_order_and_counts_
     finally:
         full_disk(svc.history.history.db, False)
         svc.stop()
+
+
+def test_after_sigkill_frames_lost_counts_only_frames_the_edge_never_processed(
+        edge_config, edge_toml, mosquitto, socat_pty, mqtt_subscriber, edge_proc):
+    broker = mosquitto()
+    line = socat_pty("board")
+    sub = mqtt_subscriber(broker, ["firedamp/#"])
+    settings = edge_config(broker, [line.device], model={"enabled": False}, mqtt={"telemetry": False})
+    edge = edge_proc(edge_toml(settings))
+    assert sub.wait(status_is(b"online"), timeout=15)
+    time.sleep(0.3)  # the port is open
+    line.write(b"".join(frame("b1", k, False) for k in range(1, 21)))
+    time.sleep(1.5)  # the edge has stored where board b1 was (it does so about once a second)
+    line.write(b"".join(frame("b1", k, k == 40) for k in range(21, 41)))  # 19 more NORMAL, then an ALARM
+    assert sub.wait(lambda m: any(t.endswith("/alert") for t, *_ in m), timeout=10)
+    edge.kill()  # at once: every frame up to 40 was processed (its alarm is out)
+    edge.start()
+    assert sub.wait(lambda m: [p for t, p, _ in m if t.endswith("/pi-test/status")][-1:] == [b"online"], timeout=15)
+    time.sleep(0.3)
+    line.write(frame("b1", 41, False))
+    assert sub.wait(lambda m: any(t.endswith("/alert") and json.loads(p)["state"] == "cleared" for t, p, _ in m),
+                    timeout=10)
+    lost = [json.loads(p) for t, p, _ in sub.messages if t.endswith("/alert") and json.loads(p)["kind"] == "frames_lost"]
+    assert lost == [], f"frames that were processed before the kill were reported lost: {lost}"
