@@ -59,6 +59,20 @@ def install(port: str, values: dict | None = None, timeout_s: float = 300.0) -> 
                 raise LinkError(f"mpremote failed ({' '.join(cmd[4:6])}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
 
 
+def install_settings(port: str, values: dict, timeout_s: float = 300.0) -> None:
+    """Replace settings.json on a board that has the firmware, and reset it (mpremote, as a technician could)."""
+    _m, _b, _main, fw_settings, _meth, _p = load_firmware()
+    mpremote = str(Path(sys.executable).parent / "mpremote")
+    with tempfile.TemporaryDirectory(prefix="firedamp-emu-settings-") as tmp:
+        path = Path(tmp) / "settings.json"
+        path.write_text(fw_settings.encode(values))
+        for args in (["fs", "cp", str(path), ":settings.json"], ["reset"]):
+            proc = subprocess.run([mpremote, "connect", port, "resume", *args], capture_output=True, text=True,
+                                  timeout=timeout_s)
+            if proc.returncode != 0:
+                raise LinkError(f"mpremote failed ({args[0]}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
+
+
 class Instruments:
     """The sensors and the relay contact wired to an EmulatedPico, for a board with `values` settings."""
 

@@ -46,7 +46,7 @@ def blank_pico(tmp_path):
 @pytest.fixture(scope="session")
 def golden_flash(tmp_path_factory):
     """Flash images with the firmware installed as `firedamp flash` does, one per (front end, profile)."""
-    from hardware.rp2040.board import board_settings, install
+    from hardware.rp2040.board import board_settings, install, install_settings
 
     root = tmp_path_factory.mktemp("golden")
     images = {}
@@ -73,24 +73,6 @@ def golden_flash(tmp_path_factory):
         return images[key]
 
     return get
-
-
-def install_settings(port, values):
-    """Replace settings.json on the board and reset it (mpremote, as a technician could)."""
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    from hardware.twin.virtual import load_firmware
-
-    fw_settings = load_firmware()[3]
-    mpremote = str(Path(sys.executable).parent / "mpremote")
-    with tempfile.TemporaryDirectory() as tmp:
-        f = Path(tmp) / "settings.json"
-        f.write_text(fw_settings.encode(values))
-        for args in (["fs", "cp", str(f), ":settings.json"], ["reset"]):
-            subprocess.run([mpremote, "connect", port, "resume", *args], check=True, capture_output=True, timeout=300)
 
 
 @dataclass
