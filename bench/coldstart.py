@@ -24,13 +24,15 @@ FEED_S = 0.01
 
 
 def _board_warmup_s() -> int:
-    """warmup_s default from the firmware's settings schema (firmware/settings.py, imported by path)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_fw_settings", ROOT / "firmware" / "settings.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return int(mod.defaults()["warmup_s"])
+    """warmup_s default from the firmware's settings schema (firmware/settings.py, which imports its
+    neighbours: firmware/ on the path while it loads, as edge/flash.py does)."""
+    path = str(ROOT / "firmware")
+    sys.path.insert(0, path)
+    try:
+        import settings as fw_settings
+    finally:
+        sys.path.remove(path)
+    return int(fw_settings.defaults()["warmup_s"])
 
 
 def _import_floor_s() -> float:
