@@ -41,6 +41,17 @@ def board_settings(device_id: str = "emu-1", front_end: str = "ma", **overrides)
     return values
 
 
+def _mpremote(cmd: list[str], timeout_s: float, tries: int = 3) -> None:
+    """Run one mpremote command; a busy board sometimes misses the raw-REPL handshake (mpremote's own 1 s
+    wait, which a loaded machine running the emulator at a fraction of real time can overrun): try again."""
+    for attempt in range(tries):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        if proc.returncode == 0:
+            return
+        if "could not enter raw repl" not in proc.stderr or attempt == tries - 1:
+            raise LinkError(f"mpremote failed ({' '.join(cmd[4:6])}): {proc.stdout[-300:]} {proc.stderr[-300:]}")
+
+
 def install(port: str, values: dict | None = None, timeout_s: float = 300.0) -> None:
     """`firedamp flash` onto the board at `port`: the compiled firmware, and settings.json when `values`
     is given (factory defaults are `board_settings()`'s). mpremote's own output goes to stdout."""
@@ -53,10 +64,12 @@ def install(port: str, values: dict | None = None, timeout_s: float = 300.0) -> 
             path = out / "settings.json"
             path.write_text(fw_settings.encode(values))
             files.append(path)
+            # just calibrated by the installer: calibration age 0, totaliser 0 (as hardware/twin/virtual.py)
+            runtime = fw_settings.Store(str(out), "runtime")
+            runtime.save({"total_x1000": 0, "cal_age_s": 0})
+            files.append(Path(runtime.path))
         for cmd in edge_flash.commands(mpremote, port, files, display_driver=False):
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-            if proc.returncode != 0:
-                raise LinkError(f"mpremote failed ({' '.join(cmd[4:6])}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
+            _mpremote(cmd, timeout_s)
 
 
 def install_settings(port: str, values: dict, timeout_s: float = 300.0) -> None:
@@ -67,10 +80,7 @@ def install_settings(port: str, values: dict, timeout_s: float = 300.0) -> None:
         path = Path(tmp) / "settings.json"
         path.write_text(fw_settings.encode(values))
         for args in (["fs", "cp", str(path), ":settings.json"], ["reset"]):
-            proc = subprocess.run([mpremote, "connect", port, "resume", *args], capture_output=True, text=True,
-                                  timeout=timeout_s)
-            if proc.returncode != 0:
-                raise LinkError(f"mpremote failed ({args[0]}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
+            _mpremote([mpremote, "connect", port, "resume", *args], timeout_s)
 
 
 class Instruments:

@@ -11,6 +11,7 @@ simulated sensor sees that gas instead of the mine, as with a calibration cap; d
 Examples:
     firedamp board --scenario story --link /tmp/board-1 --speed 10
     firedamp board --scenario normal --link /tmp/board-2 --device-id face-2 --seed 7
+    firedamp board --target rp2040 --scenario story --link /tmp/pico-1   # MicroPython's RP2040 port, emulated
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulated sensor zero error in %% CH4 (default 0: a perfect sensor)")
     parser.add_argument("--sensor-gain", type=float, default=1.0,
                         help="simulated sensor gain error (default 1.0)")
+    parser.add_argument("--target", choices=("cpython", "rp2040"), default="cpython",
+                        help="cpython (default, fast): the firmware modules on CPython with a fake machine; "
+                             "rp2040: MicroPython's own RP2040 port on an emulated chip (rp2040js under Node.js), "
+                             "the firmware installed on it with mpremote, real USB serial, flash, heap and ADC noise "
+                             "(slow: busy code runs at about 0.2x real time)")
 
 
 def check_scenario_args(args: argparse.Namespace) -> None:
@@ -85,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
     device_id = args.device_id or link.name
     if not _ID.match(device_id):
         raise ConfigError(f"--device-id {device_id!r} must be 1-16 of A-Z a-z 0-9 _ -")
+    if getattr(args, "target", "cpython") == "rp2040":
+        from hardware.rp2040 import emulated_board
+
+        return emulated_board.run(args)
     scenario = scenarios.make(args.scenario, seed=args.seed, duration_s=args.duration)
     flash = Path(args.flash) if args.flash else Path(str(link) + ".flash")
     board = VirtualBoard(scenario, str(link), flash, device_id=device_id, speed=args.speed,

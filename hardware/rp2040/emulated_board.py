@@ -1,0 +1,101 @@
+"""`firedamp board --target rp2040`: the firmware on MicroPython's RP2040 port in an emulated chip, fed by the
+simulated mine, behind the same kind of pty as the CPython twin.
+
+A new board (no flash image yet) gets the firmware installed over its own serial port by mpremote, exactly as
+`firedamp flash` does, with the twin's installer settings (calibrated against the nominal sensor). Every
+loop period of the emulated clock (100 ms) the scenario's methane goes onto the ADC (through the RP2040 ADC
+noise model) or the 200-1000 Hz input, and its flow onto the pulse input at the meter's real rate. The
+flash image is `--flash DIR`/pico-flash.bin: restarting with the same folder reboots the same board.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from edge.errors import ConfigError, LinkError
+
+_STEP_NS = 100_000_000  # inputs follow the scenario at the firmware's loop period
+
+
+def run(args) -> int:
+    from hardware.rp2040 import driver
+    from hardware.rp2040.board import OUTPUTS, Instruments, board_settings, install
+    from hardware.twin.adc_noise import AdcNoise
+    from models import scenarios
+
+    why = driver.missing()
+    if why:
+        raise ConfigError(f"--target rp2040 needs the emulated Pico: {why}")
+    link = Path(args.link)
+    device_id = args.device_id or link.name
+    scenario = scenarios.make(args.scenario, seed=args.seed, duration_s=args.duration)
+    folder = Path(args.flash) if args.flash else Path(str(link) + ".flash")
+    folder.mkdir(parents=True, exist_ok=True)
+    image = folder / "pico-flash.bin"
+    wiring = folder / "pico-instruments.json"  # what the installer wired: front end, range (our side's view)
+    new = not image.exists() or not wiring.exists()
+    pico = driver.EmulatedPico(image, link=link, speed=args.speed, noise=AdcNoise(seed=args.seed),
+                               log=folder / "pico-runner.log")
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    parent = os.getppid()
+    record = open(args.record, "a", buffering=1) if args.record else None  # noqa: SIM115 - closed below
+    pico.start()
+    try:
+        if new:
+            values = board_settings(device_id, args.front_end)
+            print(f"emulated Pico {device_id}: new board, installing the firmware with mpremote over {link} ...",
+                  flush=True)
+            install(str(pico.link.path), values)
+            wiring.write_text(json.dumps(values))
+        values = json.loads(wiring.read_text())
+        inst = Instruments(pico, values, args.sensor_offset, args.sensor_gain)
+        inst.wire()
+        print(f"emulated Pico {values['device_id']}: MicroPython RP2040 port in rp2040js, serial {pico.link.device}, "
+              f"link {pico.link.path}; scenario {args.scenario} (seed {args.seed}, {scenario.duration_s:g} s) at "
+              f"{args.speed:g}x (at most: busy code emulates at ~0.2x); flash {image}", flush=True)
+        t0 = pico.now_ns()
+        last_flow = None
+        gas_file = Path(str(link) + ".gas")
+        while not stopping:
+            now = pico.now_ns()
+            sim_s = (now - t0) / 1e9
+            if args.seconds is not None and sim_s >= args.seconds:
+                break
+            if args.exit_with_parent and os.getppid() != parent:
+                break
+            sample = scenario.sample(sim_s)
+            try:
+                ch4 = float(gas_file.read_text().strip())
+            except (OSError, ValueError):
+                ch4 = sample.ch4
+            inst.gas(ch4)
+            if last_flow is None or abs(sample.flow - last_flow) > 0.005 * max(last_flow, 1.0):
+                inst.flow(sample.flow)
+                last_flow = sample.flow
+            with pico._cond:  # noqa: SLF001 - drain the pin record
+                changes, pico.changes = pico.changes, []
+            if record is not None:
+                for t, g, v in changes:
+                    if g in OUTPUTS:
+                        record.write(json.dumps({"t_s": round((t - t0) / 1e9, 6), "pin": OUTPUTS[g], "value": v})
+                                     + "\n")
+            # next step: wait (wall) until the emulated clock has moved one loop period on
+            target = now + _STEP_NS
+            while not stopping and pico.alive and pico.now_ns() < target:
+                time.sleep(0.02)
+            if not pico.alive:
+                raise LinkError(f"the emulator stopped; see {pico.log}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pico.stop()
+        if record is not None:
+            record.close()
+        print(f"emulated Pico stopped: {len(pico.boots)} boots", file=sys.stderr, flush=True)
+    return 0
