@@ -34,6 +34,7 @@ ROWS: dict[str, tuple[int, str]] = {
     "firmware": (5, "bench.firmware"),
     "detection": (6, "bench.detection"),
     "cold_start": (7, "bench.coldstart"),
+    "control_room": (8, "bench.control_room"),
 }
 RESULTS = ROOT / "bench" / "results.md"
 

@@ -22,8 +22,8 @@ MAX_PAYLOAD = 64 * 1024  # bytes; the largest edge payload (health) is ~1.5 KB
 MAX_ID = 64  # characters in a site, edge or device id
 MAX_TEXT = 1000  # characters of a message or event text kept
 KINDS = ("power_off", "alarm", "fault", "warning", "low_flow", "calibration_due", "link", "anomaly", "forecast",
-         "frames_lost", "reboot", "duplicate_id")
-ONE_SHOT = frozenset({"frames_lost", "reboot"})  # only ever "raised"
+         "frames_lost", "reboot", "duplicate_id", "ingest_overflow")
+ONE_SHOT = frozenset({"frames_lost", "reboot", "ingest_overflow"})  # only ever "raised"
 SEVERITIES = ("critical", "warning", "info")
 REASONS = ("too_large", "encoding", "json", "not_object", "topic", "id", "field", "topic_mismatch")
 

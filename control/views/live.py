@@ -1,7 +1,7 @@
 """The live stream of the main page (`/live`, server-sent events).
 
 Events (each `data:` is JSON): `alerts` {html, summary} — the whole alert section, drawn for this page's user
-(an operator's copy has the acknowledge forms), sent within 0.2 s of a change; `boards` {rows: [{id, html}],
+(an operator's copy has the acknowledge forms), sent within 0.05 s of a change; `boards` {rows: [{id, html}],
 summary} — the rows that changed, at most once a second; `resync` — reload everything (the page fell behind,
 or the session ended). A comment line every 15 s keeps proxies from closing a quiet stream.
 """
@@ -18,7 +18,7 @@ from control.views.alerts import alerts_section, overview_alerts
 from control.views.overview import board_data, board_row, summary, summary_html
 from control.web import Response
 
-ALERT_DELAY_S = 0.2
+ALERT_DELAY_S = 0.05  # group a burst of alert changes into one redraw
 BOARD_PERIOD_S = 1.0
 KEEPALIVE_S = 15.0
 

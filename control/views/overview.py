@@ -88,10 +88,12 @@ def boards_section(app, now: float) -> tuple[str, list[dict[str, Any]], list[dic
         parts.append('<p class="empty">No board heard yet. The control room lists every board whose edge '
                      "publishes to its broker.</p>")
     for (site, edge), group in groupby(boards, key=lambda d: (d["site"], d["edge"] or "")):
-        parts.append(f'<h3>{edge_title(by_edge.get((site, edge)), site, edge, now)}</h3><table class="boards">'
+        rows = [board_row(app, d, now) for d in group]
+        parts.append(f'<div class="group" style="contain-intrinsic-size: auto {40 + 44 * len(rows)}px">'
+                     f'<h3>{edge_title(by_edge.get((site, edge)), site, edge, now)}</h3><table class="boards">'
                      "<thead><tr><th>Board</th><th>State</th><th>Methane</th><th>Flow</th><th>Relay</th>"
                      "<th>Faults</th><th>Calibration</th><th>Model (advisory)</th><th>Last heard</th></tr></thead>"
-                     "<tbody>" + "".join(board_row(app, d, now) for d in group) + "</tbody></table>")
+                     "<tbody>" + "".join(rows) + "</tbody></table></div>")
     parts.append("</section>")
     return "".join(parts), boards, edges
 

@@ -98,3 +98,20 @@ def test_any_json_object_is_a_message_or_a_counted_rejection(doc, leaf):
     checker = m.Checker("firedamp")
     checker.check(f"firedamp/mine-a/pico-01/{leaf}", json.dumps(doc).encode())
     assert checker.accepted + sum(checker.rejected.values()) == 1
+
+
+def test_the_kinds_states_and_faults_checked_are_those_docs_mqtt_md_documents():
+    """docs/mqtt.md is the contract: a kind the edge may send must never be refused here as unknown."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "mqtt.md").read_text()
+    schemas = {g.group(1): json.loads(g.group(2)) for g in re.finditer(r"```json (\w+)\n(.*?)\n```", doc, re.S)}
+    alert = schemas["alert"]["properties"]
+    assert tuple(alert["kind"]["enum"]) == m.KINDS
+    assert tuple(alert["severity"]["enum"]) == m.SEVERITIES
+    state = schemas["state"]["properties"]
+    assert tuple(state["faults"]["items"]["enum"]) == m.FAULT_NAMES
+    assert tuple(state["state"]["enum"]) == m.STATES
+    one_shot = re.search(r"One-shot kinds \(([^)]*)\)", doc)
+    assert one_shot and set(re.findall(r"`(\w+)`", one_shot.group(1))) == set(m.ONE_SHOT)
