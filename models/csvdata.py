@@ -1,6 +1,6 @@
 """Read numeric columns from a CSV (simulator exports, SKAB, `firedamp history --csv`) with clear errors.
 
-numpy only. Every problem raises edge.errors.DataError naming the file, the row (line number in the
+numpy only. Every problem raises firedamp.errors.DataError naming the file, the row (line number in the
 file, the header is row 1) and the column. An empty cell is a missing reading (NaN), as the board's
 protocol sends an empty ch4 when there is no valid reading; text that is not a number is an error.
 """
@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge.errors import DataError
+from firedamp.errors import DataError
 
 
 class Table(NamedTuple):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import DataError
+from firedamp.errors import DataError
 from models import metrics
 from models.features import future_max
 

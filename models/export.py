@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from edge.errors import ModelError
+from firedamp.errors import ModelError
 from models.features import ZERO_DIGEST, ModelSpec
 
 OPSET = 17

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from edge.errors import ModelError
+from firedamp.errors import ModelError
 
 SCHEMA = "firedamp-model/1"
 FORMS = ("streaming", "windowed")

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge.errors import ModelError
+from firedamp.errors import ModelError
 from models.features import ZERO_DIGEST, ModelSpec, WindowBuffer, denormalise, normalise
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "firedamp-lstm.onnx"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.errors import DataError
+from firedamp.errors import DataError
 from models import metrics, scenarios
 from models.features import future_max
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import DataError
+from firedamp.errors import DataError
 from models import metrics
 from models.csvdata import read_csv
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import DataError, FiredampError
+from firedamp.errors import DataError, FiredampError
 from models.features import ModelSpec, fit_normalisation, future_max, normalise, sliding_windows
 from models.threshold import pot_threshold
 

@@ -23,7 +23,7 @@ import signal
 import sys
 from pathlib import Path
 
-from edge.errors import ConfigError
+from firedamp.errors import ConfigError
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 

@@ -16,7 +16,7 @@ import termios
 import tty
 from pathlib import Path
 
-from edge.errors import LinkError
+from firedamp.errors import LinkError
 
 _OUT_LIMIT = 65536  # bytes held back while the reader is slow; past it whole writes are dropped and counted
 

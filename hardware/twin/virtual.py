@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from edge.errors import ConfigError
+from firedamp.errors import ConfigError
 from hardware.twin.pty_link import PtyLink
 from hardware.twin.signals import MethaneSensor, PulseTrain
 
