@@ -10,9 +10,8 @@ import settings
 from bits import fault_names
 from commands import Commands
 from compat import const
-from protocol import STATES, fixed
+from protocol import MAX_COMMAND, STATES, fixed
 
-_MAX = const(64)           # bytes per command line
 _MAX_BAD_PINS = const(3)
 _LOCKOUT_MS = const(60000)
 _LOG_LINES = const(10)
@@ -34,7 +33,7 @@ class Console:
         self.ctl = ctl
         self.errors = 0            # commands answered ERR
         self.failures = 0          # commands that raised (counted, answered ERR; the loop goes on)
-        self.buf = bytearray(_MAX)
+        self.buf = bytearray(MAX_COMMAND)
         self.n = 0
         self.overflow = False
         self._last_ms = 0
@@ -103,7 +102,7 @@ class Console:
                 if self.overflow:
                     self.overflow = False
                     self.n = 0
-                    self._err("line longer than %d bytes, discarded" % _MAX)
+                    self._err("line longer than %d bytes, discarded" % MAX_COMMAND)
                 elif self.n:
                     line = bytes(self.buf[: self.n])
                     self.n = 0
@@ -113,7 +112,7 @@ class Console:
                     except Exception as exc:  # noqa: BLE001 - a console bug must not stop the safety loop
                         self.failures += 1
                         self._err("command failed (%s); check with status and get" % type(exc).__name__)
-            elif self.n < _MAX:
+            elif self.n < MAX_COMMAND:
                 self.buf[self.n] = b
                 self.n += 1
             else:

@@ -4,7 +4,9 @@ API (stable; the virtual board in hardware/twin/ and the tests use exactly this)
 
     import board, main                      # firmware/ and (off the board) hardware/twin/ on the path
     b = board.Board("pico", stream=s, root=folder)   # stream: read() -> bytes|None (non-blocking),
-                                                      #         write(bytes); root: where settings live
+                                                      #   write(buf): one whole frame as a memoryview, valid
+                                                      #   only during the call (copy what you keep);
+                                                      # root: where settings live
     ctl = main.build(b, clock)              # clock: object with ticks_ms(), ticks_us(), ticks_diff(a, b)
     wait_ms = ctl.step()                    # ONE control-loop iteration at the clock's current time;
                                             # returns ms until the next iteration is due (period - work)

@@ -11,7 +11,7 @@ import binascii
 from compat import const
 
 MAX_LINE = const(128)  # bytes including the trailing newline
-MAX_COMMAND = const(64)
+MAX_COMMAND = const(64)  # bytes per console command line
 
 STATES = ("WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT")
 _STATE_BYTES = tuple(s.encode() for s in STATES)
