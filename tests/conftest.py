@@ -508,3 +508,24 @@ def edge_config(tmp_path):
 def edge_toml(tmp_path):
     """Factory: `edge_toml(data, name="edge.toml")` → path of that dict written as TOML."""
     return lambda data, name="edge.toml": write_edge_toml(tmp_path / name, data)
+
+
+# ---------------------------------------------------------------------------------------------- NATS cluster
+
+@pytest.fixture
+def nats_cluster(tmp_path):
+    """Factory: `nats_cluster(size=3)` -> a started, ready tests.nats.NatsCluster; stopped at teardown."""
+    from tests import nats
+
+    if not nats.NATS_SERVER:
+        pytest.skip(nats.MISSING)
+    clusters: list = []
+
+    def make(size: int = 3):
+        c = nats.NatsCluster(tmp_path / f"nats{len(clusters)}", size)
+        clusters.append(c)
+        return c.start()
+
+    yield make
+    for c in clusters:
+        c.stop()
