@@ -37,13 +37,14 @@ $(STUBS)/.done: | $(BIN)/python
 	$(BIN)/pip install -q --target $(STUBS) micropython-rp2-rpi_pico-stubs
 	touch $@
 
-# Mosquitto (tests' broker), socat (replug tests), chromium (the control room's browser tests) and nats-server (the
-# fleet tests' 3-node cluster). apt-get only when missing and we are root.
+# Mosquitto (tests' broker), socat (replug tests), chromium (the control room's browser tests), nats-server (the
+# fleet tests' 3-node cluster) and postgresql-15 (the fleet store's private server). apt-get only when missing and root.
 sysdeps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto mosquitto-clients"; \
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15"; \
 	command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
