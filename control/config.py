@@ -21,6 +21,7 @@ from edge.errors import ConfigError
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _SECRET_KEYS = {"password"}
+_DSN_PASSWORD = re.compile(r"(password\s*=\s*|://[^:/@]*:)[^\s@]*")  # a password written in a DSN
 
 
 def _range(lo: float, hi: float) -> dict[str, Any]:
@@ -64,11 +65,13 @@ class SourceConfig:
 
 @dataclass
 class StoreConfig:
-    kind: str = field(default="sqlite", metadata=_choices("sqlite"))
-    path: str = "/var/lib/firedamp/control.sqlite"
+    kind: str = field(default="sqlite", metadata=_choices("sqlite", "postgresql"))
+    path: str = "/var/lib/firedamp/control.sqlite"  # kind = "sqlite"
+    dsn: str = ""  # kind = "postgresql": libpq DSN, e.g. "host=db1 port=5432 dbname=firedamp user=firedamp"
+    password_file: str = ""  # kind = "postgresql": the database password, kept out of the DSN and the log
     raw_hours: float = field(default=48.0, metadata=_range(1, 24 * 31))  # 1 Hz readings kept this long
     minute_days: int = field(default=100, metadata=_range(90, 3650))  # per-minute min/mean/max: ≥ 3 months
-    fsync: bool = True  # synchronous=FULL; false only for demos and benchmarks
+    fsync: bool = True  # synchronous=FULL (PostgreSQL: synchronous_commit); false only for demos and benchmarks
 
 
 @dataclass
@@ -117,6 +120,15 @@ class Config:
                 raise ConfigError(f"[source] password_file {s.password_file!r}: {exc.strerror}") from exc
         return s.password
 
+    def store_password(self) -> str | None:
+        """The database password from [store] password_file (None: the DSN or libpq's own files say)."""
+        if not self.store.password_file:
+            return None
+        try:
+            return Path(self.store.password_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"[store] password_file {self.store.password_file!r}: {exc.strerror}") from exc
+
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.shifts.timezone)
 
@@ -124,7 +136,10 @@ class Config:
         """`section.key = value` lines of every setting in effect; secrets shown as *** (or <unset>)."""
         out = []
         for name, value in _flatten(self):
-            if name.rsplit(".", 1)[-1] in _SECRET_KEYS:
+            if name == "store.dsn":
+                masked = _DSN_PASSWORD.sub(r"\1***", value)
+                out.append(f"{name} = {masked!r}")
+            elif name.rsplit(".", 1)[-1] in _SECRET_KEYS:
                 value = "***" if value else "<unset>"
                 out.append(f"{name} = {value}")
             else:
@@ -221,6 +236,9 @@ def parse_config(data: dict[str, Any], source: str = "control.toml") -> Config:
         raise ConfigError(f"{source}: [source] a password needs a username")
     if s.tls and s.ca_file and not Path(s.ca_file).is_file():
         raise ConfigError(f"{source}: [source] ca_file = {s.ca_file!r}: no such file")
+    if cfg.store.kind == "postgresql" and not cfg.store.dsn.strip():
+        raise ConfigError(f"{source}: [store] kind = 'postgresql' needs dsn, e.g. "
+                          "\"host=db1 dbname=firedamp user=firedamp\"")
     try:
         cfg.zone()
     except (ZoneInfoNotFoundError, ValueError):

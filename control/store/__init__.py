@@ -1,4 +1,5 @@
-"""The control room's store: one small interface, SQLite on one machine (control/store/sqlite.py).
+"""The control room's store: one small interface, SQLite on one machine (control/store/sqlite.py), PostgreSQL 15
+for a fleet of replicas (control/store/postgres.py).
 
 Everything above it (ingest, the stale-board watcher, the web views) uses only the methods of `Store`, so
 another database slots in behind the same calls. Rows come back as plain dicts, ready for HTML and JSON.
@@ -118,6 +119,14 @@ class Store(ABC):
 
 def open_store(cfg) -> Store:
     """The store named by control.toml [store] (cfg: control.config.Config)."""
+    if cfg.store.kind == "postgresql":
+        try:
+            from control.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise StoreError(f"[store] kind = 'postgresql' needs psycopg 3: pip install 'firedamp[fleet]' ({exc})") \
+                from exc
+        return PostgresStore(cfg.store.dsn, raw_hours=cfg.store.raw_hours, minute_days=cfg.store.minute_days,
+                             fsync=cfg.store.fsync, password=cfg.store_password())
     from control.store.sqlite import SqliteStore
 
     return SqliteStore(cfg.store.path, raw_hours=cfg.store.raw_hours, minute_days=cfg.store.minute_days,
