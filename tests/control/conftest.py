@@ -3,6 +3,7 @@
 import pytest
 
 from tests.control import kit
+from tests.control.pg import pg_dsn, pg_server  # noqa: F401  (a private PostgreSQL 15: the fleet store's tests)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""The SQLite store: each alert once by id, raised and cleared paired per board and kind, acknowledgements once,
-readings kept raw and per minute, a schema that migrates by number."""
+"""The store, SQLite and PostgreSQL alike (each test runs on both): each alert once by id, raised and cleared
+paired per board and kind, acknowledgements once, readings kept raw and per minute, a schema that migrates by
+number. PostgreSQL-only behaviour (replicas, restarts, partitions) is in test_store_postgres.py."""
 
 import sqlite3
 import time
@@ -20,11 +21,36 @@ def tel(ts, ch4, device="b1", state="NORMAL", flow=900.0):
     return m.Telemetry("mine", device, ts, 1, ch4, "VOL", flow, "L/min", 0.0, state, 1, 0, 0, None, None, None, False)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_store(request, tmp_path):
+    """make_store(**kw): a new store of this test's kind (PostgreSQL: a fresh database on the private server)."""
+    made = []
+
+    def make(**kw):
+        if request.param == "sqlite":
+            s = SqliteStore(tmp_path / "c.sqlite", fsync=False, **kw)
+        else:
+            from control.store.postgres import PostgresStore
+
+            s = PostgresStore(request.getfixturevalue("pg_dsn"), fsync=False, **kw)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = SqliteStore(tmp_path / "c.sqlite", fsync=False)
-    yield s
-    s.close()
+def store(make_store):
+    return make_store()
+
+
+def rows(store, query):
+    """Rows of a raw SQL query (the same SQL on both: plain SELECTs)."""
+    if isinstance(store, SqliteStore):
+        return [tuple(r) for r in store._r.execute(query).fetchall()]
+    return [tuple(r) for r in store._read(query, dicts=False)]
 
 
 def test_an_alert_sent_twice_is_one_row_and_its_clear_closes_it(store):
@@ -93,20 +119,19 @@ def test_minutes_merge_across_batches_and_a_null_reading_does_not_hide_the_minim
     t0 = 1_800_000_000.0 - (1_800_000_000.0 % 60)
     store.apply([tel(t0 + 1, 0.5), tel(t0 + 2, None)], t0 + 3)
     store.apply([tel(t0 + 3, 0.2), tel(t0 + 4, 0.9)], t0 + 5)
-    row = store._r.execute("SELECT n, ch4_n, ch4_min, ch4_max, ch4_sum FROM minutes").fetchone()
-    assert tuple(row) == (4, 3, 0.2, 0.9, pytest.approx(1.6))
+    (row,) = rows(store, "SELECT n, ch4_n, ch4_min, ch4_max, ch4_sum FROM minutes")
+    assert row == (4, 3, 0.2, 0.9, pytest.approx(1.6))
 
 
-def test_readings_past_raw_retention_are_pruned_and_minutes_kept(tmp_path):
-    s = SqliteStore(tmp_path / "c.sqlite", raw_hours=1, minute_days=90, fsync=False)
+def test_readings_past_raw_retention_are_pruned_and_minutes_kept(make_store):
+    s = make_store(raw_hours=1, minute_days=90)
     now = time.time()
     s.apply([tel(now - 7200 + i, 0.3) for i in range(10)] + [tel(now - 10, 0.4)], now)
     assert s.prune(now) == 10
-    assert s._r.execute("SELECT count(*) FROM samples").fetchone()[0] == 1
-    assert s._r.execute("SELECT count(*) FROM minutes").fetchone()[0] == 2
+    assert rows(s, "SELECT count(*) FROM samples") == [(1,)]
+    assert rows(s, "SELECT count(*) FROM minutes") == [(2,)]
     csv_rows = s.readings("mine", "b1", now - 7300, now)
     assert [r["kind"] for r in csv_rows] == ["minute", "raw"]
-    s.close()
 
 
 def test_schema_is_versioned_and_a_newer_database_is_refused(tmp_path):
