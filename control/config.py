@@ -48,7 +48,7 @@ class WebConfig:
 
 @dataclass
 class SourceConfig:
-    kind: str = field(default="mqtt", metadata=_choices("mqtt"))
+    kind: str = field(default="mqtt", metadata=_choices("mqtt", "jetstream"))
     host: str = "localhost"
     port: int = field(default=1883, metadata=_range(1, 65535))
     protocol: str = field(default="5", metadata=_choices("5", "3.1.1"))
@@ -61,6 +61,13 @@ class SourceConfig:
     ca_file: str = ""
     keepalive_s: int = field(default=30, metadata=_range(5, 3600))
     reconnect_max_s: float = field(default=10.0, metadata=_range(0.1, 3600))
+    # kind = "jetstream" (a NATS cluster; docs/fleet.md): the cluster's NATS URLs, the stream of the edges' QoS 0
+    # subjects (made if missing), the durable consumer all replicas share, and how long a fetched message may
+    # stay unacknowledged before JetStream hands it to another replica
+    servers: list[str] = field(default_factory=list)
+    stream: str = field(default="firedamp", metadata=_TOPIC_NAME)
+    durable: str = field(default="firedamp-control-room", metadata=_TOPIC_NAME)
+    ack_wait_s: float = field(default=30.0, metadata=_range(0.5, 3600))
 
 
 @dataclass
@@ -230,6 +237,9 @@ def parse_config(data: dict[str, Any], source: str = "control.toml") -> Config:
     if not s.host.strip() or any(c.isspace() for c in s.host):
         raise ConfigError(f"{source}: [source] host = {s.host!r} is not allowed; allowed: the broker's host name "
                           "or IP address")
+    if s.kind == "jetstream" and (not s.servers or any(not re.match(r"^(nats|tls)://[^\s/]+$", u) for u in s.servers)):
+        raise ConfigError(f"{source}: [source] servers = {s.servers!r} is not allowed; allowed: a list of the NATS "
+                          'cluster\'s URLs, e.g. ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]')
     if s.password and s.password_file:
         raise ConfigError(f"{source}: [source] give password or password_file, not both")
     if (s.password or s.password_file) and not s.username:
