@@ -7,7 +7,7 @@ then to the defaults; either fallback is reported (SETTINGS fault).
 import store
 from compat import const
 from methane import FRONT_ENDS, NOMINAL
-from store import encode  # noqa: F401 - settings.encode: the file format (edge/flash.py writes one)
+from store import decode, encode  # noqa: F401 - settings.encode / decode: the file format (edge/flash.py, fuzz/)
 
 _INT = const(0)
 _FLOAT = const(1)
