@@ -213,6 +213,9 @@ class SqliteStore(Store):
                     "total=?, score=?, threshold=?, forecast=?, ready=?, seq=?, ts=?, heard_at=? WHERE bid=?",
                     [(t.unit, t.flow_unit, t.state, t.relay, t.faults, t.flags, t.ch4, t.flow, t.total, t.score,
                       t.threshold, t.forecast, int(t.ready), t.seq, t.ts, now, bid) for bid, t in latest.items()])
+                # a board's telemetry is news from its edge too (telemetry payloads do not name the edge)
+                db.execute(f"UPDATE edges SET heard_at=? WHERE (site, edge) IN (SELECT site, edge FROM boards WHERE "
+                           f"bid IN ({','.join('?' * len(latest))}))", (now, *latest))
         except BaseException:
             self._bids = known  # the rows made in this transaction are rolled back with it
             raise
