@@ -27,7 +27,7 @@ _LOCKED_CMDS = ("set", "profile", "cal", "ack", "selftest", "save", "factory-res
 
 class Console:
     """Reads command lines from the controller's stream and answers them; the commands that change the
-    board are Commands' (commands.py), which answer through this console's _ok, _err and _nargs."""
+    board are Commands' (commands.py), which answer through this console's _ok, _err, _nargs and _show."""
 
     def __init__(self, ctl):
         self.ctl = ctl
