@@ -450,6 +450,8 @@ def mqtt_subscriber():
 # ---------------------------------------------------------------------------------------------- edge config
 
 def _toml_value(v) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
