@@ -42,6 +42,9 @@ class BoardConfig:
 class MqttConfig:
     host: str = "localhost"
     port: int = field(default=1883, metadata=_range(1, 65535))
+    # several brokers (a cluster's nodes, or a spare): "host:port" each, tried in turn; the edge moves to the next
+    # when its broker goes away. Instead of host/port, not with them.
+    servers: list[str] = field(default_factory=list)
     client_id: str = ""  # default: firedamp-<edge id>
     username: str = ""
     password: str = ""  # prefer password_file (mode 0600) so edge.toml can be world-readable
@@ -62,6 +65,11 @@ class MqttConfig:
     discovery: bool = True
     discovery_prefix: str = field(default="homeassistant", metadata=_TOPIC_NAME)
     max_inflight: int = field(default=20, metadata=_range(1, 1000))
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """Every broker address in the order tried: `servers`, or the one `host`:`port`."""
+        return [split_server(s) for s in self.servers] if self.servers else [(self.host, self.port)]
 
 
 @dataclass
@@ -188,6 +196,11 @@ def _build(cls: type, data: Any, section: str, source: str) -> Any:
             continue
         value = data[name]
         kind = f.type if isinstance(f.type, str) else f.type.__name__
+        if kind == "list[str]":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{source}: {where} = {value!r} is not allowed; allowed: a list of strings in quotes")
+            values[name] = value
+            continue
         if kind == "list[BoardConfig]":
             if not isinstance(value, list):
                 raise ConfigError(f"{source}: {where} must be a list of [[{name}]] tables")
@@ -241,6 +254,15 @@ def parse_config(data: dict[str, Any], source: str = "edge.toml") -> Config:
             raise ConfigError(f"{source}: [[boards]] {i}: port {board.port!r} is listed twice")
         seen.add(board.port)
     m = cfg.mqtt
+    given = data.get("mqtt", {})
+    if m.servers and ("host" in given or "port" in given):
+        raise ConfigError(f"{source}: [mqtt] give servers, or host and port, not both")
+    if "servers" in given and not m.servers:
+        raise ConfigError(f"{source}: [mqtt] servers = [] names no broker; allowed: one or more \"host:port\"")
+    for i, server in enumerate(m.servers):
+        split_server(server, f"{source}: [mqtt] servers[{i}]")
+    if len(set(m.servers)) != len(m.servers):
+        raise ConfigError(f"{source}: [mqtt] servers lists a broker twice: {m.servers!r}")
     if not m.host.strip() or any(c.isspace() for c in m.host):
         raise ConfigError(f"{source}: [mqtt] host = {m.host!r} is not allowed; allowed: the broker's host name or "
                           "IP address")
@@ -262,6 +284,22 @@ def parse_config(data: dict[str, Any], source: str = "edge.toml") -> Config:
             if path and not Path(path).is_file():
                 raise ConfigError(f"{source}: [mqtt] {key} = {path!r}: no such file")
     return cfg
+
+
+def split_server(text: str, where: str = "[mqtt] servers") -> tuple[str, int]:
+    """"host:port" (or "[v6 address]:port") → (host, port); ConfigError saying what is wrong and where."""
+    allowed = 'allowed: "host:port", e.g. "10.0.0.5:1883" or "[fd00::5]:8883"'
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or any(c.isspace() for c in host) or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{where} = {text!r} is not allowed; {allowed}")
+    return host, int(port)
+
+
+def join_server(host: str, port: int) -> str:
+    """(host, port) → "host:port", the form `servers` takes and the log shows ("[v6]:port" for IPv6)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def load(path: str | Path) -> Config:

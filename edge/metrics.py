@@ -16,7 +16,7 @@ log = logging.getLogger("firedamp.metrics")
 
 _COUNTERS = {"frames_ok", "frames_lost", "reboots", "link_reconnects", "inference_calls", "samples_scored",
              "readings_unscored_units", "alerts_raised", "outbox_dropped", "alerts_acked", "alerts_refused",
-             "mqtt_connects", "mqtt_connect_failures", "ingest_dropped", "history_dropped",
+             "mqtt_connects", "mqtt_connect_failures", "mqtt_broker_switches", "ingest_dropped", "history_dropped",
              "alerts_unsaved_dropped", "link_partial_lines_dropped"}
 
 

@@ -13,6 +13,10 @@ One sender thread owns the outbox → broker path: it publishes unsent alerts in
 max_inflight at a time) and deletes each one when its PUBACK arrives. paho's callbacks only queue the
 acknowledged message ids (on_publish runs under paho's own lock), so nothing here can deadlock. paho
 reconnects with its backoff (`reconnect_delay_set`) and resends in-flight messages itself.
+
+Several brokers (`[mqtt] servers`): paho's reconnect goes to the next address after a failed attempt or a
+lost connection (chosen in on_pre_connect); its backoff grows only once every address has failed in turn.
+Alerts the old broker had not acknowledged are resent to the new one by paho, then the outbox continues.
 """
 
 from __future__ import annotations
@@ -30,16 +34,17 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.config import Config
+from edge.config import Config, join_server
 from edge.outbox import Outbox, OutboxError
 
 log = logging.getLogger("firedamp.mqtt")
 
 
-def explain(exc: BaseException, cfg: Config) -> str:
-    """A connection error → a sentence a technician can act on (never containing a password)."""
+def explain(exc: BaseException, cfg: Config, where: str | None = None) -> str:
+    """A connection error at broker `where` ("host:port"; default: the first one) → a sentence a technician
+    can act on (never containing a password)."""
     m = cfg.mqtt
-    where = f"{m.host}:{m.port}"
+    where = where or join_server(*m.brokers[0])
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"TLS: the certificate of {where} cannot be verified ({exc.verify_message}); "
                 f"check [mqtt] ca_file = {m.ca_file or '<system store>'!r} and the broker's host name")
@@ -81,7 +86,11 @@ class Publisher:
         self.connected = False
         self.last_error = ""
         self.counters = {"alerts_sent": 0, "alerts_acked": 0, "alerts_refused": 0, "connects": 0, "connect_failures": 0,
-                         "telemetry_sent": 0, "telemetry_skipped": 0, "alerts_not_queued": 0}
+                         "telemetry_sent": 0, "telemetry_skipped": 0, "alerts_not_queued": 0, "broker_switches": 0}
+        self.brokers = m.brokers
+        self._broker_i = 0  # index into brokers: the one connected to, or being tried (paho's thread moves it)
+        self._move_on = False  # the last attempt failed or the connection was lost: the next goes elsewhere
+        self._failures_in_round = 0  # failed attempts since the last good connect
         self._acks: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()  # (mid, "" or refusal reason)
         self._refused_until = 0.0
         self._wake = threading.Event()
@@ -129,17 +138,25 @@ class Publisher:
         c.on_publish = self._on_publish
         c.on_message = self._on_message
         c.on_connect_fail = self._on_connect_fail
+        c.on_pre_connect = self._on_pre_connect
         c.on_attempt_failed = self._on_attempt_failed
         return c
 
+    @property
+    def broker(self) -> str:
+        """"host:port" of the broker connected to (or being tried)."""
+        return join_server(*self.brokers[self._broker_i])
+
     def start(self) -> None:
         m = self.cfg.mqtt
-        log.info("MQTT: connecting to %s:%d as %r%s%s", m.host, m.port, self.cfg.client_id,
+        spare = f" (then {', '.join(join_server(*b) for b in self.brokers[1:])} in turn)" if len(self.brokers) > 1 else ""
+        log.info("MQTT: connecting to %s%s as %r%s%s", self.broker, spare, self.cfg.client_id,
                  " with TLS" if m.tls else " WITHOUT TLS", f", user {m.username!r}" if m.username else "")
+        host, port = self.brokers[0]
         # connect in paho's thread: an unreachable or silent broker never holds up reading the boards; failures
         # are reported by _on_attempt_failed and retried with paho's backoff (MQTT 5: clean start on the first
         # connect only; paho resends in-flight alerts after a reconnect)
-        self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
+        self.client.connect_async(host, port, keepalive=m.keepalive_s)
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name="mqtt sender", daemon=True)
         self._thread.start()
@@ -165,12 +182,34 @@ class Publisher:
 
     # ------------------------------------------------------------------------------------------ paho callbacks
 
+    def _on_pre_connect(self, client, userdata) -> None:
+        """paho is about to (re)connect: to the next broker if the last attempt failed or the link was lost."""
+        if self._move_on and len(self.brokers) > 1:
+            was = self.broker
+            self._broker_i = (self._broker_i + 1) % len(self.brokers)
+            self.counters["broker_switches"] += 1
+            log.warning("MQTT: %s is not answering; trying %s (alerts wait in the outbox)", was, self.broker)
+        self._move_on = False
+        # paho's public host/port setters refuse while "connecting", which it already is here; reconnect() opens its
+        # socket from these two right after this hook (paho 2.x; the two-broker fault tests fail if that changes)
+        client._host, client._port = self.brokers[self._broker_i]
+
+    def _attempt_failed(self) -> None:
+        self._move_on = True
+        self._failures_in_round += 1
+        if self._failures_in_round % len(self.brokers):
+            # brokers not yet tried in this round: try the next after reconnect_min_s (resets paho's backoff),
+            # so it grows only once every broker has failed
+            m = self.cfg.mqtt
+            self.client.reconnect_delay_set(min_delay=m.reconnect_min_s, max_delay=m.reconnect_max_s)
+
     def _on_attempt_failed(self, exc: BaseException) -> None:
         self.counters["connect_failures"] += 1
-        msg = explain(exc, self.cfg)
+        msg = explain(exc, self.cfg, self.broker)
         if msg != self.last_error:
             log.error("MQTT: %s (retrying with backoff up to %g s)", msg, self.cfg.mqtt.reconnect_max_s)
         self.last_error = msg
+        self._attempt_failed()
 
     def _on_connect_fail(self, client, userdata) -> None:
         pass  # _on_attempt_failed already said why
@@ -178,7 +217,8 @@ class Publisher:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.counters["connect_failures"] += 1
-            msg = f"the broker {self.cfg.mqtt.host}:{self.cfg.mqtt.port} refused the connection: {reason_code}"
+            self._attempt_failed()
+            msg = f"the broker {self.broker} refused the connection: {reason_code}"
             if "password" in str(reason_code).lower() or "authori" in str(reason_code).lower():
                 msg += " (check [mqtt] username and password / password_file, and the broker's ACL)"
             if msg != self.last_error:
@@ -186,6 +226,7 @@ class Publisher:
             self.last_error = msg
             return
         self._connected_at = time.monotonic()
+        self._failures_in_round = 0
         self.connected = True
         self.counters["connects"] += 1
         try:  # alerts are small packets: send them at once instead of waiting for Nagle's algorithm
@@ -193,9 +234,9 @@ class Publisher:
         except (OSError, AttributeError):
             pass
         if self.last_error:
-            log.info("MQTT: connected to %s:%d (was: %s)", self.cfg.mqtt.host, self.cfg.mqtt.port, self.last_error)
+            log.info("MQTT: connected to %s (was: %s)", self.broker, self.last_error)
         else:
-            log.info("MQTT: connected to %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
+            log.info("MQTT: connected to %s", self.broker)
         self.last_error = ""
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         if self.cfg.mqtt.discovery:
@@ -209,7 +250,8 @@ class Publisher:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected and not self._stop.is_set():
-            log.warning("MQTT: disconnected (%s); alerts wait in the outbox", reason_code)
+            log.warning("MQTT: disconnected from %s (%s); alerts wait in the outbox", self.broker, reason_code)
+            self._move_on = True  # the broker went away: with several, the next attempt goes to the next one
         self.connected = False
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:

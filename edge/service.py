@@ -349,6 +349,8 @@ class Service:
             "alerts_raised": p["alerts_raised"], "outbox_depth": self.outbox.depth,
             "outbox_dropped": self.outbox.dropped, "alerts_acked": self.publisher.counters["alerts_acked"],
             "alerts_refused": self.publisher.counters["alerts_refused"],
+            "mqtt_broker": self.publisher.broker, "mqtt_connected": self.publisher.connected,
+            "mqtt_broker_switches": self.publisher.counters["broker_switches"],
             "mqtt_connects": self.publisher.counters["connects"],
             "mqtt_connect_failures": self.publisher.counters["connect_failures"],
             "mqtt_last_error": self.publisher.last_error or None,

@@ -32,6 +32,13 @@ def test_defaults_and_a_minimal_file(tmp_path):
     ("[mqtt]\ntls = true\nca_file = \"/nonexistent/ca.crt\"\n", ["ca_file", "no such file"]),
     ("[model\n", ["not valid TOML"]),
     ("[mqtt]\nhost = \"\"\n", ["[mqtt] host = ''", "host name or IP address"]),
+    ("[mqtt]\nservers = [\"a:1883\"]\nhost = \"b\"\n", ["[mqtt] give servers, or host and port, not both"]),
+    ("[mqtt]\nservers = [\"a:1883\"]\nport = 1884\n", ["[mqtt] give servers, or host and port, not both"]),
+    ("[mqtt]\nservers = [\"a:1883\", \"b\"]\n", ["[mqtt] servers[1] = 'b'", '"host:port"']),
+    ("[mqtt]\nservers = [\"a:99999\"]\n", ["[mqtt] servers[0] = 'a:99999'", '"host:port"']),
+    ("[mqtt]\nservers = [\"a:1883\", \"a:1883\"]\n", ["servers lists a broker twice"]),
+    ("[mqtt]\nservers = []\n", ["[mqtt] servers = [] names no broker"]),
+    ("[mqtt]\nservers = \"a:1883\"\n", ["[mqtt] servers = 'a:1883'", "a list of strings"]),
 ])
 def test_errors_name_the_key_the_value_and_what_is_allowed(tmp_path, text, words):
     with pytest.raises(ConfigError) as exc:
@@ -64,3 +71,11 @@ def test_the_shipped_example_config_is_valid(tmp_path):
     assert '"/etc/firedamp/ca.crt"' in example
     cfg = load(write(tmp_path, example.replace('"/etc/firedamp/ca.crt"', f'"{tmp_path / "ca.crt"}"')))
     assert cfg.boards and cfg.mqtt.tls and cfg.mqtt.tls_required and cfg.mqtt.password_file
+
+
+def test_several_brokers_are_tried_in_the_order_given_and_host_port_still_work(tmp_path):
+    cfg = load(write(tmp_path, '[mqtt]\nservers = ["127.0.0.1:1883", "broker-2.mine:8883", "[fd00::5]:1884"]\n'))
+    assert cfg.mqtt.brokers == [("127.0.0.1", 1883), ("broker-2.mine", 8883), ("fd00::5", 1884)]
+    assert "mqtt.servers = ['127.0.0.1:1883', 'broker-2.mine:8883', '[fd00::5]:1884']" in cfg.describe()
+    assert load(write(tmp_path, '[mqtt]\nhost = "10.0.0.5"\nport = 1884\n')).mqtt.brokers == [("10.0.0.5", 1884)]
+    assert load(write(tmp_path, "")).mqtt.brokers == [("localhost", 1883)]

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -458,3 +459,120 @@ def test_after_sigkill_frames_lost_counts_only_frames_the_edge_never_processed(
                     timeout=10)
     lost = [json.loads(p) for t, p, _ in sub.messages if t.endswith("/alert") and json.loads(p)["kind"] == "frames_lost"]
     assert lost == [], f"frames that were processed before the kill were reported lost: {lost}"
+
+
+def two_broker_settings(edge_config, brokers, ports, **mqtt):
+    settings = edge_config(None, ports, model={"enabled": False}, mqtt=mqtt)
+    for key in ("host", "port"):
+        del settings["mqtt"][key]
+    settings["mqtt"]["servers"] = [f"{b.host}:{b.port}" for b in brokers]
+    return settings
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_the_first_of_two_brokers_stopped_during_a_burst_every_alert_arrives_on_the_second_in_order(
+        protocol, edge_config, mosquitto, pty_pair, mqtt_subscriber, caplog):
+    """A control room subscribed to each broker: what the first acknowledged but had not delivered when it was
+    stopped reaches its subscriber when it returns (persistent session); everything else goes to the second."""
+    caplog.set_level(logging.INFO, logger="firedamp.mqtt")
+    first, second = mosquitto(persistence=True), mosquitto()
+    board = pty_pair()
+    subs = [mqtt_subscriber(first, ["firedamp/testmine/+/alert"], persistent=True, client_id="room-a"),
+            mqtt_subscriber(second, ["firedamp/testmine/+/alert"])]
+    svc = Service(parse_config(two_broker_settings(edge_config, [first, second], [board.device], protocol=protocol)))
+    svc.start()
+
+    def alarms(sub):  # distinct alarm alerts in arrival order
+        seen = {}
+        for a in sub.payloads("/alert"):
+            if a["kind"] == "alarm":
+                seen.setdefault(a["id"], a)
+        return seen
+
+    try:
+        assert svc.wait_ready()
+        assert svc.health()["mqtt_broker"] == f"127.0.0.1:{first.port}"
+        board.write(burst(range(0, 10)))
+        assert subs[0].wait(lambda m: len(m) >= 4)
+        first.stop()  # mid-burst: some alerts acknowledged by the first, some in flight, most not sent yet
+        board.write(burst(range(10, 40)))
+        assert wait_for(lambda: svc.outbox.depth == 0 and len(alarms(subs[1])) >= 30 * 4, timeout=20), \
+            "the alerts raised after the stop did not all arrive on the second broker"
+        first.start()  # its persistent session hands over what it had acknowledged before it stopped
+        assert wait_for(lambda: len(alarms(subs[0]) | alarms(subs[1])) >= 39 * 4, timeout=20), \
+            sorted((a["device"], a["readings"]["seq"]) for a in (alarms(subs[0]) | alarms(subs[1])).values())
+        for d in DEVICES:  # order kept per board on each broker
+            for sub in subs:
+                seqs = [a["readings"]["seq"] for a in alarms(sub).values() if a["device"] == d]
+                assert seqs == sorted(seqs), f"{d}: out of order on one broker: {seqs}"
+        alerts = check_alerts(subs[0].messages + subs[1].messages)
+        alarm_alerts = [a for a in alerts if a["kind"] == "alarm"]
+        assert len(alarm_alerts) == 39 * 4  # none lost: every alarm the boards raised or ended arrived
+        for d in DEVICES:
+            assert sorted(a["readings"]["seq"] for a in alarm_alerts if a["device"] == d) == list(range(1, 40))
+        on_second = alarms(subs[1])
+        assert all(a["id"] in on_second for a in alarm_alerts if a["readings"]["seq"] >= 10), \
+            "an alert raised after the stop missed the second broker"
+        health = svc.health()
+        assert health["mqtt_broker"] == f"127.0.0.1:{second.port}" and health["mqtt_connected"]
+        assert health["mqtt_broker_switches"] >= 1
+        assert f"connected to 127.0.0.1:{second.port}" in caplog.text
+    finally:
+        svc.stop()
+
+
+def test_with_both_brokers_away_the_edge_goes_round_them_and_sends_to_whichever_comes_back(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber):
+    first, second = mosquitto(), mosquitto(start=False)
+    board = pty_pair()
+    svc = Service(parse_config(two_broker_settings(edge_config, [first, second], [board.device])))
+    svc.start()
+    try:
+        assert svc.wait_ready()
+        first.stop()
+        assert wait_for(lambda: svc.publisher.counters["connect_failures"] >= 4, timeout=15)  # both tried, twice
+        board.write(burst(range(0, 10)))
+        second.start()
+        sub = mqtt_subscriber(second, ["firedamp/testmine/+/alert"])
+        assert wait_for(lambda: svc.publisher.connected, timeout=15)
+        assert svc.health()["mqtt_broker"] == f"127.0.0.1:{second.port}"
+        assert sub.wait(lambda m: len(m) >= 9 * 4, timeout=10)
+        assert [a["readings"]["seq"] for a in check_alerts(sub.messages)
+                if a["device"] == "d0" and a["kind"] == "alarm"] == list(range(1, 10))
+    finally:
+        svc.stop()
+
+
+def mqtt_endpoint(node):
+    """A NATS node's MQTT listener, shaped like a Broker for mqtt_subscriber (MQTT 3.1.1, no TLS)."""
+    return SimpleNamespace(host=node.host, port=node.port, tls=False)
+
+
+def test_on_a_nats_cluster_mqtt_3_1_1_carries_alerts_retained_state_and_the_last_will_and_a_killed_node_is_left(
+        tmp_path, edge_config, edge_toml, nats_cluster, socat_pty, mqtt_subscriber, edge_proc):
+    cluster = nats_cluster()
+    n1, n2, n3 = cluster.nodes
+    line = socat_pty("board")
+    settings = two_broker_settings(edge_config, [n1, n2], [line.device], protocol="3.1.1", telemetry=False)
+    room = mqtt_subscriber(mqtt_endpoint(n3), ["firedamp/#"])
+    edge = edge_proc(edge_toml(settings))
+    assert room.wait(status_is(b"online"), timeout=20), "no retained `online` through NATS"
+
+    def alarms(m):
+        return [a for a in (json.loads(p) for t, p, _ in m if t.endswith("/alert")) if a["kind"] == "alarm"]
+
+    line.write(burst(range(0, 5)))
+    assert room.wait(lambda m: len({a["id"] for a in alarms(m)}) >= 4 * 4, timeout=15)
+    late = mqtt_subscriber(mqtt_endpoint(n2), ["firedamp/testmine/+/state"])  # retained: a newcomer gets them at once
+    assert late.wait(lambda m: {t for t, _, retained in m if retained} >= {f"firedamp/testmine/{d}/state"
+                                                                        for d in DEVICES}, timeout=10)
+    n1.kill()  # the edge's node dies mid-burst: the edge moves to n2
+    line.write(burst(range(5, 15)))
+    assert room.wait(lambda m: len({a["id"] for a in alarms(m)}) >= 14 * 4, timeout=30), \
+        sorted({(a["device"], a["readings"]["seq"]) for a in alarms(room.messages)})
+    alerts = check_alerts(room.messages)
+    for d in DEVICES:
+        assert [a["readings"]["seq"] for a in alerts if a["device"] == d and a["kind"] == "alarm"] == list(range(1, 15))
+    assert wait_for(lambda: f"connected to {n2.host}:{n2.port}" in (tmp_path / "edge.log").read_text(), timeout=5)
+    edge.kill()  # no DISCONNECT: the node publishes the last will
+    assert room.wait(status_is(b"offline"), timeout=15), "NATS did not publish the edge's last will"
