@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STUBS := .stubs
 FIRMWARE := $(wildcard firmware/*.py)
 
-.PHONY: fuzz soak demo test lint check-firmware pytest sysdeps nodedeps clean bench
+.PHONY: fuzz soak demo test lint check-firmware pytest sysdeps nodedeps rp2040-long clean bench
 
 # Python 3.11+ with the venv module (Debian/Ubuntu ship it apart: python3-venv; installed here when root).
 $(BIN)/python:
@@ -91,6 +91,14 @@ $(RP2040)/node_modules/.installed: $(RP2040)/package.json $(RP2040)/package-lock
 
 pytest: $(VENV)/.dev sysdeps nodedeps
 	$(BIN)/pytest -q
+
+# The emulated Pico's long runs (tests/rp2040 has short versions): over-limit -> relay latency for every profile
+# x front end (25 cycles each: the docs/safety.md figures), the 500-cycle approval run, loop time and heap.
+rp2040-long: $(VENV)/.dev nodedeps
+	$(BIN)/python -m hardware.rp2040.relay_time --trials 25
+	$(BIN)/python -m hardware.rp2040.relay_time --front-end ma --profile coal_face --cycles 500
+	$(BIN)/python -m hardware.rp2040.loop_bench --front-end ma
+	$(BIN)/python -m hardware.rp2040.loop_bench --front-end freq
 
 test: lint check-firmware pytest
 
