@@ -304,8 +304,9 @@ def page(boards: int, repeats: int) -> dict:
                     nav = pg.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
                     nav = json.loads(nav)
                     times.append(nav["loadEventEnd"] / 1000.0)
-                    parts.append({k: round(nav[k] / 1000.0, 3) for k in ("responseStart", "responseEnd",
-                                                                         "domInteractive", "loadEventEnd")})
+                    parts.append({name: round(nav[k] / 1000.0, 3) for k, name in (
+                        ("responseStart", "response_start"), ("responseEnd", "response_end"),
+                        ("domInteractive", "dom_interactive"), ("loadEventEnd", "load_event_end"))})
                 size = len(pg.content().encode())
                 b.close()
         finally:
