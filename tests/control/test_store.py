@@ -125,7 +125,7 @@ def test_minutes_merge_across_batches_and_a_null_reading_does_not_hide_the_minim
 
 def test_readings_past_raw_retention_are_pruned_and_minutes_kept(make_store):
     s = make_store(raw_hours=1, minute_days=90)
-    now = time.time()
+    now = time.time() // 60 * 60 + 30  # mid-minute: the 10 old readings fall in one minute (not two, by the clock)
     s.apply([tel(now - 7200 + i, 0.3) for i in range(10)] + [tel(now - 10, 0.4)], now)
     assert s.prune(now) == 10
     assert rows(s, "SELECT count(*) FROM samples") == [(1,)]
