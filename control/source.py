@@ -401,8 +401,12 @@ class JetStreamSource(Source):
         await self._nc.flush(timeout=10)
 
     async def _close(self) -> None:
+        import asyncio
+
+        pulls = [t for t in self._tasks if isinstance(t, asyncio.Task)]
         for t in self._tasks:
             t.cancel()
+        await asyncio.gather(*pulls, return_exceptions=True)
         if self._nc is not None:
             try:
                 await self._nc.close()
