@@ -1,5 +1,7 @@
 """Fixtures of the control-room tests: `control_room(broker, **sections)`, `web(room)`, `edge_sim(broker)`."""
 
+import os
+
 import pytest
 
 from tests.control import kit
@@ -7,10 +9,13 @@ from tests.control.pg import pg_dsn, pg_server  # noqa: F401  (a private Postgre
 
 
 @pytest.fixture
-def control_room(tmp_path):
+def control_room(tmp_path, request):
     rooms = []
 
     def make(broker, **sections):
+        if os.environ.get("FIREDAMP_TEST_STORE") == "postgresql":  # the same tests on the fleet store
+            sections["store"] = {"kind": "postgresql", "dsn": request.getfixturevalue("pg_dsn"),
+                                 **sections.get("store", {})}
         room = kit.start(tmp_path / f"room{len(rooms)}", broker, **sections)
         rooms.append(room)
         return room
