@@ -96,7 +96,9 @@ class EmulatedPico:
         self._running = False
 
     # ---- life ----
-    def start(self, timeout_s: float = 60.0) -> EmulatedPico:
+    def start(self, timeout_s: float = 60.0, paused: bool = False) -> EmulatedPico:
+        """Boot the chip. paused: hold the CPU before its first instruction until `run()`, so inputs
+        (ADC, pins) can be wired first, as on a real board that is powered with its sensors connected."""
         why = missing()
         if why:
             raise LinkError(f"cannot start the emulated Pico: {why}")
@@ -110,7 +112,7 @@ class EmulatedPico:
         self.flash.parent.mkdir(parents=True, exist_ok=True)
         cmd = [node() or "node", str(RUNNER), "--uf2", str(d / "firmware.uf2"), "--bootrom",
                str(d / "bootrom-b1.bin"), "--flash", str(self.flash), "--serial", sock_path,
-               "--speed", repr(float(self.speed)), "--log", str(self.log)]
+               "--speed", repr(float(self.speed)), "--log", str(self.log), "--paused", "yes" if paused else "no"]
         env = dict(os.environ, RP2040_SKIP_BOOTROM="1")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log, "ab"),  # noqa: SIM115
                                      cwd=str(HERE), env=env)
@@ -212,6 +214,10 @@ class EmulatedPico:
         self._send({"op": "at", "t_ns": int(t_ns), "cmd": cmd})
         ev = self._wait_event(cmd["id"], timeout_s=600)
         return ev["t_ns"]
+
+    def run(self) -> int:
+        """Start the CPU of a chip started with paused=True."""
+        return self.command({"op": "run"})
 
     def hang(self) -> int:
         """Freeze the CPU (a hung main loop): timers and the watchdog keep running."""

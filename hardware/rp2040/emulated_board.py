@@ -39,23 +39,24 @@ def run(args) -> int:
     image = folder / "pico-flash.bin"
     wiring = folder / "pico-instruments.json"  # what the installer wired: front end, range (our side's view)
     new = not image.exists() or not wiring.exists()
-    pico = driver.EmulatedPico(image, link=link, speed=args.speed, noise=AdcNoise(seed=args.seed),
+    pico = driver.EmulatedPico(image, link=link, speed=args.speed, noise=None if getattr(args, "adc_noise", None) == "off" else AdcNoise(seed=args.seed),
                                log=folder / "pico-runner.log")
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     parent = os.getppid()
     record = open(args.record, "a", buffering=1) if args.record else None  # noqa: SIM115 - closed below
-    pico.start()
+    values = board_settings(device_id, args.front_end) if new else json.loads(wiring.read_text())
+    pico.start(paused=True)
     try:
+        inst = Instruments(pico, values, args.sensor_offset, args.sensor_gain)
+        inst.wire()  # the sensors are connected before power-on
+        inst.gas(scenario.sample(0.0).ch4)
+        pico.run()
         if new:
-            values = board_settings(device_id, args.front_end)
             print(f"emulated Pico {device_id}: new board, installing the firmware with mpremote over {link} ...",
                   flush=True)
             install(str(pico.link.path), values)
             wiring.write_text(json.dumps(values))
-        values = json.loads(wiring.read_text())
-        inst = Instruments(pico, values, args.sensor_offset, args.sensor_gain)
-        inst.wire()
         print(f"emulated Pico {values['device_id']}: MicroPython RP2040 port in rp2040js, serial {pico.link.device}, "
               f"link {pico.link.path}; scenario {args.scenario} (seed {args.seed}, {scenario.duration_s:g} s) at "
               f"{args.speed:g}x (at most: busy code emulates at ~0.2x); flash {image}", flush=True)

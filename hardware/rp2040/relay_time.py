@@ -161,18 +161,20 @@ def main(argv: list[str] | None = None) -> int:
                     flash.unlink(missing_ok=True)
                 pico = driver.EmulatedPico(flash, link=Path(tmp) / "pico", speed=0,
                                            noise=AdcNoise(seed=args.seed))
-                pico.start()
+                pico.start(paused=True)
+                made_golden = False
                 try:
-                    if golden.exists():  # the firmware is on it: only this combination's settings
-                        install_settings(str(pico.link.path), values)
-                    else:
-                        install(str(pico.link.path), values)
-                        shutil.copyfile(flash, golden)
-                    inst = Instruments(pico, values)
+                    inst = Instruments(pico, values)  # sensors wired before power-on
                     inst.wire()
                     inst.flow(0.0)
                     over, clean = levels(profile)
                     inst.gas(clean)
+                    pico.run()
+                    if golden.exists():  # the firmware is on it: only this combination's settings
+                        install_settings(str(pico.link.path), values)
+                    else:
+                        install(str(pico.link.path), values)
+                        made_golden = True
                     probe = Probe(str(pico.link.path))
                     try:
                         probe.reading(lambda r: r.state == "NORMAL" and r.relay == 1, 120, "NORMAL after boot")
@@ -187,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                         probe.close()
                 finally:
                     pico.stop()
+                if made_golden:
+                    shutil.copyfile(flash, golden)
                 results.append(r)
                 print(r.line(), flush=True)
     every = sorted(x for r in results for x in r.latencies_ms)

@@ -1,7 +1,7 @@
 // The emulated Pico: boots MicroPython's RP2040 port (firmware.uf2) in rp2040js, for firedamp's tests and
 // `firedamp board --target rp2040`. Driven by hardware/rp2040/driver.py; not meant to be started by hand.
 //
-//   node runner.mjs --uf2 FILE --bootrom FILE --flash FILE --serial SOCKET [--speed X] [--log FILE]
+//   node runner.mjs --uf2 FILE --bootrom FILE --flash FILE --serial SOCKET [--speed X] [--log FILE] [--paused yes]
 //
 // fd 0: commands from the driver, one JSON object a line   fd 1: events to the driver, JSON lines
 // --serial PATH: a Unix socket the driver listens on; the USB CDC serial line, bytes both ways
@@ -15,6 +15,7 @@
 //           {"op":"speed","x":1}                   pace emulated time at x times wall time (0: flat out)
 //           {"op":"time","id":N}                   report the emulated time
 //           {"op":"hang"}                          stop the CPU, peripherals and watchdog keep running
+//           {"op":"run"}                           start the CPU held by --paused yes
 //           {"op":"stop"}                          power off (flash file is already up to date)
 // Events:   {"ev":"boot","n":N,"reason":"power|watchdog|force","t_ns":N}  {"ev":"usb","t_ns":N}
 //           {"ev":"pin","gpio":G,"v":0|1,"t_ns":N}  {"ev":"time","id":N,"t_ns":N,"wall_s":S}
@@ -326,6 +327,10 @@ function apply(cmd) {
     case 'speed': pace(cmd.x); break;
     case 'time': out({ ev: 'time', id: cmd.id, t_ns: nowNs(), wall_s: performance.now() / 1000 }); return;
     case 'hang': hung = true; break;
+    case 'run': // kick() below starts the CPU if it was held (--paused yes)
+      held = false;
+      pace(speed);
+      break;
     case 'stop': shutdown(0); return;
     default: out({ ev: 'error', msg: `unknown op ${cmd.op}` }); return;
   }
@@ -350,6 +355,7 @@ function allowanceNs() {
 const MAX_LAG_NS = 20e6; // behind the paced wall clock by more than this: re-anchor instead of racing
 let timer = null;
 let idleWaiting = false;
+let held = args.paused === 'yes';
 function runSlice() {
   timer = null;
   const until = performance.now() + 25;
@@ -399,6 +405,7 @@ function runSlice() {
   timer = setTimeout(runSlice, wait);
 }
 function kick() {
+  if (held) return;
   if (idleWaiting) {
     idleWaiting = false;
     // the chip slept with nothing scheduled: its clock still ran (at the paced rate) while it waited
@@ -442,5 +449,9 @@ function shutdown(code) {
 }
 
 build('power', null);
-pace(speed);
-runSlice();
+if (held) {
+  idleWaiting = true; // the CPU starts on {"op":"run"}: inputs can be wired before the first instruction
+} else {
+  pace(speed);
+  runSlice();
+}

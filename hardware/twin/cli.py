@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulated sensor zero error in %% CH4 (default 0: a perfect sensor)")
     parser.add_argument("--sensor-gain", type=float, default=1.0,
                         help="simulated sensor gain error (default 1.0)")
+    parser.add_argument("--adc-noise", choices=("on", "off"), default=None,
+                        help="the RP2040 ADC's read-to-read noise and DNL errors on the methane and supply inputs "
+                             "(default: on with --target rp2040, off on the CPython twin)")
     parser.add_argument("--target", choices=("cpython", "rp2040"), default="cpython",
                         help="cpython (default, fast): the firmware modules on CPython with a fake machine; "
                              "rp2040: MicroPython's own RP2040 port on an emulated chip (rp2040js under Node.js), "
@@ -100,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     board = VirtualBoard(scenario, str(link), flash, device_id=device_id, speed=args.speed,
                          front_end=args.front_end, console_link=args.console_link,
                          record=Path(args.record) if args.record else None,
-                         sensor_offset_pct=args.sensor_offset, sensor_gain=args.sensor_gain)
+                         sensor_offset_pct=args.sensor_offset, sensor_gain=args.sensor_gain,
+                         adc_noise_seed=args.seed if getattr(args, "adc_noise", None) == "on" else None)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     parent = os.getppid()

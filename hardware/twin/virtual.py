@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from firedamp.errors import ConfigError
+from hardware.twin.adc_noise import AdcNoise
 from hardware.twin.pty_link import PtyLink
 from hardware.twin.signals import MethaneSensor, PulseTrain
 
@@ -95,9 +96,12 @@ class VirtualBoard:
 
     def __init__(self, scenario, link: str, flash: Path, device_id: str = "pico-01", speed: float = 1.0,
                  front_end: str = "ma", console_link: str | None = None, record: Path | None = None,
-                 sensor_offset_pct: float = 0.0, sensor_gain: float = 1.0, gas_file: Path | None = None):
+                 sensor_offset_pct: float = 0.0, sensor_gain: float = 1.0, gas_file: Path | None = None,
+                 adc_noise_seed: int | None = None):
         (self.machine, self.fw_board, self.fw_main, self.fw_settings, self.fw_methane,
          self.fw_protocol) = load_firmware()
+        # the RP2040 ADC's noise and DNL on every read (hardware/twin/adc_noise.py), as on the emulated Pico
+        self.machine.ADC.noise = None if adc_noise_seed is None else AdcNoise(seed=adc_noise_seed)
         self.scenario = scenario
         self.speed = speed
         self.flash = Path(flash)

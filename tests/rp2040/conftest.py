@@ -59,9 +59,11 @@ def golden_flash(tmp_path_factory):
             pico = driver.EmulatedPico(path, link=root / f"pico-{front_end}-{profile}", speed=0)
             if base is not None:
                 shutil.copyfile(base, path)  # firmware already there: only the settings change
-            pico.start()
+            values = board_settings("emu-1", front_end, profile=profile, warmup_s=0, display=0)
+            pico.start(paused=True)
             try:
-                values = board_settings("emu-1", front_end, profile=profile, warmup_s=0, display=0)
+                wire(pico, values, profile)
+                pico.run()
                 if base is None:
                     install(str(pico.link.path), values)
                     images[("any",)] = path
@@ -75,6 +77,18 @@ def golden_flash(tmp_path_factory):
     return get
 
 
+def wire(pico, values, profile):
+    """Sensors connected before power-on: clean air, no flow, VSYS, the relay contact."""
+    from hardware.rp2040.board import Instruments
+    from hardware.rp2040.relay_time import levels
+
+    inst = Instruments(pico, values)
+    inst.wire()
+    inst.gas(levels(profile)[1])
+    inst.flow(0.0)
+    return inst
+
+
 @dataclass
 class Board:
     pico: driver.EmulatedPico
@@ -86,7 +100,7 @@ class Board:
 @pytest.fixture
 def board(tmp_path, golden_flash):
     """A calibrated board with our firmware (warm-up 0), clean air, booted and reporting; ADC noise on."""
-    from hardware.rp2040.board import Instruments, Probe, board_settings
+    from hardware.rp2040.board import Probe, board_settings
     from hardware.twin.adc_noise import AdcNoise
 
     made = []
@@ -96,12 +110,10 @@ def board(tmp_path, golden_flash):
         shutil.copyfile(golden_flash(front_end, profile), flash)
         pico = driver.EmulatedPico(flash, link=tmp_path / f"pico-{len(made)}", speed=speed,
                                    noise=AdcNoise(seed=seed))
-        pico.start()
         values = board_settings("emu-1", front_end, profile=profile, warmup_s=0, display=0)
-        inst = Instruments(pico, values)
-        inst.wire()
-        inst.gas(0.1 if profile != "plant" else 2.0)
-        inst.flow(0.0)
+        pico.start(paused=True)
+        inst = wire(pico, values, profile)
+        pico.run()
         probe = Probe(str(pico.link.path))
         b = Board(pico, inst, probe, values)
         made.append(b)
