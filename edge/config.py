@@ -36,6 +36,11 @@ class BoardConfig:
     port: str = field(default="", metadata={"required": True})  # /dev/ttyACM0, /dev/serial/by-id/..., a pty
     baudrate: int = field(default=115200, metadata=_range(1200, 4_000_000))
     name: str = ""  # a label for logs (the device id comes from the frames)
+    # the board's alarm profile (firmware/alarm.py PROFILES): the frames do not carry its levels, so the Modbus
+    # map takes them from here
+    profile: str = field(default="coal_face", metadata=_choices("coal_face", "return_airway", "heading_face",
+                                                                "intake_air", "drainage", "plant"))
+    modbus_unit: int = field(default=0, metadata=_range(0, 247))  # Modbus unit id; 0 = not served (docs/modbus.md)
 
 
 @dataclass
@@ -115,6 +120,16 @@ class MetricsConfig:
 
 
 @dataclass
+class ModbusConfig:
+    enabled: bool = False  # read-only Modbus TCP server for a plant's DCS/PLC (docs/modbus.md)
+    host: str = "0.0.0.0"
+    port: int = field(default=502, metadata=_range(1, 65535))  # < 1024 needs root or CAP_NET_BIND_SERVICE
+    stale_after_s: float = field(default=3.0, metadata=_range(0.5, 60))  # data-valid = 0 after this silence
+    max_connections: int = field(default=64, metadata=_range(1, 4096))  # beyond: the longest-idle one is closed
+    idle_timeout_s: float = field(default=60.0, metadata=_range(1, 3600))  # a connection silent this long: closed
+
+
+@dataclass
 class Config:
     edge_id: str = field(default="edge", metadata=_TOPIC_NAME)
     site: str = field(default="site", metadata=_TOPIC_NAME)
@@ -127,6 +142,7 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    modbus: ModbusConfig = field(default_factory=ModbusConfig)
 
     @property
     def outbox_path(self) -> Path:
@@ -207,7 +223,8 @@ def _build(cls: type, data: Any, section: str, source: str) -> Any:
             values[name] = [_build(BoardConfig, item, f"{name}[{i}]", source) for i, item in enumerate(value)]
             continue
         sub = {"MqttConfig": MqttConfig, "ModelConfig": ModelConfig, "PolicyConfig": PolicyConfig,
-               "OutboxConfig": OutboxConfig, "HistoryConfig": HistoryConfig, "MetricsConfig": MetricsConfig}.get(kind)
+               "OutboxConfig": OutboxConfig, "HistoryConfig": HistoryConfig, "MetricsConfig": MetricsConfig,
+               "ModbusConfig": ModbusConfig}.get(kind)
         if sub:
             values[name] = _build(sub, value, name, source)
             continue
@@ -253,6 +270,13 @@ def parse_config(data: dict[str, Any], source: str = "edge.toml") -> Config:
         if board.port in seen:
             raise ConfigError(f"{source}: [[boards]] {i}: port {board.port!r} is listed twice")
         seen.add(board.port)
+    units = [b.modbus_unit for b in cfg.boards if b.modbus_unit]
+    if len(set(units)) != len(units):
+        raise ConfigError(f"{source}: [[boards]] modbus_unit {max(units, key=units.count)} is given to two boards; "
+                          "allowed: a different unit id (1..247) per board")
+    if cfg.modbus.enabled and not units:
+        raise ConfigError(f"{source}: [modbus] enabled = true but no [[boards]] has a modbus_unit (1..247): the "
+                          "server would answer every unit id with exception 0B")
     m = cfg.mqtt
     given = data.get("mqtt", {})
     if m.servers and ("host" in given or "port" in given):
