@@ -57,6 +57,10 @@ MIGRATIONS: list[str] = [
     CREATE TABLE sessions (
         token_hash TEXT PRIMARY KEY, user TEXT NOT NULL, csrf TEXT NOT NULL, expires REAL NOT NULL);
     """,
+    # 2: alerts about an edge (device "") are paired by their edge too
+    """
+    ALTER TABLE alert_msgs ADD COLUMN edge TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 _PRUNE_ROWS = 2000  # per call (about once a minute): a few ms, never a stall
@@ -226,8 +230,9 @@ class SqliteStore(Store):
                    "SET heard_at=coalesce(excluded.heard_at, heard_at)", (site, edge, heard))
 
     def _alert(self, db: sqlite3.Connection, a: m.Alert, now: float, ch: Changes) -> None:
-        if db.execute("INSERT OR IGNORE INTO alert_msgs VALUES (?,?,?,?,?,?,?,NULL)",
-                      (a.id, a.site, a.device, a.kind, a.state, a.ts, a.message)).rowcount == 0:
+        if db.execute("INSERT OR IGNORE INTO alert_msgs (id, site, device, kind, state, ts, message, edge) "
+                      "VALUES (?,?,?,?,?,?,?,?)", (a.id, a.site, a.device, a.kind, a.state, a.ts, a.message,
+                                                   a.edge)).rowcount == 0:
             ch.duplicates += 1
             return
         if a.source == "edge":
@@ -235,8 +240,12 @@ class SqliteStore(Store):
             if a.device:
                 self._bid(db, a.site, a.device)
                 db.execute("UPDATE boards SET edge=? WHERE site=? AND device=?", (a.edge, a.site, a.device))
+        # an alert is about a board (site, device) or, with device "", about an edge (site, edge)
         open_ = db.execute("SELECT id FROM alerts WHERE site=? AND device=? AND kind=? AND cleared_ts IS NULL "
-                           "ORDER BY raised_ts DESC LIMIT 1", (a.site, a.device, a.kind)).fetchone()
+                           "AND (device != '' OR edge=?) ORDER BY raised_ts DESC LIMIT 1",
+                           (a.site, a.device, a.kind, a.edge)).fetchone()
+        if a.source == "control-room" and a.state == "raised" and open_ is not None:
+            return  # another replica's watcher raised it already: one alert for one silence
         if a.state == "cleared":
             if open_ is None:
                 return  # its raise has not arrived yet (or was never kept): linked when it does
@@ -253,9 +262,10 @@ class SqliteStore(Store):
         if a.kind in m.ONE_SHOT:
             cleared_ts, cleared_msg = a.ts, "(one-shot: nothing to clear)"
         else:
-            pending = db.execute("SELECT id, ts, message FROM alert_msgs WHERE site=? AND device=? AND kind=? "
-                                 "AND state='cleared' AND alert_id IS NULL AND ts>=? ORDER BY ts LIMIT 1",
-                                 (a.site, a.device, a.kind, a.ts)).fetchone()
+            pending = db.execute("SELECT m.id, m.ts, m.message FROM alert_msgs m WHERE m.site=? AND m.device=? AND "
+                                 "m.kind=? AND m.state='cleared' AND m.alert_id IS NULL AND m.ts>=? AND (m.device != '' "
+                                 "OR m.edge=?) ORDER BY m.ts LIMIT 1",
+                                 (a.site, a.device, a.kind, a.ts, a.edge)).fetchone()
             if pending is not None:
                 cleared_ts, cleared_id, cleared_msg = pending["ts"], pending["id"], pending["message"]
                 db.execute("UPDATE alert_msgs SET alert_id=? WHERE id=?", (a.id, pending["id"]))

@@ -153,3 +153,30 @@ def test_schema_is_versioned_and_a_newer_database_is_refused(tmp_path):
 
     with pytest.raises(StoreError, match="newer than this program"):
         SqliteStore(path)
+
+
+def _edge_alert(i, edge, state="raised", ts=1000.0):
+    return m.Alert(f"id-{i:08d}", "mine", edge, "", "edge_offline", "critical", state, ts, False, f"{edge} {state}",
+                   None, {}, source="control-room")
+
+
+def test_alerts_about_two_edges_of_one_site_are_kept_apart(store):
+    store.apply([_edge_alert(1, "pi-a"), _edge_alert(2, "pi-b", ts=1001.0)], 2000.0)
+    store.apply([_edge_alert(3, "pi-a", state="cleared", ts=1002.0)], 2001.0)
+    assert [(a["edge"], a["active"]) for a in store.alerts(active=True)] == [("pi-b", True)]
+
+
+def test_two_watchers_raising_the_same_silence_make_one_alert(store):
+    """Two control-room replicas each see the board go quiet: the second raise is a no-op; the second clear
+    finds nothing open, and the next silence, later, is a new alert."""
+    silent = [m.Alert(f"id-{i:08d}", "mine", "pi", "b1", "no_data", "critical", "raised", 1000.0 + i, False,
+                      "b1: no telemetry", None, {}, source="control-room") for i in (1, 2)]
+    store.apply(silent, 2000.0)
+    assert len(store.alerts()) == 1
+    back = [m.Alert(f"id-{i:08d}", "mine", "pi", "b1", "no_data", "critical", "cleared", 1010.0 + i, False,
+                    "b1: telemetry again", None, {}, source="control-room") for i in (3, 4)]
+    store.apply(back, 2010.0)
+    assert [a["active"] for a in store.alerts()] == [False]
+    store.apply([m.Alert("id-00000005", "mine", "pi", "b1", "no_data", "critical", "raised", 1020.0, False,
+                         "b1: no telemetry", None, {}, source="control-room")], 2020.0)  # quiet again, later
+    assert [(a["id"], a["active"]) for a in store.alerts()] == [("id-00000005", True), ("id-00000001", False)]
