@@ -42,12 +42,10 @@ def q(store, query, args=()):
     return [tuple(r) for r in store._read(query, args, dicts=False)]
 
 
-@pytest.mark.parametrize("source", ["edge", "control-room"])
-def test_two_replicas_applying_overlapping_batches_store_each_alert_once_and_pair_it(open_store, source):
+def test_two_replicas_applying_overlapping_batches_store_each_alert_once_and_pair_it(open_store):
     """A JetStream consumer shared by two replicas redelivers what one took and did not acknowledge: the same
-    alert messages reach both at the same time. Each is one row; every raise is closed by its own clear.
-    `control-room`: the alerts the control room raises itself touch no board or edge row: only the per-key
-    lock keeps their pairing right (this test fails without it)."""
+    alert messages reach both at the same time. Each is one row; every raise is closed by its own clear."""
+    source = "edge"
     a, b = open_store(), open_store()
     rounds, keys = 12, 24
     total_dups = 0
@@ -106,6 +104,31 @@ def test_two_replicas_applying_overlapping_batches_store_each_alert_once_and_pai
     # readings sent to both replicas are counted once in the per-minute table
     if source == "edge":
         assert q(a, "SELECT count(*) FROM samples") == q(a, "SELECT sum(n) FROM minutes") == [(rounds * 60,)]
+
+
+def test_two_replicas_watchers_raising_the_same_silence_at_once_leave_one_active_alert(open_store):
+    """Both replicas' stale-board watchers see the same board go quiet and raise no_data in the same instant
+    (different ids). These alerts touch no board or edge row: only the per-(site, board, kind) lock orders them,
+    so that one alert stays active per board (without it both were inserted as active)."""
+    a, b = open_store(), open_store()
+    for r in range(10):
+        boards = [f"q{r}-{i}" for i in range(20)]
+        out: dict[str, object] = {}
+        go = threading.Barrier(2)
+
+        def run(name, store, go=go, out=out, boards=boards, r=r):
+            go.wait()
+            out[name] = store.apply([alert(f"{name}{d}", kind="no_data", ts=1000.0 + r, device=d,
+                                           source="control-room") for d in boards], 2000.0 + r)
+
+        threads = [threading.Thread(target=run, args=(n, s)) for n, s in (("a", a), ("b", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert set(out) == {"a", "b"}, out
+        active = [x["device"] for x in a.alerts(active=True, limit=10_000) if x["device"] in boards]
+        assert sorted(active) == sorted(boards), active
 
 
 def test_the_server_restarted_between_two_applies_then_stopped_then_back(open_store, pg_server):
