@@ -101,6 +101,7 @@ _WEEK_MIN = 7 * 1440
 _PARTS = {"samples": ("ts", _DAY, lambda ts: ts), "minutes": ("minute", _WEEK_MIN, lambda ts: ts // 60)}
 _PART_NAME = re.compile(r"^(samples|minutes)_p(-?\d+)$")
 
+_BYTES = '{} COLLATE "C"'  # order by code point, as SQLite does, whatever the database's collation
 _BOARD_COLS = ("site", "device", "edge", "unit", "flow_unit", "state", "relay", "faults", "flags", "ch4", "flow",
                "total", "score", "threshold", "forecast", "ready", "seq", "ts", "heard_at", "link", "active", "nodata")
 _ALERT_COLS = ("id", "site", "edge", "device", "kind", "severity", "advisory", "source", "message", "raised_ts",
@@ -324,6 +325,8 @@ class PostgresStore(Store):
             cur.execute("SELECT 1 FROM boards WHERE bid = ANY(%s) ORDER BY bid FOR NO KEY UPDATE", (bids,))
 
     def apply(self, msgs: list[m.Message], now: float) -> Changes:
+        if not msgs:
+            return Changes()
         want: dict[str, set[int]] = {"samples": set(), "minutes": set()}
         for t in _PARTS:
             lo, hi = self._window(t, now)
@@ -541,7 +544,8 @@ class PostgresStore(Store):
 
     def boards(self) -> list[dict[str, Any]]:
         return [self._board_dict(r) for r in self._read(
-            f"SELECT {', '.join(_BOARD_COLS)} FROM boards ORDER BY site, edge NULLS FIRST, device")]
+            f"SELECT {', '.join(_BOARD_COLS)} FROM boards ORDER BY {_BYTES.format('site')}, "
+            f"{_BYTES.format('edge')} NULLS FIRST, {_BYTES.format('device')}")]
 
     def board(self, site: str, device: str) -> dict[str, Any] | None:
         rows = self._read(f"SELECT {', '.join(_BOARD_COLS)} FROM boards WHERE site=%s AND device=%s", (site, device))
@@ -549,7 +553,8 @@ class PostgresStore(Store):
 
     def edges(self) -> list[dict[str, Any]]:
         out = []
-        for d in self._read("SELECT site, edge, online, status_at, heard_at, health FROM edges ORDER BY site, edge"):
+        for d in self._read("SELECT site, edge, online, status_at, heard_at, health FROM edges ORDER BY "
+                            f"{_BYTES.format('site')}, {_BYTES.format('edge')}"):
             d["health"] = d["health"] or {}
             out.append(d)
         return out
@@ -676,7 +681,7 @@ class PostgresStore(Store):
         return rows[0] if rows else None
 
     def users(self) -> list[dict[str, Any]]:
-        return self._read("SELECT name, role, created FROM users ORDER BY name")
+        return self._read(f"SELECT name, role, created FROM users ORDER BY {_BYTES.format('name')}")
 
     def put_session(self, token_hash: str, user: str, csrf: str, expires: float) -> None:
         self._tx(lambda cur: cur.execute("INSERT INTO sessions VALUES (%s,%s,%s,%s)",
