@@ -60,6 +60,7 @@ class Batch:
     devices: list[tuple[str, str, str]] = field(default_factory=list)  # (device, unit, flow_unit) for discovery
     seqs: dict[str, tuple[int, int]] = field(default_factory=dict)  # device -> (seq, uptime_ms) of its last frame
     observations: list[tuple[str, Any]] = field(default_factory=list)  # (kind, data) for the live view
+    snapshots: list[tuple[str, Reading, float, Any]] = field(default_factory=list)  # (port, reading, t, result)
 
 
 class Pipeline:
@@ -83,6 +84,7 @@ class Pipeline:
         self.score_errors = 0  # batches whose model call raised (their readings went out unscored)
         self._states: dict[str, tuple] = {}  # device -> what its last retained state said
         self._units: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) last told to discovery
+        self.snapshot = cfg.modbus.enabled  # Batch.snapshots for the Modbus server (edge/modbus.py) to read
 
     # ------------------------------------------------------------------------------------------ one batch
 
@@ -136,6 +138,8 @@ class Pipeline:
                         self._units[frame.device] = (frame.unit, frame.flow_unit)
                         out.devices.append((frame.device, frame.unit, frame.flow_unit))
                     out.observations.append(("reading", {"reading": frame, "result": res, "time": t}))
+                    if self.snapshot:
+                        out.snapshots.append((port, frame, t, res))
                 else:
                     out.observations.append(("frame", frame))
                     if frame.type == "E":
