@@ -16,9 +16,10 @@ def test_demo_with_the_builtin_broker_delivers_alerts(firedamp, tmp_path):
     received = re.search(r"alerts received by the subscriber: (\d+)", done.stdout)
     assert received and int(received.group(1)) >= 1, done.stdout[-2000:]
     assert re.search(r"ALERT +warning +anomaly raised", done.stdout), done.stdout[-2000:]
-    for place in ("outbox.sqlite", "edge.log", "board.log"):
-        assert (run_dir / place).exists() and str(run_dir / place) in done.stdout.replace("\n", " ") or \
-            place in done.stdout, place
+    lines = done.stdout.splitlines()
+    for key, place in (("outbox", "outbox.sqlite"), ("edge service log", "edge.log"), ("virtual board log", "board.log")):
+        assert (run_dir / place).is_file(), f"{place} is not in the run dir"
+        assert f"  {key}: {run_dir / place}" in lines, f"the summary does not say where {place} is"
     assert "frames rejected: 0" in done.stdout
     # the control room ran on the same 3.1.1 broker and stored every alert the edge raised
     raised = re.search(r"alerts raised by the edge \(each may clear later\): (\d+)", done.stdout)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.config import PolicyConfig
-from edge.frames import Gap, Reading
+from edge.frames import FAULT_NAMES, Gap, Reading
 from edge.policy import Policy
 
 
@@ -133,6 +133,7 @@ def test_board_alerts_alternate_and_follow_the_last_reading_even_across_a_restar
     for a in alerts:
         if "was" in a.details:  # the faults changed while the fault stays raised: an update of the open alert
             assert a.kind == "fault" and per["fault"][-1] == "raised" and a.details["faults"] != a.details["was"]
+            assert a.details["faults"] == [n for i, n in enumerate(FAULT_NAMES) if a.readings["faults"] >> i & 1]
             continue
         per.setdefault(a.kind, []).append(a.state)
     for kind, states in per.items():
@@ -152,8 +153,12 @@ def test_power_off_then_over_range_fault_is_one_power_off_not_a_storm():
         out += p.on_reading(reading("POWEROFF", 3.9, relay=0, seq=2 * i + 1), 1.0 + 2 * i)
         out += p.on_reading(reading("FAULT", 4.3, relay=0, faults=0x4, seq=2 * i + 2), 2.0 + 2 * i)
     assert [k for k in kinds(out) if k[0] == "power_off"] == [("power_off", "raised")]
+    # FAULT -> FAULT with other faults: the open fault alert is raised again saying which are present now, and
+    # the power-off stays raised (the relay is still off)
     out = p.on_reading(reading("FAULT", None, relay=0, faults=0x1, seq=20), 20.0)
-    assert ("power_off", "cleared") not in kinds(out)
+    assert [(a.kind, a.state, a.details) for a in out] == [("fault", "raised", {"faults": ["LINE"], "was": ["RANGE"]})]
+    assert out[0].message == "b1: board fault now LINE (was RANGE)"
+    assert p.on_reading(reading("FAULT", None, relay=0, faults=0x1, seq=21), 21.0) == []  # same faults: nothing
     # after a reboot the board is in WARMUP with the relay off: the clear says so, not "power restored"
     out = p.on_reading(reading("WARMUP", None, relay=0, seq=1), 21.0)
     cleared = [a for a in out if a.kind == "power_off"]
