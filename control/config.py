@@ -1,36 +1,27 @@
 """control.toml: one typed, validated config for the control room, with defaults and errors that name the key.
 
-Each section is a dataclass; a field's metadata gives its allowed range, values or pattern. Unknown keys are
-an error (a typo must not pass silently). `describe()` lists the settings in effect for the start-up log,
-with secrets masked. See deploy/control.toml for a commented example.
+Each section is a dataclass; a field's metadata gives its allowed range, values or pattern (built by
+firedamp/config.py). Unknown keys are an error (a typo must not pass silently). `describe()` lists the
+settings in effect for the start-up log, with secrets masked. See deploy/control.toml for a commented example.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import tomllib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from edge.errors import ConfigError
+from firedamp.config import SECRET_KEYS, build, choices, flatten, range_, read_toml
+from firedamp.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-_SECRET_KEYS = {"password"}
 _DSN_PASSWORD = re.compile(r"(password\s*=\s*|://[^:/@]*:)[^\s@]*")  # a password written in a DSN
 
 
-def _range(lo: float, hi: float) -> dict[str, Any]:
-    return {"range": (lo, hi)}
-
-
-def _choices(*values: str) -> dict[str, Any]:
-    return {"choices": values}
-
+_range, _choices = range_, choices
 
 _TOPIC_NAME = {"pattern": _NAME, "allowed": "1–32 of A-Z a-z 0-9 _ -"}
 
@@ -142,11 +133,11 @@ class Config:
     def describe(self) -> list[str]:
         """`section.key = value` lines of every setting in effect; secrets shown as *** (or <unset>)."""
         out = []
-        for name, value in _flatten(self):
+        for name, value in flatten(self):
             if name == "store.dsn":
                 masked = _DSN_PASSWORD.sub(r"\1***", value)
                 out.append(f"{name} = {masked!r}")
-            elif name.rsplit(".", 1)[-1] in _SECRET_KEYS:
+            elif name.rsplit(".", 1)[-1] in SECRET_KEYS:
                 value = "***" if value else "<unset>"
                 out.append(f"{name} = {value}")
             else:
@@ -154,85 +145,11 @@ class Config:
         return out
 
 
-def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        name = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(value):
-            out += _flatten(value, name + ".")
-        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
-            for i, item in enumerate(value):
-                out += _flatten(item, f"{name}[{i}].")
-        else:
-            out.append((name, value))
-    return out
-
-
-def _build(cls: type, data: Any, section: str, source: str) -> Any:
-    """A dataclass from a TOML table: every key known, every value of its type and in its range."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: [{section}] must be a table, not {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields_ = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields_))
-    if unknown:
-        where = f"[{section}] {unknown[0]}" if section else unknown[0]
-        raise ConfigError(f"{source}: unknown key {where} (allowed: {', '.join(fields_)})")
-    values: dict[str, Any] = {}
-    for name, f in fields_.items():
-        where = f"[{section}] {name}" if section else name
-        if name not in data:
-            if f.metadata.get("required"):
-                raise ConfigError(f"{source}: {where} is required")
-            continue
-        hint, value = hints[name], data[name]
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, name, source)
-        elif typing.get_origin(hint) is list:
-            (item,) = typing.get_args(hint)
-            if not isinstance(value, list):
-                raise ConfigError(f"{source}: {where} must be a list")
-            if dataclasses.is_dataclass(item):
-                values[name] = [_build(item, v, f"{name}[{i}]", source) for i, v in enumerate(value)]
-            else:
-                values[name] = [_check(item, v, f.metadata, f"{where}[{i}]", source) for i, v in enumerate(value)]
-        else:
-            values[name] = _check(hint, value, f.metadata, where, source)
-    return cls(**values)
-
-
-def _check(kind: type, value: Any, meta: Any, where: str, source: str) -> Any:
-    shown = "***" if where.rsplit(" ", 1)[-1] in _SECRET_KEYS else repr(value)
-
-    def bad(allowed: str) -> ConfigError:
-        return ConfigError(f"{source}: {where} = {shown} is not allowed; allowed: {allowed}")
-
-    span = " in {}..{}".format(*meta["range"]) if "range" in meta else ""
-    if kind is bool and not isinstance(value, bool):
-        raise bad("true or false")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise bad("an integer" + span)
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number" + span)
-        value = float(value)
-    if kind is str and not isinstance(value, str):
-        raise bad("a string in quotes")
-    if "range" in meta and not meta["range"][0] <= value <= meta["range"][1]:
-        raise bad("{}..{}".format(*meta["range"]))
-    if "choices" in meta and value not in meta["choices"]:
-        raise bad(", ".join(repr(c) for c in meta["choices"]))
-    if "pattern" in meta and not meta["pattern"].match(value):
-        raise bad(meta["allowed"])
-    return value
-
-
 def parse_config(data: dict[str, Any], source: str = "control.toml") -> Config:
     """A dict shaped like control.toml → a validated Config (ConfigError names the key and what is allowed)."""
     from control.levels import PROFILES
 
-    cfg = _build(Config, data, "", source)
+    cfg = build(Config, data, "", source)
     s = cfg.source
     if not s.host.strip() or any(c.isspace() for c in s.host):
         raise ConfigError(f"{source}: [source] host = {s.host!r} is not allowed; allowed: the broker's host name "
@@ -278,15 +195,4 @@ def parse_config(data: dict[str, Any], source: str = "control.toml") -> Config:
 
 def load(path: str | Path) -> Config:
     """Read and validate control.toml; ConfigError names the file, key, value and what is allowed."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    except RecursionError:
-        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deep") from None
-    return parse_config(data, str(path))
+    return parse_config(read_toml(path), str(Path(path)))
