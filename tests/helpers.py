@@ -42,3 +42,32 @@ def board_line(seq, state="NORMAL", ch4=0.45, device="b1", relay=None, flow=12.0
     relay = (0 if state in ("POWEROFF", "FAULT", "WARMUP") else 1) if relay is None else relay
     return format_reading(Reading(device, seq, seq * 1000 if uptime_ms is None else uptime_ms, ch4, unit, flow,
                                   flow_unit, total, state, relay, faults, flags))
+
+
+def shared_places(*parts: str) -> list[Path]:
+    """Where the project's shared folder (../shared: data sets, the RP2040 firmware) may hold `parts`, in the
+    order looked: $FIREDAMP_SHARED, the checkout's ../shared, and for a local clone its origin's ../shared."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    bases = [Path(os.environ["FIREDAMP_SHARED"])] if os.environ.get("FIREDAMP_SHARED") else []
+    bases.append(root.parent / "shared")
+    try:
+        origin = subprocess.run(["git", "-C", str(root), "config", "--get", "remote.origin.url"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and Path(origin).is_dir():  # a clone of a checkout on this machine
+        bases.append(Path(origin).resolve().parent / "shared")
+    return list(dict.fromkeys(b.joinpath(*parts) for b in bases))
+
+
+def find_shared(*parts: str) -> tuple[Path | None, str]:
+    """The first of shared_places(*parts) that exists, or None and a sentence naming every place looked."""
+    places = shared_places(*parts)
+    for p in places:
+        if p.exists():
+            return p, str(p)
+    return None, (f"{'/'.join(parts)} not found; looked in " + ", ".join(map(str, places)) +
+                  " (set FIREDAMP_SHARED to the shared folder)")
