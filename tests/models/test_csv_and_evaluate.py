@@ -1,7 +1,6 @@
 """CSV input errors name file, row and column; `firedamp evaluate` on a CSV, on held-out seeds, on SKAB."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +9,9 @@ from edge import cli
 from edge.errors import DataError
 from models import metrics, scenarios
 from models.csvdata import read_csv
+from tests.helpers import find_shared
 
-SKAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
+SKAB, SKAB_WHERE = find_shared("data", "skab")
 
 
 def write(tmp_path, text, name="r.csv"):
@@ -88,7 +88,7 @@ def test_event_metrics_count_false_alarm_onsets_and_delays():
     assert r["f1"] == pytest.approx(2 / (2 + 101 / 2)) and r["far"] == pytest.approx(3 / 900)
 
 
-@pytest.mark.skipif(not SKAB.is_dir(), reason="SKAB data not present at ../shared/data/skab")
+@pytest.mark.skipif(SKAB is None, reason=SKAB_WHERE)
 def test_skab_protocol_runs_and_prints_json(capsys):
     assert cli.main(["evaluate", "skab", str(SKAB / "valve2"), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
@@ -109,7 +109,13 @@ def test_sim_evaluation_on_held_out_seeds_small():
 
     res = evaluate_sim(Model(), seeds=1, normal_hours=1.0, anomaly_hours=1.0)
     assert res["seed0"] == 5000 and res["events"] == len(scenarios.ANOMALIES)
-    assert res["forecast"]["rows"] > 0 and res["false_advisories_per_24h"] >= 0
+    assert res["forecast"]["rows"] > 0
+    # the rates are the counts over what was evaluated: 1 h of normal, plus the normal stretches of the 1 h runs
+    assert 1.0 <= res["normal_hours_total"] < 1.0 + len(scenarios.ANOMALIES)
+    assert res["false_advisories_per_24h"] == pytest.approx(res["false_advisories"] * 24 / res["normal_hours_total"])
+    assert sum(p["events"] for p in res["per_scenario"].values()) == res["events"]
+    assert res["detected"] == sum(p["detected"] for p in res["per_scenario"].values()) <= res["events"]
+    assert res["event_recall"] == pytest.approx(res["detected"] / res["events"])
 
 
 def test_evaluate_and_the_runtime_never_import_torch(tmp_path):
