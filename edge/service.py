@@ -108,6 +108,12 @@ class Service:
                                   f"{exc.strerror}") from exc
         self.q: queue.Queue = queue.Queue(_INGEST_QUEUE)
         self.readers = [PortReader(b.port, self._on_line, self._on_status, baudrate=b.baudrate) for b in cfg.boards]
+        self.modbus = None
+        if cfg.modbus.enabled:
+            from edge.modbus import ModbusServer
+
+            ups = {r.port: r.stats for r in self.readers}
+            self.modbus = ModbusServer(cfg, lambda port: ups[port].up)
         self.queue_dropped = 0
         self._dropped: dict[str, int] = {}  # port -> lines dropped at the full ingest queue (reader threads)
         self._overflow_told: dict[str, tuple[int, float]] = {}  # port -> (dropped, when) in the last alert
@@ -141,6 +147,8 @@ class Service:
             self.metrics.start()
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
         self._thread.start()
+        if self.modbus:
+            self.modbus.start()
         for r in self.readers:
             r.start()
         log.info("firedamp edge %s started: edge %r at site %r, %d board port(s)", __version__, self.cfg.edge_id,
@@ -165,6 +173,8 @@ class Service:
         self.publisher.stop()
         if self.metrics:
             self.metrics.stop()
+        if self.modbus:
+            self.modbus.stop()
         self.outbox.close()
         log.info("firedamp edge stopped")
 
@@ -300,6 +310,8 @@ class Service:
             self.publisher.event(device, payload)
         for kind, data in batch.observations:
             self._emit(kind, data)
+        if self.modbus and batch.snapshots:
+            self.modbus.publish(batch.snapshots, self._advisory)
         self._states += batch.states
 
     def _commit(self, alerts: list[Alert], tick: bool = False) -> None:
@@ -330,6 +342,11 @@ class Service:
         for device, payload in states:
             self.publisher.state(device, payload)
 
+    def _advisory(self, device: str) -> bool:
+        """A model alert (anomaly or forecast) is raised for this board now (the Modbus advisory register)."""
+        st = self.pipeline.policy.devices.get(device)
+        return bool(st and (st.active.get("anomaly") or st.active.get("forecast")))
+
     # ------------------------------------------------------------------------------------------ health
 
     def health(self) -> dict[str, Any]:
@@ -357,6 +374,8 @@ class Service:
             "ingest_queue": self.q.qsize(), "ingest_dropped": self.queue_dropped,
             "history_dropped": self.history.dropped if self.history else 0,
             "alerts_unsaved": self.outbox.held + len(self._unsaved), "alerts_unsaved_dropped": self.outbox.held_dropped,
+            **(self.modbus.health() if self.modbus else {"modbus_requests": {}, "modbus_exceptions": {},
+                                                         "modbus_connections": 0, "modbus_connections_closed": 0}),
         }
 
 
