@@ -17,7 +17,9 @@ log = logging.getLogger("firedamp.metrics")
 _COUNTERS = {"frames_ok", "frames_lost", "reboots", "link_reconnects", "inference_calls", "samples_scored",
              "readings_unscored_units", "alerts_raised", "outbox_dropped", "alerts_acked", "alerts_refused",
              "mqtt_connects", "mqtt_connect_failures", "mqtt_broker_switches", "ingest_dropped", "history_dropped",
-             "alerts_unsaved_dropped", "link_partial_lines_dropped"}
+             "alerts_unsaved_dropped", "link_partial_lines_dropped", "modbus_connections_closed"}
+_LABELLED = {"frames_rejected": ("frames_rejected_total", "reason"), "modbus_requests": ("modbus_requests_total", "function"),
+             "modbus_exceptions": ("modbus_exceptions_total", "code")}
 
 
 def _label(v: str) -> str:
@@ -29,9 +31,10 @@ def render(health: dict[str, Any]) -> str:
     base = f'edge="{_label(str(health.get("edge", "")))}",site="{_label(str(health.get("site", "")))}"'
     out: list[str] = []
     for key, value in health.items():
-        if key == "frames_rejected":
-            out.append("# TYPE firedamp_frames_rejected_total counter")
-            out += [f'firedamp_frames_rejected_total{{{base},reason="{r}"}} {n}' for r, n in value.items()]
+        if key in _LABELLED:
+            name, label = _LABELLED[key]
+            out.append(f"# TYPE firedamp_{name} counter")
+            out += [f'firedamp_{name}{{{base},{label}="{_label(str(r))}"}} {n}' for r, n in value.items()]
         elif key == "links":
             out.append("# TYPE firedamp_link_up gauge")
             out += [f'firedamp_link_up{{{base},port="{_label(p)}"}} {int(up)}' for p, up in value.items()]
