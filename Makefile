@@ -37,12 +37,13 @@ $(STUBS)/.done: | $(BIN)/python
 	$(BIN)/pip install -q --target $(STUBS) micropython-rp2-rpi_pico-stubs
 	touch $@
 
-# Mosquitto (tests' broker), socat (replug tests), chromium (the control room's browser tests), nats-server (the
+# Mosquitto (tests' broker), socat (replug tests), mbpoll (the Modbus tests' second client), chromium (the control room's browser tests), nats-server (the
 # fleet tests' 3-node cluster) and postgresql-15 (the fleet store's private server). apt-get only when missing and root.
 sysdeps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto mosquitto-clients"; \
 	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
+	command -v mbpoll >/dev/null 2>&1 || missing="$$missing mbpoll"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15"; \
 	command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
