@@ -85,6 +85,9 @@ MIGRATIONS: list[tuple[str, str]] = [
     CREATE TABLE sessions (
         token_hash text PRIMARY KEY, "user" text NOT NULL, csrf text NOT NULL, expires float8 NOT NULL);
     """),
+    ("alerts about an edge (device '') are paired by their edge too", """
+    ALTER TABLE alert_msgs ADD COLUMN edge text NOT NULL DEFAULT '';
+    """),
 ]
 
 _PRUNE_ROWS = 2000  # rows deleted per table per call (about once a minute): a few ms, never a stall
@@ -444,8 +447,9 @@ class PostgresStore(Store):
 
     def _alert(self, cur: psycopg.Cursor, a: m.Alert, now: float, ch: Changes, new: dict) -> None:
         # the caller holds this (site, device, kind)'s advisory lock: pairing below sees every committed message
-        if cur.execute("INSERT INTO alert_msgs VALUES (%s,%s,%s,%s,%s,%s,%s,NULL) ON CONFLICT (id) DO NOTHING",
-                       (a.id, a.site, a.device, a.kind, a.state, a.ts, a.message)).rowcount == 0:
+        if cur.execute("INSERT INTO alert_msgs (id, site, device, kind, state, ts, message, edge) "
+                       "VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+                       (a.id, a.site, a.device, a.kind, a.state, a.ts, a.message, a.edge)).rowcount == 0:
             ch.duplicates += 1
             return
         if a.source == "edge":
@@ -453,8 +457,12 @@ class PostgresStore(Store):
             if a.device:
                 self._bid(cur, a.site, a.device, new)
                 cur.execute("UPDATE boards SET edge=%s WHERE site=%s AND device=%s", (a.edge, a.site, a.device))
+        # an alert is about a board (site, device) or, with device "", about an edge (site, edge)
         open_ = cur.execute("SELECT id FROM alerts WHERE site=%s AND device=%s AND kind=%s AND cleared_ts IS NULL "
-                            "ORDER BY raised_ts DESC LIMIT 1", (a.site, a.device, a.kind)).fetchone()
+                            "AND (device != '' OR edge=%s) ORDER BY raised_ts DESC LIMIT 1",
+                            (a.site, a.device, a.kind, a.edge)).fetchone()
+        if a.source == "control-room" and a.state == "raised" and open_ is not None:
+            return  # another replica's watcher raised it already: one alert for one silence
         if a.state == "cleared":
             if open_ is None:
                 return  # its raise has not arrived yet (or was never kept): linked when it does
@@ -472,8 +480,8 @@ class PostgresStore(Store):
             cleared_ts, cleared_msg = a.ts, "(one-shot: nothing to clear)"
         else:
             pending = cur.execute("SELECT id, ts, message FROM alert_msgs WHERE site=%s AND device=%s AND kind=%s "
-                                  "AND state='cleared' AND alert_id IS NULL AND ts>=%s ORDER BY ts LIMIT 1",
-                                  (a.site, a.device, a.kind, a.ts)).fetchone()
+                                  "AND state='cleared' AND alert_id IS NULL AND ts>=%s AND (device != '' OR edge=%s) "
+                                  "ORDER BY ts LIMIT 1", (a.site, a.device, a.kind, a.ts, a.edge)).fetchone()
             if pending is not None:
                 cleared_id, cleared_ts, cleared_msg = pending
                 cur.execute("UPDATE alert_msgs SET alert_id=%s WHERE id=%s", (a.id, cleared_id))
