@@ -1,6 +1,9 @@
 """Detector stage: loads the .onnx model (models.runtime: verified metadata, shapes and seal) and scores
 the due samples of every device in as few batched ONNX Runtime calls as possible.
 
+Each device stream is a slot of the model's state arena (models.arena), handed out by `alloc` when Windows
+starts a stream and given back by `free`; a batch is one `Model.step` over those slots.
+
 The detector never imports paho; the model is advisory and never drives anything on a board.
 """
 
@@ -13,7 +16,30 @@ from typing import Any
 
 import numpy as np
 
+from models.runtime import Result, Scores  # numpy only at import; onnxruntime when a model is loaded
+
 log = logging.getLogger("firedamp.detector")
+
+
+class Results:
+    """One batch's model results as arrays (models.runtime.Scores), one entry per due row. `results[k]` is row
+    k's models.runtime.Result (what the policy and the telemetry payload read), built only when asked for."""
+
+    __slots__ = ("arrays", "_lists", "_thr", "_names")
+
+    def __init__(self, arrays: Any, spec: Any):
+        self.arrays = arrays
+        self._lists: tuple | None = None
+        self._thr, self._names = spec.threshold, spec.features
+
+    def __len__(self) -> int:
+        return len(self.arrays.score)
+
+    def __getitem__(self, k: int) -> Result:
+        if self._lists is None:  # one conversion per batch: Python floats and bools, as the policy compares them
+            self._lists = tuple(a.tolist() for a in self.arrays)
+        score, anomalous, forecast, top, ready = self._lists
+        return Result(score[k], self._thr, anomalous[k], forecast[k], self._names[top[k]], ready[k])
 
 
 class Detector:
@@ -22,6 +48,8 @@ class Detector:
 
         self.model = Model(path or None, threads=threads)
         self.spec = self.model.spec
+        # Windows takes every slot from the arena and score() keeps a round's slots distinct: no need to check
+        self.model.check_slots = False
         self.calls = 0
         self.samples = 0
         self.seconds = 0.0
@@ -32,30 +60,42 @@ class Detector:
                 f"{list(zip(s.features, s.units, strict=True))}, period {s.sample_period_s} s, threshold "
                 f"{s.threshold:.3f}, digest {s.training_digest[:12]})")
 
-    def new_state(self) -> Any:
-        return self.model.new_state()
+    def alloc(self) -> int:
+        """A slot of the model's state arena for a new stream (a board's first sample, or after a reset)."""
+        return self.model.alloc()
 
-    def score(self, due: list[tuple[Any, list[float]]]) -> list[Any]:
-        """[(stream, raw row)] → [Result], same order. One batched call per round; a device that has two
-        samples due in this batch gets them in two rounds, in order."""
-        results: list[Any] = [None] * len(due)
-        pending = list(range(len(due)))
+    def free(self, slot: int) -> None:
+        self.model.free(slot)
+
+    def score(self, due: list[tuple[Any, list[float]]]) -> Results:
+        """[(stream, raw row)] → Results, row k's at [k]. One step per round over all the streams' slots; a
+        stream with two samples due in this batch gets them in two rounds, in order."""
+        n = len(due)
+        slots = [s.slot for s, _ in due]
+        x = np.array([row for _, row in due], dtype=np.float64)
+        if len(set(slots)) == n:  # the usual case: one sample per stream, one call
+            return Results(self._step(slots, x), self.spec)
+        out = Scores(np.zeros(n), np.zeros(n, bool), np.zeros(n), np.zeros(n, np.int64), np.zeros(n, bool))
+        pending = list(range(n))
         while pending:
             seen: set[int] = set()
             this, later = [], []
             for i in pending:
-                key = id(due[i][0])
-                (later if key in seen else this).append(i)
-                seen.add(key)
-            t0 = time.perf_counter()
-            out = self.model.step([due[i][0].state for i in this], np.array([due[i][1] for i in this], dtype=np.float64))
-            self.seconds += time.perf_counter() - t0
-            self.calls += 1
-            self.samples += len(this)
-            for i, r in zip(this, out, strict=True):
-                results[i] = r
+                (later if slots[i] in seen else this).append(i)
+                seen.add(slots[i])
+            r = self._step([slots[i] for i in this], x[this])
+            for have, got in zip(out, r, strict=True):
+                have[this] = got
             pending = later
-        return results
+        return Results(out, self.spec)
+
+    def _step(self, slots: list[int], x: np.ndarray) -> Scores:
+        t0 = time.perf_counter()
+        r = self.model.step(np.array(slots, dtype=np.intp), x)
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        self.samples += len(slots)
+        return r
 
     @property
     def mean_inference_us(self) -> float:

@@ -74,7 +74,7 @@ class Pipeline:
         if detector is not None:
             from edge.windows import Windows
 
-            self.windows = Windows(detector.spec, detector.new_state, cfg.policy.max_gap_samples)
+            self.windows = Windows(detector.spec, detector, cfg.policy.max_gap_samples)
         self.policy = Policy(cfg.site, cfg.edge_id, cfg.policy, detector.spec.version if detector else "", saved)
         spec = detector.spec if detector else None
         self.forecast_ok = bool(spec and spec.forecast_feature == "ch4" and spec.units[spec.forecast_index]
@@ -110,7 +110,7 @@ class Pipeline:
                 gap = self.decoder.track(frame, port)
                 k = -1
                 if self.windows is not None and frame.type == "R":
-                    sample = self.windows.add(frame)
+                    sample = self.windows.add(frame, t)
                     if sample is not None:
                         k = len(due)
                         due.append(sample)

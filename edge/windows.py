@@ -5,7 +5,8 @@ the normalisation and window buffer live in models/ (the code training uses) and
 runtime. Here each frame field is mapped to a model feature by name, with its unit checked: a board whose
 units cannot be converted exactly to the model's gets no advisory scoring and one clear warning, never a
 crash. Extra frames (a board sends one at once on every state change) are not fed; a gap longer than
-`max_gap_samples` periods or a reboot starts the device's model state afresh.
+`max_gap_samples` periods or a reboot starts the device's model state afresh (its arena slot is freed and
+a fresh one taken), and a board silent for `expire_s` gives its slot back.
 """
 
 from __future__ import annotations
@@ -39,30 +40,37 @@ def wire_units(r: Reading) -> dict[str, str]:
 
 @dataclass
 class Stream:
-    """One device's model input stream: the model State plus the bookkeeping for sampling."""
+    """One device's model input stream: its slot in the model's state arena plus the bookkeeping for sampling."""
 
     device: str
-    state: Any
+    slot: int
     last_uptime_ms: int = -1
     fed: int = 0
+    last_t: float = 0.0  # arrival time of its last frame (edge clock), for expiry
 
 
 @dataclass
 class Windows:
     spec: Any  # models.features.ModelSpec
-    new_state: Any  # () -> model State
+    slots: Any  # has alloc() -> int and free(slot): the detector (the model's state arena)
     max_gap_samples: int = 5
     streams: dict[str, Stream] = field(default_factory=dict)
     _plans: dict[tuple[str, str], list[tuple[int, float]] | str] = field(default_factory=dict)
     _warned: set[tuple[str, str, str]] = field(default_factory=set)
     unscored: int = 0  # readings not scored because of units
-    resets: int = 0
+    resets: int = 0  # streams started afresh after a reboot or a long gap
+    expired: int = 0  # streams dropped (slot freed) after their board fell silent for `expire_s`
+    _next_sweep: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.spec.features if f not in CHANNELS]
         if unknown:
             raise ModelError(f"model feature(s) {unknown} are not board channels (the edge knows {list(CHANNELS)})")
         self._period_ms = self.spec.sample_period_s * 1000.0
+        # A board silent this long would start afresh on its next frame anyway (a gap > max_gap_samples), with
+        # a wide margin for frames that queue up behind a stalled edge: its slot is freed so a removed board
+        # does not hold one for ever.
+        self.expire_s = max(60.0, 4 * self.max_gap_samples * self.spec.sample_period_s)
 
     def plan(self, r: Reading) -> list[tuple[int, float]] | str:
         """[(reading field index, factor)] in model order, or why this board's units do not fit."""
@@ -81,8 +89,11 @@ class Windows:
             plan = self._plans[key] = steps
         return plan
 
-    def add(self, r: Reading) -> tuple[Stream, list[float]] | None:
-        """A reading → (stream, raw feature row) when it is this device's next sample, else None."""
+    def add(self, r: Reading, t: float | None = None) -> tuple[Stream, list[float]] | None:
+        """A reading (arrived at edge time `t`) → (stream, raw feature row) when it is this device's next
+        sample, else None."""
+        if t is not None and t >= self._next_sweep:
+            self.expire(t)
         plan = self.plan(r)
         if isinstance(plan, str):
             self.unscored += 1
@@ -94,15 +105,27 @@ class Windows:
             return None
         s = self.streams.get(r.device)
         if s is None:
-            s = self.streams[r.device] = Stream(r.device, self.new_state())
+            s = self.streams[r.device] = Stream(r.device, self.slots.alloc())
         elif s.last_uptime_ms >= 0:
             dt = r.uptime_ms - s.last_uptime_ms
             if dt < 0 or dt > self.max_gap_samples * self._period_ms:  # reboot or long gap: start afresh
-                s.state = self.new_state()
+                self.slots.free(s.slot)
+                s.slot = self.slots.alloc()
                 self.resets += 1
             elif dt < 0.5 * self._period_ms:
                 return None  # an extra frame sent on a state change, inside this sample period
         s.last_uptime_ms = r.uptime_ms
         s.fed += 1
+        if t is not None:
+            s.last_t = t
         row = [math.nan if r[i] is None else r[i] * k for i, k in plan]
         return s, row
+
+    def expire(self, t: float) -> int:
+        """Free the slots of streams whose last frame arrived more than expire_s before `t`; returns how many."""
+        self._next_sweep = t + self.expire_s / 4
+        gone = [d for d, s in self.streams.items() if t - s.last_t > self.expire_s]
+        for d in gone:
+            self.slots.free(self.streams.pop(d).slot)
+        self.expired += len(gone)
+        return len(gone)

@@ -15,14 +15,17 @@ import numpy as np
 
 
 def _step_us(model, batch: int, steps: int = 400) -> float:
-    states = [model.new_state() for _ in range(batch)]
+    slots = np.array([model.alloc() for _ in range(batch)])
     x = np.tile(np.array([[0.5, 900.0]]), (batch, 1))
     for _ in range(20):
-        model.step(states, x)
+        model.step(slots, x)
     t0 = time.perf_counter()
     for _ in range(steps):
-        model.step(states, x)
-    return (time.perf_counter() - t0) / steps * 1e6
+        model.step(slots, x)
+    us = (time.perf_counter() - t0) / steps * 1e6
+    for s in slots.tolist():
+        model.free(s)
+    return us
 
 
 def compare(path: Path, seeds: int = 2) -> dict:

@@ -21,7 +21,8 @@ from typing import NamedTuple
 import numpy as np
 
 from firedamp.errors import ModelError
-from models.features import ZERO_DIGEST, ModelSpec, WindowBuffer, denormalise, normalise
+from models.arena import Arena
+from models.features import ZERO_DIGEST, ModelSpec
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "firedamp-lstm.onnx"
 _S_FLOOR = 1e-6  # ln(1e-6) = -13.8: caps the score of a perfectly stuck channel
@@ -36,17 +37,43 @@ class Result(NamedTuple):
     ready: bool  # False while warming up or when the sample had no valid reading
 
 
-class State:
-    """One device stream: LSTM state, window buffer, last prediction and the score's EWMA."""
+class Scores(NamedTuple):
+    """One step's results, one entry per input row (that row's slot), each a (B,) array."""
 
-    def __init__(self, spec: ModelSpec):
-        self.h = np.zeros((spec.num_layers, spec.hidden_size), dtype=np.float32)
-        self.c = np.zeros((spec.num_layers, spec.hidden_size), dtype=np.float32)
-        self.window = WindowBuffer(spec.window, spec.n_features)
-        self.pred: np.ndarray | None = None  # (F,) normalised prediction of the next sample
-        self.ewma = np.ones(spec.n_features, dtype=np.float64)
-        self.count = 0  # valid samples seen
-        self.last = Result(0.0, spec.threshold, False, float("nan"), spec.features[0], False)
+    score: np.ndarray  # float64
+    anomalous: np.ndarray  # bool: ready and score > threshold
+    forecast: np.ndarray  # float64, raw units of spec.forecast_feature
+    top: np.ndarray  # int64: index into spec.features of the channel that contributes most
+    ready: np.ndarray  # bool: False while warming up or when the row had no valid reading
+
+
+class _Workspace:
+    """A batch size's views into the model's flat float32 buffers, its float64 scratch and, with IO binding,
+    an ONNX Runtime binding of those same buffers (made once, so a call binds nothing)."""
+
+    def __init__(self, model: Model, n: int):
+        spec, flat, f = model.spec, model._flat, model._f
+        self.x = flat["x"][: n * spec.window * f].reshape(n, spec.window, f)
+        self.pred = flat["pred"][: n * f].reshape(n, f)
+        self.fc = flat["forecast"][:n].reshape(n, 1)
+        self.t, self.d, self.contrib = (np.zeros((n, f)) for _ in range(3))
+        self.feeds = {"x": self.x}
+        self.outputs = {"pred": self.pred, "forecast": self.fc}
+        if model._streaming:
+            shape = (2, spec.num_layers, n, spec.hidden_size)
+            size = int(np.prod(shape))
+            self.hc_in = flat["hc_in"][:size].reshape(shape)
+            self.hc_out = flat["hc_out"][:size].reshape(shape)
+            self.feeds |= {"h0": self.hc_in[0], "c0": self.hc_in[1]}
+            self.outputs |= {"h1": self.hc_out[0], "c1": self.hc_out[1]}
+        self.binding = None
+        if model.iobinding:
+            b = model._session.io_binding()
+            for name, arr in self.feeds.items():
+                b.bind_input(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+            for name, arr in self.outputs.items():
+                b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+            self.binding = b
 
 
 def content_digest(data: bytes, stored_hex: str) -> str:
@@ -111,7 +138,7 @@ def _check_shapes(session, spec: ModelSpec, where: str) -> None:
 class Model:
     """A loaded, verified model; `step` scores one new sample for each of B device streams in one call."""
 
-    def __init__(self, path: str | Path | None = None, threads: int = 1):
+    def __init__(self, path: str | Path | None = None, threads: int = 1, iobinding: bool = True):
         self.path = Path(path) if path is not None else DEFAULT_MODEL
         try:
             data = self.path.read_bytes()
@@ -123,59 +150,139 @@ class Model:
         self._alpha = 1.0 / self.spec.smoothing
         self._fi = self.spec.forecast_index
         self._outputs = [o.name for o in self._session.get_outputs()]
-
-    def new_state(self) -> State:
-        return State(self.spec)
-
-    def step(self, states: list[State], x_raw: np.ndarray) -> list[Result]:
-        """x_raw: (B, F) raw values in spec.features order, one per state; updates states in place.
-
-        A row with a NaN or inf (no valid reading) leaves its state untouched and returns its last result with
-        ready=False, so a sensor fault neither poisons the LSTM state nor raises a false alert.
-        """
         spec = self.spec
-        x_raw = np.asarray(x_raw, dtype=np.float64).reshape(len(states), spec.n_features)
-        valid = np.isfinite(x_raw).all(axis=1)
-        results: list[Result] = [s.last._replace(ready=False, anomalous=False) for s in states]
+        self.arena = Arena(spec)
+        self._f, self._window, self._col = spec.n_features, spec.window, 2 * spec.n_features
+        self._streaming = spec.form == "streaming"
+        self._mean = np.asarray(spec.mean, dtype=np.float64)
+        self._std = np.asarray(spec.std, dtype=np.float64)
+        self._fc_std, self._fc_mean = float(spec.std[self._fi]), float(spec.mean[self._fi])
+        self._thr, self._warmup = float(spec.threshold), spec.warmup
+        state = 2 * spec.num_layers * spec.hidden_size if self._streaming else 0
+        # float32 values per row of each buffer ONNX Runtime reads or writes
+        self._sizes = {"x": spec.window * self._f, "pred": self._f, "forecast": 1, "hc_in": state, "hc_out": state}
+        self._flat: dict[str, np.ndarray] = {}
+        self._ws: dict[int, _Workspace] = {}
+        self._ws_rows = 0
+        self.iobinding = iobinding
+        self.check_slots = True
+
+    def alloc(self) -> int:
+        """A new stream: a slot of this model's arena holding a fresh state (see models.arena)."""
+        return self.arena.alloc()
+
+    def free(self, slot: int) -> None:
+        """The stream in `slot` has gone away (a reboot, a long gap, a board removed)."""
+        self.arena.free(slot)
+
+    def step(self, slots: np.ndarray | list[int], x_raw: np.ndarray) -> Scores:
+        """One new sample for each of B distinct streams. slots: (B,) ints; x_raw: (B, F) raw values in
+        spec.features order. Updates the arena in place; returns (B,) arrays in the rows' order.
+
+        A row with a NaN or inf (no valid reading) leaves its slot untouched and returns the slot's last result
+        with ready=False and anomalous=False, so a sensor fault neither poisons the LSTM state nor raises a
+        false alert. The slots must be allocated and distinct: checked (ValueError) unless `check_slots` is
+        False, which a caller that guarantees it sets (edge.detector does; the check costs ~3 µs a call).
+        """
+        slots = np.asarray(slots, dtype=np.intp)
+        x = np.asarray(x_raw, dtype=np.float64)
+        if x.shape != (slots.size, self._f):
+            x = x.reshape(slots.size, self._f)
+        if self.check_slots:
+            self.arena.check(slots)
+        if math.isfinite(x.sum()):  # every value finite: one NaN or inf anywhere makes the sum NaN or inf
+            return self._step_valid(slots, x)
+        valid = np.isfinite(x).all(axis=1)
         idx = np.flatnonzero(valid)
-        if idx.size == 0:
-            return results
-        z = normalise(x_raw[idx], spec)
-        batch = np.stack([states[i].window.push(z[k]).copy() for k, i in enumerate(idx)])
-        feeds = {"x": batch}
-        if spec.form == "streaming":
-            feeds["h0"] = np.stack([states[i].h for i in idx], axis=1)
-            feeds["c0"] = np.stack([states[i].c for i in idx], axis=1)
-        named = dict(zip(self._outputs, self._session.run(self._outputs, feeds), strict=True))
-        pred = named["pred"].astype(np.float64)
-        forecast_raw = denormalise(named["forecast"][:, 0], spec, self._fi).tolist()
-        # The score arithmetic runs on the whole batch at once: a per-board numpy loop cost ~10 µs a board.
-        sts = [states[i] for i in idx]
-        had = np.array([st.pred is not None for st in sts])
-        ewma = np.stack([st.ewma for st in sts])
+        ready = np.zeros(slots.size, dtype=bool)
+        anomalous = np.zeros(slots.size, dtype=bool)
+        if idx.size:
+            done = self._step_valid(slots[idx], x[idx])
+            ready[idx], anomalous[idx] = done.ready, done.anomalous
+        last = self.arena.table[slots]  # valid rows were just written: their fresh result, the others their last
+        c = self._col
+        return Scores(last[:, c], anomalous, last[:, c + 1], last[:, c + 2].astype(np.int64), ready)
+
+    def _step_valid(self, slots: np.ndarray, x: np.ndarray) -> Scores:
+        """step() for rows that are all finite. Every intermediate lives in the workspace of this batch size;
+        the only per-call allocations are the gathered state table and the returned arrays."""
+        n, f, c, arena = slots.size, self._f, self._col, self.arena
+        if n == 0:
+            e = np.zeros(0)
+            return Scores(e, e.astype(bool), e, e.astype(np.int64), e.astype(bool))
+        ws = self._workspace(n)
+        np.subtract(x, self._mean, out=ws.t)
+        np.divide(ws.t, self._std, out=ws.t)
+        xin = ws.x
+        if self._window > 1:  # slide each stream's window by one sample (oldest first, as WindowBuffer.push)
+            xin[:, :-1] = arena.window[slots, 1:]
+            xin[:, -1] = ws.t
+            arena.window[slots] = xin
+        else:
+            xin[:, 0] = ws.t  # float64 -> float32, rounded as normalise's astype rounds
+        z = xin[:, -1]
+        if self._streaming:
+            np.take(arena.hc, slots, axis=2, out=ws.hc_in)
+        self._run(ws)
+        g = arena.table[slots]  # (n, 2F+4): ewma | pred | score | forecast | top | count; a fresh copy
+        ewma = g[:, :f]
+        cnt = g[:, c + 3]
+        had = cnt > 0
         if had.any():
-            prev = np.stack([st.pred if st.pred is not None else z[k] for k, st in enumerate(sts)])
-            e = (z - prev) / self._resid
-            updated = ewma + self._alpha * (np.minimum(e * e, 1e6) - ewma)
-            ewma = updated if had.all() else np.where(had[:, None], updated, ewma)
-        contrib = np.abs(np.log(np.maximum(ewma, _S_FLOOR)))
-        top = np.argmax(contrib, axis=1).tolist()
-        scores = contrib.max(axis=1).tolist()
-        streaming = spec.form == "streaming"
-        h1, c1 = (named["h1"], named["c1"]) if streaming else (None, None)
-        thr, warm, names = spec.threshold, spec.warmup, spec.features
-        for k, (i, st) in enumerate(zip(idx.tolist(), sts, strict=True)):
-            st.ewma = ewma[k]
-            st.pred = pred[k]
-            if h1 is not None and c1 is not None:
-                st.h = h1[:, k]
-                st.c = c1[:, k]
-            st.count += 1
-            ready = st.count > warm
-            score = scores[k]
-            st.last = Result(score, thr, ready and score > thr, forecast_raw[k], names[top[k]], ready)
-            results[i] = st.last
-        return results
+            d = ws.d
+            np.subtract(z, g[:, f:c], out=d)  # residual against the previous prediction
+            np.divide(d, self._resid, out=d)
+            np.multiply(d, d, out=d)
+            np.minimum(d, 1e6, out=d)
+            np.subtract(d, ewma, out=d)
+            np.multiply(d, self._alpha, out=d)
+            if had.all():
+                np.add(ewma, d, out=ewma)
+            else:
+                ewma[:] = np.where(had[:, None], ewma + d, ewma)
+        contrib = ws.contrib
+        np.maximum(ewma, _S_FLOOR, out=contrib)
+        np.log(contrib, out=contrib)
+        np.abs(contrib, out=contrib)
+        np.max(contrib, axis=1, out=g[:, c])
+        top = contrib.argmax(axis=1)
+        g[:, c + 2] = top
+        fc = g[:, c + 1]
+        fc[:] = ws.fc[:, 0]
+        np.multiply(fc, self._fc_std, out=fc)
+        np.add(fc, self._fc_mean, out=fc)
+        g[:, f:c] = ws.pred
+        cnt += 1
+        arena.table[slots] = g
+        if self._streaming:
+            arena.hc[:, :, slots] = ws.hc_out
+        score = g[:, c]
+        ready = cnt > self._warmup
+        return Scores(score, ready & (score > self._thr), fc, top, ready)
+
+    # ------------------------------------------------------------------------------------------ workspace
+
+    def _workspace(self, n: int) -> _Workspace:
+        """Buffers (and their ONNX Runtime binding) for a batch of n rows, cached per n."""
+        ws = self._ws.get(n)
+        if ws is None:
+            if n > self._ws_rows:  # new flat buffers; bindings of smaller batches point into the old ones
+                self._ws_rows = max(n, 2 * self._ws_rows, 32)
+                self._flat = {k: np.zeros(self._ws_rows * size, dtype=np.float32)
+                              for k, size in self._sizes.items()}
+                self._ws.clear()
+            if len(self._ws) >= 512:  # a long run of odd batch sizes: start the cache again
+                self._ws.clear()
+            ws = self._ws[n] = _Workspace(self, n)
+        return ws
+
+    def _run(self, ws: _Workspace) -> None:
+        if ws.binding is not None:
+            self._session.run_with_iobinding(ws.binding)
+            return
+        outs = self._session.run(self._outputs, ws.feeds)
+        for name, value in zip(self._outputs, outs, strict=True):
+            ws.outputs[name][...] = value
 
     def score_series(self, x_raw: np.ndarray) -> dict[str, np.ndarray]:
         """(T, F) raw -> dict of (T,) arrays: score, anomalous, forecast, ready, top (index) — one stream."""
@@ -185,14 +292,16 @@ class Model:
         """(B, T, F) raw, B independent streams scored in lock-step -> dict of (B, T) arrays."""
         x_raw = np.asarray(x_raw, dtype=np.float64)
         b, t, _ = x_raw.shape
-        states = [self.new_state() for _ in range(b)]
-        score = np.zeros((b, t))
-        forecast = np.full((b, t), math.nan)
-        ready = np.zeros((b, t), dtype=bool)
-        top = np.zeros((b, t), dtype=np.int64)
-        names = {n: i for i, n in enumerate(self.spec.features)}
-        for j in range(t):
-            for i, r in enumerate(self.step(states, x_raw[:, j])):
-                score[i, j], forecast[i, j], ready[i, j], top[i, j] = r.score, r.forecast, r.ready, names[r.top_channel]
-        return {"score": score, "forecast": forecast, "ready": ready, "top": top,
-                "anomalous": ready & (score > self.spec.threshold)}
+        slots = np.array([self.alloc() for _ in range(b)], dtype=np.intp)
+        out = {"score": np.zeros((b, t)), "forecast": np.full((b, t), math.nan),
+               "ready": np.zeros((b, t), dtype=bool), "top": np.zeros((b, t), dtype=np.int64),
+               "anomalous": np.zeros((b, t), dtype=bool)}
+        try:
+            for j in range(t):
+                r = self.step(slots, x_raw[:, j])
+                for key in out:
+                    out[key][:, j] = getattr(r, key)
+        finally:
+            for s in slots.tolist():
+                self.free(s)
+        return out

@@ -23,7 +23,7 @@ def reading(device="b1", seq=0, uptime_ms=None, ch4=0.5, unit="VOL", flow=10.0, 
 
 def test_features_follow_the_model_metadata_and_units_convert_exactly(detector):
     spec = detector.spec
-    w = Windows(spec, detector.new_state)
+    w = Windows(spec, detector)
     stream, row = w.add(reading(ch4=0.7, flow=12.0))
     assert len(row) == len(spec.features)
     values = {"ch4": 0.7, "flow": 12.0 if spec.units[spec.features.index("flow")] == "m3/min" else 12000.0}
@@ -36,7 +36,7 @@ def test_features_follow_the_model_metadata_and_units_convert_exactly(detector):
 
 
 def test_a_board_whose_units_do_not_match_gets_no_scoring_and_one_warning(detector, caplog):
-    w = Windows(detector.spec, detector.new_state)
+    w = Windows(detector.spec, detector)
     with caplog.at_level(logging.WARNING, logger="firedamp.windows"):
         for i in range(3):
             assert w.add(reading(device="plant", seq=i, unit="LEL", ch4=12.0)) is None
@@ -46,28 +46,34 @@ def test_a_board_whose_units_do_not_match_gets_no_scoring_and_one_warning(detect
 
 
 def test_extra_frames_inside_a_period_are_not_fed_and_a_long_gap_restarts_the_state(detector):
-    w = Windows(detector.spec, detector.new_state, max_gap_samples=5)
+    w = Windows(detector.spec, detector, max_gap_samples=5)
     assert w.add(reading(seq=0, uptime_ms=1000)) is not None
     assert w.add(reading(seq=1, uptime_ms=1100, state="ALARM")) is None  # sent at once on a state change
     assert w.add(reading(seq=2, uptime_ms=2000)) is not None
-    first = w.streams["b1"].state
-    assert w.add(reading(seq=3, uptime_ms=60_000)) is not None
-    assert w.streams["b1"].state is not first and w.resets == 1
+    slot = w.streams["b1"].slot
+    assert detector.model.arena.count[slot] == 0  # not scored yet: add() only prepares the row
+    detector.score([w.add(reading(seq=4, uptime_ms=3000))])
+    assert detector.model.arena.count[slot] == 1
+    stream, _ = w.add(reading(seq=3, uptime_ms=60_000))
+    assert w.resets == 1 and detector.model.arena.count[stream.slot] == 0  # a fresh slot (maybe the same number)
+    stream, _ = w.add(reading(seq=5, uptime_ms=100))  # a reboot: uptime went back
+    assert w.resets == 2 and detector.model.arena.count[stream.slot] == 0
 
 
 def test_batched_scoring_equals_scoring_each_device_alone(detector):
     rng = np.random.default_rng(1)
     n_dev, steps = 6, 80
     data = [[(0.4 + 0.05 * rng.standard_normal(), 10 + rng.standard_normal()) for _ in range(steps)] for _ in range(n_dev)]
-    wb = Windows(detector.spec, detector.new_state)
+    wb = Windows(detector.spec, detector)
     batched = {d: [] for d in range(n_dev)}
+    before = detector.calls
     for t in range(steps):
         due = [wb.add(reading(device=f"d{d}", seq=t, ch4=data[d][t][0], flow=data[d][t][1])) for d in range(n_dev)]
         for d, r in enumerate(detector.score(due)):
             batched[d].append(r.score)
-    calls_batched = detector.calls
+    calls_batched = detector.calls - before
     for d in range(n_dev):
-        ws = Windows(detector.spec, detector.new_state)
+        ws = Windows(detector.spec, detector)
         alone = [detector.score([ws.add(reading(device="x", seq=t, ch4=data[d][t][0], flow=data[d][t][1]))])[0].score
                  for t in range(steps)]
         assert alone == pytest.approx(batched[d], rel=1e-4, abs=1e-5)
@@ -75,9 +81,35 @@ def test_batched_scoring_equals_scoring_each_device_alone(detector):
 
 
 def test_two_samples_of_one_device_in_a_batch_are_scored_in_order(detector):
-    w = Windows(detector.spec, detector.new_state)
+    w = Windows(detector.spec, detector)
     due = [w.add(reading(seq=0)), w.add(reading(seq=1)), w.add(reading(device="b2", seq=0))]
     before = detector.calls
     out = detector.score(due)
     assert len(out) == 3 and detector.calls - before == 2
-    assert w.streams["b1"].state.count == 2
+    assert detector.model.arena.count[w.streams["b1"].slot] == 2
+    assert out[0].ready is False and out[1].score != out[0].score  # the second sample saw the first's state
+
+
+def test_results_are_arrays_and_each_row_reads_as_a_result(detector):
+    w = Windows(detector.spec, detector)
+    due = [w.add(reading(device=f"r{i}", ch4=0.4 + 0.1 * i)) for i in range(4)]
+    out = detector.score(due)
+    assert len(out) == 4 and out.arrays.score.shape == (4,) and out.arrays.ready.dtype == bool
+    r = out[2]
+    assert r.score == out.arrays.score[2] and r.threshold == detector.spec.threshold
+    assert r.forecast == out.arrays.forecast[2] and r.top_channel in detector.spec.features
+    assert type(r.score) is float and type(r.ready) is bool  # what the policy and the JSON payload expect
+
+
+def test_a_board_that_falls_silent_gives_its_slot_back(detector):
+    w = Windows(detector.spec, detector, max_gap_samples=5)
+    arena = detector.model.arena
+    in_use = arena.in_use
+    for i in range(3):
+        w.add(reading(device=f"s{i}"), t=1000.0)
+    assert arena.in_use == in_use + 3
+    for k in range(1, 200):  # s0 keeps sending; s1 and s2 went away (removed, or powered off)
+        w.add(reading(device="s0", seq=k), t=1000.0 + k)
+    assert w.expired == 2 and set(w.streams) == {"s0"} and arena.in_use == in_use + 1
+    stream, _ = w.add(reading(device="s1", seq=500), t=1210.0)  # it comes back: a fresh stream
+    assert arena.count[stream.slot] == 0 and arena.in_use == in_use + 2

@@ -41,12 +41,12 @@ def test_streaming_export_matches_pytorch(tmp_path, series, kernel):
     zpad = np.concatenate([np.zeros((kernel - 1, 2), np.float32), z])
     with torch.no_grad():
         pred, fc, _ = net.sequence(torch.from_numpy(zpad[None]))
-    st = model.new_state()
+    slot = model.alloc()
     got_fc, got_pred = [], []
     for t in range(len(series)):
-        model.step([st], series[t:t + 1])
-        got_pred.append(st.pred.copy())
-        got_fc.append((st.last.forecast - spec.mean[0]) / spec.std[0])
+        r = model.step([slot], series[t:t + 1])
+        got_pred.append(model.arena.pred[slot].copy())
+        got_fc.append((r.forecast[0] - spec.mean[0]) / spec.std[0])
     assert np.abs(np.array(got_pred) - pred[0].numpy()).max() <= 1e-5
     assert np.abs(np.array(got_fc) - fc[0, :, 0].numpy()).max() <= 1e-5
 
@@ -65,6 +65,32 @@ def test_windowed_export_matches_pytorch(tmp_path, series):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     opred, ofc = sess.run(["pred", "forecast"], {"x": win})
     assert np.abs(opred - pred.numpy()).max() <= 1e-5 and np.abs(ofc - fc.numpy()).max() <= 1e-5
+
+
+@pytest.mark.parametrize(("form", "window"), [("streaming", 4), ("windowed", 32)])
+def test_the_arena_step_with_a_window_equals_the_old_step_bit_for_bit(tmp_path, series, form, window):
+    """A model with a window (a conv front end, or the windowed form) makes the arena slide each slot's
+    window; the results equal the old per-board step's (tests/models/reference_step.py) bit for bit."""
+    from . import reference_step as ref
+
+    torch.manual_seed(window)
+    net = FiredampNet(2, hidden_size=16, kernel=window if form == "streaming" else 1).eval()
+    model = Model(write_model(net, make_spec(form, window), tmp_path / "m.onnx"))
+    x = np.stack([series, series[::-1], np.roll(series, 77, axis=0)])
+    x[1, 40:44, 0] = np.nan
+    slots = np.array([model.alloc() for _ in range(5)])[[4, 0, 2]]
+    states = [ref.State(model.spec) for _ in range(3)]
+    names = model.spec.features
+    for t in range(300):
+        rows = [0, 1, 2] if t % 5 else [2, 0]
+        got = model.step(slots[rows], x[rows, t])
+        want = ref.step(model, [states[i] for i in rows], x[rows, t])
+        assert got.score.tobytes() == np.array([r.score for r in want]).tobytes()
+        assert got.forecast.tobytes() == np.array([r.forecast for r in want]).tobytes()
+        assert got.ready.tolist() == [r.ready for r in want] and [names[i] for i in got.top] == [
+            r.top_channel for r in want]
+    for i in range(3):
+        assert model.arena.window[slots[i]].tobytes() == states[i].window.buf.tobytes()
 
 
 def test_metadata_round_trips_through_the_file(tmp_path):
@@ -115,19 +141,39 @@ def test_int8_variant_loads_and_stays_close(tmp_path, series):
     assert np.abs(a["forecast"] - b["forecast"]).max() < 0.05
 
 
-def test_quick_training_on_the_simulator_is_deterministic(tmp_path):
+def weights(path) -> dict[str, np.ndarray]:
+    """Every trained tensor in an .onnx file, by name."""
+    import onnx
+    from onnx import numpy_helper
+
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+
+def assert_same_weights(p, q):
+    a, b = weights(p), weights(q)
+    assert a and sorted(a) == sorted(b)
+    for name in a:
+        assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), f"{name} differs"
+
+
+def test_quick_training_on_the_simulator_is_deterministic(tmp_path, series):
     outs = []
     for i in range(2):
         out = tmp_path / f"m{i}.onnx"
         assert cli.main(["train", "--quick", "--out", str(out), "--work-dir", str(tmp_path / f"w{i}")]) == 0
-        outs.append(Model(out))
-    a, b = outs
+        outs.append(out)
+    a, b = (Model(p) for p in outs)
+    assert_same_weights(*outs)  # the same weights bit for bit, not only the same metadata
+    assert a.spec.content_sha256 == b.spec.content_sha256
     assert a.spec.training_digest == b.spec.training_digest
     assert a.spec.threshold == b.spec.threshold and a.spec.residual_std == b.spec.residual_std
+    sa, sb = a.score_series(series), b.score_series(series)
+    assert all(np.array_equal(sa[k], sb[k], equal_nan=True) for k in ("score", "forecast"))
     assert (tmp_path / "w0" / "loss.png").stat().st_size > 1000
-    # `firedamp export` from the checkpoint gives the same calibrated model
+    # `firedamp export` from the checkpoint gives the same calibrated model: same weights, same metadata
     again = tmp_path / "again.onnx"
     assert cli.main(["export", "--checkpoint", str(tmp_path / "w0" / "model.pt"), "--out", str(again)]) == 0
+    assert_same_weights(outs[0], again)
     c = Model(again)
     c.spec.content_sha256 = a.spec.content_sha256
     assert c.spec == a.spec

@@ -78,17 +78,22 @@ def test_warm_up_then_ready(model):
 
 def test_nan_is_held_not_fed(model):
     x = scenarios.make("normal", 4, duration_s=400).arrays()
-    s1, s2 = model.new_state(), model.new_state()
-    for t in range(200):
-        model.step([s1, s2], np.stack([x[t], x[t]]))
-    r = model.step([s1, s2], np.array([[np.nan, 900.0], x[200]]))
-    assert r[0].ready is False and r[0].anomalous is False and r[1].ready is True
-    for t in range(201, 400):  # stream 1 skipped one sample: it lags, but stays finite and calm
-        r = model.step([s1, s2], np.stack([x[t], x[t]]))
-        assert np.isfinite(r[0].score) and np.isfinite(r[0].forecast)
-    assert np.isfinite(s1.h).all() and s1.count == s2.count - 1
-    r = model.step([s1], np.array([[0.5, np.inf]]))
-    assert r[0].ready is False and s1.count == s2.count - 1
+    s1, s2 = model.alloc(), model.alloc()
+    count = model.arena.count
+    try:
+        for t in range(200):
+            model.step([s1, s2], np.stack([x[t], x[t]]))
+        r = model.step([s1, s2], np.array([[np.nan, 900.0], x[200]]))
+        assert not r.ready[0] and not r.anomalous[0] and r.ready[1]
+        for t in range(201, 400):  # stream 1 skipped one sample: it lags, but stays finite and calm
+            r = model.step([s1, s2], np.stack([x[t], x[t]]))
+            assert np.isfinite(r.score[0]) and np.isfinite(r.forecast[0])
+        assert np.isfinite(model.arena.hc[:, :, s1]).all() and count[s1] == count[s2] - 1
+        r = model.step([s1], np.array([[0.5, np.inf]]))
+        assert not r.ready[0] and count[s1] == count[s2] - 1
+    finally:
+        model.free(s1)
+        model.free(s2)
 
 
 def test_forecast_is_in_percent_and_near_the_reading_when_calm(model):
