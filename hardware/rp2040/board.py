@@ -41,15 +41,16 @@ def board_settings(device_id: str = "emu-1", front_end: str = "ma", **overrides)
     return values
 
 
-def _mpremote(cmd: list[str], timeout_s: float, tries: int = 3) -> None:
+def mpremote_run(cmd: list[str], timeout_s: float, tries: int = 5) -> subprocess.CompletedProcess[str]:
     """Run one mpremote command; a busy board sometimes misses the raw-REPL handshake (mpremote's own 1 s
     wait, which a loaded machine running the emulator at a fraction of real time can overrun): try again."""
     for attempt in range(tries):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         if proc.returncode == 0:
-            return
+            return proc
         if "could not enter raw repl" not in proc.stderr or attempt == tries - 1:
             raise LinkError(f"mpremote failed ({' '.join(cmd[4:6])}): {proc.stdout[-300:]} {proc.stderr[-300:]}")
+    raise LinkError("mpremote: no tries")
 
 
 def install(port: str, values: dict | None = None, timeout_s: float = 300.0) -> None:
@@ -69,7 +70,7 @@ def install(port: str, values: dict | None = None, timeout_s: float = 300.0) -> 
             runtime.save({"total_x1000": 0, "cal_age_s": 0})
             files.append(Path(runtime.path))
         for cmd in edge_flash.commands(mpremote, port, files, display_driver=False):
-            _mpremote(cmd, timeout_s)
+            mpremote_run(cmd, timeout_s)
 
 
 def install_settings(port: str, values: dict, timeout_s: float = 300.0) -> None:
@@ -80,7 +81,7 @@ def install_settings(port: str, values: dict, timeout_s: float = 300.0) -> None:
         path = Path(tmp) / "settings.json"
         path.write_text(fw_settings.encode(values))
         for args in (["fs", "cp", str(path), ":settings.json"], ["reset"]):
-            _mpremote([mpremote, "connect", port, "resume", *args], timeout_s)
+            mpremote_run([mpremote, "connect", port, "resume", *args], timeout_s)
 
 
 class Instruments:
@@ -195,3 +196,14 @@ class Probe:
         self._stop = True
         self._thread.join(timeout=2)
         self.ser.close()
+
+
+def ready(probe: Probe, timeout_s: float = 120.0, pin: str = "1234"):
+    """Wait for a booted board to report NORMAL with power on. A power-off latched before the reboot (kept
+    on flash, as it must be) is acknowledged at the console first, as a technician would."""
+    r = probe.reading(lambda r: r.state != "WARMUP", timeout_s, "a reading after warm-up")
+    if r.state == "POWEROFF" and r.flags & 0x04:
+        probe.console(f"unlock {pin}")
+        probe.console("ack")
+    return probe.reading(lambda r: r.state == "NORMAL" and r.relay == 1, timeout_s, "NORMAL with power on")
+

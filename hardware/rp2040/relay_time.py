@@ -128,7 +128,7 @@ def run(b, profile: str, cycles: int, seed: int, front_end: str) -> Result:
 
 def main(argv: list[str] | None = None) -> int:
     from hardware.rp2040 import driver
-    from hardware.rp2040.board import Instruments, Probe, board_settings, install, install_settings
+    from hardware.rp2040.board import Instruments, Probe, board_settings, install, install_settings, ready
     from hardware.twin.adc_noise import AdcNoise
 
     p = argparse.ArgumentParser(prog="python -m hardware.rp2040.relay_time", description=__doc__,
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                         made_golden = True
                     probe = Probe(str(pico.link.path))
                     try:
-                        probe.reading(lambda r: r.state == "NORMAL" and r.relay == 1, 120, "NORMAL after boot")
+                        ready(probe)
 
                         class B:
                             pass
