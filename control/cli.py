@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
                 store.add_user(name, args.role, hash_password(_password(args)), time.time())
             except AuthError as exc:
                 raise ConfigError(str(exc)) from exc
-            print(f"user {name} ({args.role}) saved in {cfg.store.path}")
+            where = cfg.store.path if cfg.store.kind == "sqlite" else "the PostgreSQL database of [store] dsn"
+            print(f"user {name} ({args.role}) saved in {where}")
             return 0
         finally:
             store.close()
