@@ -103,23 +103,53 @@ def test_every_since_form_named_in_the_help_is_accepted_and_bad_times_are_one_cl
         assert err.startswith("firedamp: ") and says in err and "Traceback" not in err, err
 
 
-def test_history_as_a_user_who_may_not_read_the_database_is_one_clear_line(tmp_path):
-    """The service's state directory is 0750 firedamp:firedamp; another user gets a hint, not a traceback."""
+def test_history_as_a_user_who_may_not_read_the_database_is_one_clear_line():
+    """The service's state directory is 0750 firedamp:firedamp; another user gets a hint, not a traceback.
+
+    The command runs as `nobody` from a copy of the code in a world-readable temp folder, with the base
+    interpreter and no site-packages, so it works from a checkout in any folder (a clone in a 0700 `mktemp -d`
+    is unreadable to nobody). The same user first reads the same database when it may, so the refusal is the
+    permission's doing and not a broken set-up."""
     import os
     import shutil
     import subprocess
     import sys
+    import tempfile
 
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root and setpriv to run the command as another user")
-    data = tmp_path / "state"
-    data.mkdir()
-    History(data / "history.sqlite").close()
-    os.chmod(data, 0o750)
-    os.chmod(tmp_path, 0o755)
-    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                          "edge.cli", "history", "--db", str(data / "history.sqlite"), "--device", "b1"],
-                         capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
-    assert out.returncode == 1, out.stderr
-    assert out.stderr.startswith("firedamp: cannot read the history database") and "sudo -u firedamp" in out.stderr, \
-        out.stderr
+    root = Path(__file__).resolve().parents[2]
+    base = Path(tempfile.mkdtemp(prefix="firedamp-nobody-"))
+    try:
+        os.chmod(base, 0o755)
+        for pkg in ("edge", "firedamp"):  # what `firedamp history` imports (the standard library apart)
+            shutil.copytree(root / pkg, base / "code" / pkg, ignore=shutil.ignore_patterns("__pycache__", "demo"))
+        for d, _, files in os.walk(base / "code"):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(Path(d) / f, 0o644)
+        data = base / "state"
+        data.mkdir()
+        h = History(data / "history.sqlite")
+        h.write([(Reading("b1", 7, 7000, 0.41, "VOL", 12.0, "m3/min", 3.0, "NORMAL", 1, 0, 0), time.time() - 60)])
+        h.close()
+        for f in data.iterdir():
+            os.chmod(f, 0o666)  # (the command opens the database read-write, as the service's user would)
+        python = os.path.realpath(sys.executable)  # the base interpreter, not a venv nobody may not reach
+
+        def history_as_nobody():
+            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-S", "-m",
+                                   "edge.cli", "history", "--db", str(data / "history.sqlite"), "--device", "b1"],
+                                  capture_output=True, text=True, timeout=60, cwd=base / "code",
+                                  env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(base / "code")})
+
+        os.chmod(data, 0o777)
+        ok = history_as_nobody()
+        assert ok.returncode == 0 and "0.41" in ok.stdout, ok.stdout + ok.stderr  # it may: it reads
+        os.chmod(data, 0o750)
+        out = history_as_nobody()
+        assert out.returncode == 1, out.stderr
+        assert out.stderr.startswith("firedamp: cannot read the history database") and "sudo -u firedamp" in \
+            out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
