@@ -1,0 +1,61 @@
+"""`firedamp board --target rp2040` (the real RP2040 port, emulated) read by `firedamp run`, unchanged, through
+its pty as through /dev/ttyACM0: the board's telemetry reaches a real Mosquitto."""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+FIREDAMP = [sys.executable, "-m", "edge.cli"]
+
+
+def test_edge_reads_the_emulated_pico_with_calibration_gas_on_its_sensor(tmp_path, mosquitto, edge_config,
+                                                                            edge_toml):
+    broker = mosquitto()
+    link = tmp_path / "pico-9"
+    link.with_name("pico-9.gas").write_text("0.73\n")  # a calibration cap on the sensor
+    got: list[dict] = []
+    lock = threading.Condition()
+
+    def on_message(_c, _u, msg):
+        if msg.topic.endswith("/pico-9/telemetry"):
+            with lock:
+                got.append(json.loads(msg.payload))
+                lock.notify_all()
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.on_message = on_message
+    sub.connect(broker.host, broker.port)
+    sub.subscribe("firedamp/#", qos=1)
+    sub.loop_start()
+    board = subprocess.Popen([*FIREDAMP, "board", "--target", "rp2040", "--scenario", "normal", "--link", str(link),
+                              "--seconds", "600"], stdout=open(tmp_path / "board.log", "wb"),  # noqa: SIM115
+                             stderr=subprocess.STDOUT)
+    edge = None
+    try:
+        deadline = time.monotonic() + 300  # a new board: the firmware is installed first (mpremote)
+        while "serial /dev/pts" not in (tmp_path / "board.log").read_text():
+            assert board.poll() is None and time.monotonic() < deadline, (tmp_path / "board.log").read_text()
+            time.sleep(0.5)
+        cfg = edge_config(broker, [str(link)], model={"enabled": False}, outbox={"fsync": False},
+                          mqtt={"discovery": False})
+        edge = subprocess.Popen([*FIREDAMP, "run", "--config", str(edge_toml(cfg))],
+                                stdout=open(tmp_path / "edge.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        with lock:
+            ok = lock.wait_for(lambda: any(m.get("ch4") is not None and abs(m["ch4"] - 0.73) <= 0.03
+                                           for m in got), timeout=300)
+        assert ok, (got[-3:], (tmp_path / "edge.log").read_text()[-2000:])
+        last = got[-1]
+        assert last["state"] == "NORMAL" and last["relay"] == 1, last
+        assert last["flow"] > 0, last  # the scenario's airflow as pulses on the emulated pin
+    finally:
+        for p in (edge, board):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(30)
+        sub.loop_stop()
+        sub.disconnect()
