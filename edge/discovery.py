@@ -6,6 +6,7 @@ from typing import Any
 
 from edge import __version__
 from edge.config import Config
+from edge.frames import STATES
 
 
 def configs(cfg: Config, device: str, unit: str, flow_unit: str, base: str,
@@ -42,7 +43,7 @@ def configs(cfg: Config, device: str, unit: str, flow_unit: str, base: str,
                unit_of_measurement="m³/min" if flow_unit == "m3/min" else "L/min", state_class="measurement",
                icon="mdi:fan"),
         entity("sensor", "state", "Board state", state_topic=state, value_template="{{ value_json.state }}",
-               device_class="enum", options=["WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT"]),
+               device_class="enum", options=list(STATES)),
         entity("binary_sensor", "power", "Power allowed", state_topic=state,
                value_template="{{ 'ON' if value_json.relay == 1 else 'OFF' }}", device_class="power"),
         entity("binary_sensor", "gas_alarm", "Methane alarm", state_topic=state,

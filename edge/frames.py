@@ -16,6 +16,8 @@ from typing import NamedTuple
 MAX_LINE_BYTES = 128  # the board's limit, newline included; the edge accepts up to 128 bytes before it
 REASONS = ("too_long", "encoding", "no_start", "version", "no_checksum", "checksum", "fields", "value")
 STATES = ("WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT")
+# least to most severe: a minute of history keeps its worst (a gas power-off outranks a fault: the relay is cut)
+SEVERITY = ("NORMAL", "WARMUP", "WARNING", "ALARM", "FAULT", "POWEROFF")
 UNITS = ("VOL", "LEL")
 FLOW_UNITS = ("L/min", "m3/min")
 REPLY_STATUSES = ("OK", "ERR", "MORE")
@@ -218,7 +220,6 @@ class Decoder:
         self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
         self.lost_frames = 0
         self.reboots = 0
-        self.unknown_events = 0
         self._last: dict[tuple[str, str], tuple[int, int]] = {}  # (port, device) -> (seq, uptime_ms)
         self._seeds: dict[str, tuple[int, int]] = {}  # device -> (seq, uptime_ms) before the edge restarted
 
@@ -269,10 +270,6 @@ class Decoder:
             self.lost_frames += lost
             return Gap(lost, False, False)
         return Gap(0, False, False)  # a repeated or older frame: nothing lost
-
-    def forget(self, device: str) -> None:
-        for key in [k for k in self._last if k[1] == device]:
-            del self._last[key]
 
     @property
     def rejected_total(self) -> int:

@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge.errors import ConfigError, DataError
-from edge.frames import Reading
+from edge.frames import SEVERITY, Reading
+from firedamp.times import iso
 
 log = logging.getLogger("firedamp.history")
 
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS minutes (
 CREATE INDEX IF NOT EXISTS minutes_minute ON minutes (minute);
 CREATE TABLE IF NOT EXISTS last_seq (device TEXT PRIMARY KEY, seq INTEGER NOT NULL, uptime_ms INTEGER NOT NULL);
 """
-_SEVERITY = {"NORMAL": 0, "WARMUP": 1, "WARNING": 2, "ALARM": 3, "FAULT": 4, "POWEROFF": 5}
+_SEVERITY = {s: i for i, s in enumerate(SEVERITY)}
+_SEVERITY_SQL = " ".join(SEVERITY)  # instr() of a state in it: its rank (no state is part of another)
 _PRUNE_ROWS = 500  # per batch: a few ms, never a stall
 
 
@@ -95,14 +97,14 @@ class History:
                 if _SEVERITY[r.state] > _SEVERITY[a[10]]:
                     a[10] = r.state
             self.db.executemany(
-                """INSERT INTO minutes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                f"""INSERT INTO minutes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT(device, minute) DO UPDATE SET n = n + excluded.n, n_ch4 = n_ch4 + excluded.n_ch4,
                    ch4_min = min(coalesce(ch4_min, excluded.ch4_min), coalesce(excluded.ch4_min, ch4_min)),
                    ch4_max = max(coalesce(ch4_max, excluded.ch4_max), coalesce(excluded.ch4_max, ch4_max)),
                    ch4_sum = ch4_sum + excluded.ch4_sum,
                    flow_min = min(flow_min, excluded.flow_min), flow_max = max(flow_max, excluded.flow_max),
                    flow_sum = flow_sum + excluded.flow_sum,
-                   worst_state = CASE WHEN instr('NORMAL WARMUP WARNING ALARM FAULT POWEROFF', excluded.worst_state) > instr('NORMAL WARMUP WARNING ALARM FAULT POWEROFF', worst_state)
+                   worst_state = CASE WHEN instr('{_SEVERITY_SQL}', excluded.worst_state) > instr('{_SEVERITY_SQL}', worst_state)
                                  THEN excluded.worst_state ELSE worst_state END""",
                 [(d, m, *a) for (d, m), a in agg.items()])
             self.rows += len(batch)
@@ -235,10 +237,6 @@ def parse_time(text: str, now: float | None = None) -> float:
     if not 0 <= t < _YEAR_10000:
         raise DataError(f"time {text!r} is before 1970 or after 9999")
     return t
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,7 +13,8 @@ from edge.frames import (
     Event,
     Reading,
 )
-from edge.policy import fault_names, iso
+from edge.policy import fault_names, result_numbers
+from firedamp.times import iso
 
 
 def telemetry(r: Reading, t: float, res: Any) -> dict[str, Any]:
@@ -22,9 +23,7 @@ def telemetry(r: Reading, t: float, res: Any) -> dict[str, Any]:
          "relay": r.relay, "faults": r.faults, "flags": r.flags, "score": None, "threshold": None,
          "forecast": None, "ready": False}
     if res is not None:
-        p.update(score=round(float(res.score), 4), threshold=round(float(res.threshold), 4),
-                 forecast=None if res.forecast != res.forecast else round(float(res.forecast), 4),
-                 ready=bool(res.ready), top_channel=res.top_channel)
+        p.update(result_numbers(res), ready=bool(res.ready), top_channel=res.top_channel)
     return p
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from edge.config import PolicyConfig
@@ -28,6 +27,7 @@ from edge.frames import (
     Gap,
     Reading,
 )
+from firedamp.times import iso
 
 # kind: (severity, advisory, one_shot)
 KINDS: dict[str, tuple[str, bool, bool]] = {
@@ -48,8 +48,11 @@ KINDS: dict[str, tuple[str, bool, bool]] = {
 _BOARD_KINDS = ("power_off", "alarm", "fault", "warning", "low_flow", "calibration_due")
 
 
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def result_numbers(res: Any) -> dict[str, float | None]:
+    """A model result's score, threshold and forecast as alerts and telemetry carry them: 4 decimals, a NaN
+    forecast (not ready) as None."""
+    return {"score": round(float(res.score), 4), "threshold": round(float(res.threshold), 4),
+            "forecast": None if res.forecast != res.forecast else round(float(res.forecast), 4)}
 
 
 def port_name(port: str) -> str:
@@ -325,9 +328,7 @@ class Policy:
         st = self._dev(device)
         c = self.cfg
         out: list[Alert] = []
-        details = {"score": round(float(res.score), 4), "threshold": round(float(res.threshold), 4),
-                   "model_version": self.model_version, "top_channel": res.top_channel,
-                   "forecast": None if res.forecast != res.forecast else round(float(res.forecast), 4)}
+        details = {**result_numbers(res), "model_version": self.model_version, "top_channel": res.top_channel}
         if st.quiet:
             st.quiet -= 1
         if res.score > res.threshold:

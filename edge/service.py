@@ -34,8 +34,9 @@ from edge.history import History, HistoryWriter
 from edge.link import PortReader
 from edge.outbox import Outbox
 from edge.pipeline import Batch, LinkChange, Overflow, Pipeline
-from edge.policy import Alert, iso
+from edge.policy import Alert
 from edge.publisher import Publisher
+from firedamp.times import iso
 
 log = logging.getLogger("firedamp")
 
