@@ -9,13 +9,14 @@ Shapes (N = capacity, L = num_layers, H = hidden_size, W = window, F = n_feature
     hc      (2, L, N, H) float32  LSTM h (hc[0]) and c (hc[1]); streaming form only (else L = H = 0)
     window  (N, W, F) float32     the last W normalised samples, oldest first (not kept when W = 1:
                                   then the graph's input is the new sample alone)
-    table   (N, 2F+4) float64     one row per slot, so a step gathers and scatters it once:
+    table   (N, 2F+5) float64     one row per slot, so a step gathers and scatters it once:
               [:, :F]   ewma      EWMA of the squared scaled residual (1 on a fresh stream)
               [:, F:2F] pred      normalised prediction of the next sample (meaningful once count > 0)
               [:, 2F]   score     \
               [:, 2F+1] forecast   > the last valid result (forecast in raw units; top = feature index)
               [:, 2F+2] top       /
               [:, 2F+3] count     valid samples seen (a float64 holds every count exactly up to 2**53)
+              [:, 2F+4] alpha     the EWMA's smoothing factor: 0 until the slot has a prediction
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Arena:
             fresh["table"][:old] = self.table
         for name, value in fresh.items():
             setattr(self, name, value)
+        self.hc_rows = self.hc.reshape(2 * layers, capacity, hidden)  # a view: h and c layers as rows of slots
         used = np.zeros(capacity, dtype=bool)
         used[:old] = self._used
         self._used = used
@@ -81,7 +83,7 @@ class Arena:
 
     def _fresh_row(self) -> np.ndarray:
         f = self.spec.n_features
-        row = np.zeros(2 * f + 4)
+        row = np.zeros(2 * f + 5)
         row[:f] = 1.0  # ewma
         row[2 * f + 1] = np.nan  # no forecast yet
         return row

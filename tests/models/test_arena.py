@@ -40,16 +40,25 @@ def assert_state_same(model, slot, st):
         assert a.pred[slot].tobytes() == st.pred.tobytes()
 
 
-def test_the_five_scenarios_score_bit_for_bit_as_the_old_step(model):
+@pytest.mark.parametrize("layout", ["gathered", "in place"])
+def test_the_five_scenarios_score_bit_for_bit_as_the_old_step(model, layout):
+    """"gathered": slots out of order and not from 0 (some allocated and freed first), so the step gathers and
+    scatters; "in place": slots 0..4 in order, passed as a range whenever every board steps, so the step
+    reads and writes the arena's rows where they lie."""
     data = np.stack([scenarios.make(name, 40 + i, duration_s=900).arrays() for i, name in enumerate(FIVE)])
     data[1, 300:310, 0] = np.nan  # a gas sensor fault, a flow channel gone infinite, and a reading at boot
     data[3, 500, 1] = np.inf
     data[4, 0] = np.nan
-    # slots out of order and not from 0 (some allocated and freed first): the step gathers, not slices
-    taken = [model.alloc() for _ in range(9)]
-    for s in (1, 4, 5, 7, 8):
-        model.free(s)
-    slots = np.array([model.alloc() for _ in range(5)])[::-1].copy()
+    taken, dropped = [], set()
+    if layout == "gathered":
+        taken = [model.alloc() for _ in range(9)]
+        dropped = {1, 4, 5, 7, 8}
+        for s in dropped:
+            model.free(s)
+        slots = np.array([model.alloc() for _ in range(5)])[::-1].copy()
+    else:
+        slots = np.array([model.alloc() for _ in range(5)])
+        assert slots.tolist() == [0, 1, 2, 3, 4]
     states = [ref.State(model.spec) for _ in FIVE]
     rng = np.random.default_rng(5)
     try:
@@ -60,7 +69,8 @@ def test_the_five_scenarios_score_bit_for_bit_as_the_old_step(model):
             live = np.flatnonzero(t < n)
             rows = live if rng.random() < 0.7 else rng.permutation(live)[: rng.integers(1, live.size + 1)]
             x = data[rows, t[rows]]
-            got = model.step(slots[rows], x)
+            whole = layout == "in place" and rows.tolist() == [0, 1, 2, 3, 4]
+            got = model.step(range(5) if whole else slots[rows], x)
             want = ref.step(model, [states[i] for i in rows], x)
             assert_same(model, got, want)
             t[rows] += 1
@@ -69,7 +79,7 @@ def test_the_five_scenarios_score_bit_for_bit_as_the_old_step(model):
         assert all(st.count > model.spec.warmup for st in states)
         assert any(st.last.anomalous for st in states)  # the comparison covered raised scores, not only calm
     finally:
-        for s in set(taken) - {1, 4, 5, 7, 8} | set(slots.tolist()):
+        for s in set(taken) - dropped | set(slots.tolist()):
             model.free(s)
 
 
