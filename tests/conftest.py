@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.demo.broker import free_port  # noqa: F401 - one definition; tests import it from here too
+
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
 SOCAT = shutil.which("socat")
 OPENSSL = shutil.which("openssl")
@@ -43,16 +45,6 @@ user reader
 topic read firedamp/#
 topic read homeassistant/#
 """
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (never 1883)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port != 1883:
-            return port
 
 
 def wait_port(host: str, port: int, timeout: float = 5.0) -> None:
