@@ -332,13 +332,10 @@ class ModbusServer:
             transport.abort()
 
 
-def _make_server(owner: ModbusServer) -> Any:
-    """A pymodbus ModbusTcpServer whose every function code is one request class answered by `owner`."""
-    from pymodbus.framer import FramerType
+def request_classes(owner: ModbusServer) -> list[type]:
+    """One pymodbus request class per function code 0x00-0x80, each answered by `owner.answer` (fuzz/ uses them
+    with pymodbus's own MBAP framer, as the server does)."""
     from pymodbus.pdu import ModbusPDU
-    from pymodbus.server import ModbusTcpServer
-    from pymodbus.server.requesthandler import ServerRequestHandler
-    from pymodbus.simulator import SimData, SimDevice
 
     class Reply(ModbusPDU):
         def __init__(self, fc: int, payload: bytes):
@@ -363,7 +360,15 @@ def _make_server(owner: ModbusServer) -> Any:
             fc, payload = owner.answer(self.function_code, self.data, device_id)
             return Reply(fc, payload)
 
-    requests = [type(f"Request{fc:02x}", (Request,), {"function_code": fc}) for fc in range(0x81)]
+    return [type(f"Request{fc:02x}", (Request,), {"function_code": fc}) for fc in range(0x81)]
+
+
+def _make_server(owner: ModbusServer) -> Any:
+    """A pymodbus ModbusTcpServer whose every function code is one request class answered by `owner`."""
+    from pymodbus.framer import FramerType
+    from pymodbus.server import ModbusTcpServer
+    from pymodbus.server.requesthandler import ServerRequestHandler
+    from pymodbus.simulator import SimData, SimDevice
 
     class Handler(ServerRequestHandler):
         def connection_made(self, transport: Any) -> None:
@@ -384,4 +389,4 @@ def _make_server(owner: ModbusServer) -> Any:
 
     # the device passed here is never read: every request class answers from owner.answer
     return Server(SimDevice(0, simdata=[SimData(0)]), framer=FramerType.SOCKET, address=(owner.host, owner.port),
-                  trace_pdu=owner._count_reply, custom_pdu=requests)
+                  trace_pdu=owner._count_reply, custom_pdu=request_classes(owner))

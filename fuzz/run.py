@@ -23,6 +23,7 @@ TARGETS = {
     "config": "fuzz.config_target",
     "settings": "fuzz.settings_target",
     "model": "fuzz.model_target",
+    "modbus": "fuzz.modbus_target",
 }
 
 
