@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("edge.demo", "whole system on this machine: virtual board, edge service, MQTT broker, live view"),
     "board": ("hardware.twin.cli", "run the unchanged firmware against a simulated mine, behind a pty"),
     "control-room": ("control.cli", "the control room: a live web page over every board of every edge, with ack"),
+    "fleet": ("control.fleet", "a fleet on this machine: NATS cluster, PostgreSQL, two control rooms, E edges × B boards"),
     "console": ("edge.console", "calibration console for a real or virtual board"),
     "history": ("edge.history", "print stored readings of one board (CSV for retraining)"),
     "train": ("models.train", "train the LSTM anomaly/forecast model (needs the train extra)"),
