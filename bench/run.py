@@ -35,6 +35,7 @@ ROWS: dict[str, tuple[int, str]] = {
     "detection": (6, "bench.detection"),
     "cold_start": (7, "bench.coldstart"),
     "control_room": (8, "bench.control_room"),
+    "modbus": (9, "bench.modbus"),
 }
 RESULTS = ROOT / "bench" / "results.md"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = ("scoring", "ingest", "latency", "memory", "firmware", "detection", "cold_start", "control_room")
+ROWS = ("scoring", "ingest", "latency", "memory", "firmware", "detection", "cold_start", "control_room", "modbus")
 
 
 def firedamp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
