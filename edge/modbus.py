@@ -172,7 +172,7 @@ class ModbusServer:
         self.connections = 0
         self.connections_closed = 0  # idle too long, or the longest-idle one when max_connections was reached
         self.errors = 0
-        self._handlers: dict[Any, float] = {}  # open connection -> loop time of its last bytes
+        self._handlers: dict[Any, tuple[bool, float]] = {}  # open connection -> (has sent bytes, loop time of last)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Future | None = None
         self._ready = threading.Event()
@@ -303,21 +303,23 @@ class ModbusServer:
         while True:
             await asyncio.sleep(min(1.0, self.idle_timeout_s / 4))
             now = loop.time()
-            for h, seen in list(self._handlers.items()):
+            for h, (_spoke, seen) in list(self._handlers.items()):
                 if now - seen > self.idle_timeout_s:
                     self._close(h)
 
     # called on the server's loop by _Handler
     def _opened(self, h: Any) -> None:
         loop = asyncio.get_running_loop()
-        if len(self._handlers) >= self.max_connections:  # the longest-idle goes, so a DCS always gets in
+        if len(self._handlers) >= self.max_connections:
+            # first those that never sent a byte (oldest first), then the longest-idle: a flood of idle
+            # connections pushes out its own kind, and a DCS that polls keeps its place or gets back in
             self._close(min(self._handlers, key=self._handlers.__getitem__))
-        self._handlers[h] = loop.time()
+        self._handlers[h] = (False, loop.time())
         self.connections = len(self._handlers)
 
     def _seen(self, h: Any) -> None:
         if h in self._handlers:
-            self._handlers[h] = asyncio.get_running_loop().time()
+            self._handlers[h] = (True, asyncio.get_running_loop().time())
 
     def _gone(self, h: Any) -> None:
         self._handlers.pop(h, None)
