@@ -16,7 +16,7 @@ from bench.common import mine_series, reading_lines
 
 BOARDS = 32
 BAUD = 115200
-GOAL_FPS = 20_000
+GOAL_FPS = 100_000
 
 
 def make_items(boards: int, samples: int) -> list[tuple[str, bytes, float]]:
