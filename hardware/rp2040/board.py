@@ -32,9 +32,15 @@ OUTPUTS = {16: "relay", 17: "buzzer", 18: "beacon"}
 def board_settings(device_id: str = "emu-1", front_end: str = "ma", **overrides) -> dict:
     """Settings as an installer leaves a board (hardware/twin/virtual.py's, calibrated against the nominal
     sensor), with `overrides` (e.g. profile="plant", warmup_s=0) on top."""
-    _m, _b, _main, fw_settings, _meth, _p = load_firmware()
+    _m, _b, _main, fw_settings, fw_methane, _p = load_firmware()
     values = initial_settings(fw_settings, device_id, front_end)
     values.update(overrides)
+    # initial_settings calibrates 2.00 % CH4 on the % vol range; the plant profile reads % LEL on its own range
+    full = values["range_lel_pct" if values["profile"] == "plant" else "range_vol_pct"]
+    if values["profile"] == "plant":
+        values["cal_span_pct"] = 50.0  # % LEL span gas (2.00 would sit too close to zero on a 100 % LEL range)
+    nominal = fw_methane.NOMINAL[fw_methane.FRONT_ENDS.index(front_end)]
+    values["cal_span_raw"] = int(round(nominal[0] + (nominal[1] - nominal[0]) * values["cal_span_pct"] / full))
     problem = fw_settings.check(values) if hasattr(fw_settings, "check") else None
     if problem:
         raise ValueError(problem)
