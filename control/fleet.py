@@ -178,7 +178,9 @@ class Fleet:
         self._reader = None
 
     # ------------------------------------------------------------------------------------------ start
-    def start(self) -> Fleet:
+    def start(self, before_edges=None) -> Fleet:
+        """Everything, in order; `before_edges(fleet)` runs once the cluster, database and replicas are up (a
+        test's own subscriber connects there)."""
         from control.natscluster import MISSING, NATS_SERVER, NatsCluster
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -193,6 +195,8 @@ class Fleet:
         store = self._start_store()
         self._start_replicas(store)
         self._start_boards()
+        if before_edges is not None:
+            before_edges(self)
         self._start_edges()
         self.started = time.time()
         return self
