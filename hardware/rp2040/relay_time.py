@@ -193,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.copyfile(flash, golden)
                 results.append(r)
                 print(r.line(), flush=True)
+    for front in args.front_end:
+        lat = sorted(x for r in results if r.front_end == front for x in r.latencies_ms)
+        if lat:
+            print(f"{front:5} all profiles   n={len(lat):4} p50={percentile(lat, 50):.1f} p90={percentile(lat, 90):.1f} "
+                  f"p99={percentile(lat, 99):.1f} worst={lat[-1]:.1f} ms")
     every = sorted(x for r in results for x in r.latencies_ms)
     misses = sum(len(r.misses) for r in results)
     print(f"all   {len(results)} combinations: n={len(every)} misses={misses} p50={percentile(every, 50):.1f} "
