@@ -33,6 +33,10 @@ def _check_section(obj, where: str) -> None:
             for b in value:
                 _check_section(b, f"{where}{f.name}[].")
             continue
+        if kind == "list[str]":  # [mqtt] servers
+            if not isinstance(value, list) or any(type(v) is not str for v in value):
+                raise Violation(f"{where}{f.name} = {value!r} is not a list of strings")
+            continue
         want = _TYPES[kind]
         if type(value) is not want:
             raise Violation(f"{where}{f.name} = {value!r} is not a {kind}")

@@ -120,7 +120,12 @@ def _answer(owner, modbus, pdu) -> str:
 def _adu(rng: random.Random) -> bytes:
     fc = rng.choice([3, 4, 3, 4, 1, 2, 5, 6, 15, 16, 22, 23, 8, 43, 0, 0x80, 0x83, rng.randrange(256)])
     unit = rng.choice([1, 2, 1, 0, 255, rng.randrange(256)])
-    if fc in (3, 4) and rng.random() < 0.8:
+    if fc in (3, 4) and unit == 1 and rng.random() < 0.5:  # a well-formed read inside the map
+        from edge.modbus import SIZE
+
+        address = rng.randrange(SIZE)
+        body = struct.pack(">HH", address, rng.randint(1, SIZE - address))
+    elif fc in (3, 4) and rng.random() < 0.8:
         body = struct.pack(">HH", rng.choice([0, 3, 30, 31, rng.randrange(65536)]),
                            rng.choice([1, 2, 31, 0, 125, 126, rng.randrange(65536)]))
     else:
