@@ -266,6 +266,8 @@ function build(reason, scratch) {
   boots++;
   hung = false;
   out({ ev: 'boot', n: boots, reason, t_ns: nowNs() });
+  // a reset releases every pin: report the watched ones at their reset level (the listeners fire on changes)
+  for (const g of watched) out({ ev: 'pin', gpio: g, v: padLevel(mcu.gpio[g]) ? 1 : 0, t_ns: nowNs() });
 }
 
 function feedUsb() {
