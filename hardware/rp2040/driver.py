@@ -148,6 +148,10 @@ class EmulatedPico:
         """Pull the plug at once (SIGKILL): whatever the chip had not yet written to flash is lost."""
         self.kill()
 
+    def power_cut_at(self, t_ns: int) -> None:
+        """Cut the power when the emulated clock reaches t_ns (the runner exits there; returns at once)."""
+        self._send({"op": "at", "t_ns": int(t_ns), "cmd": {"op": "stop"}})
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
