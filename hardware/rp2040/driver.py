@@ -69,7 +69,7 @@ class EmulatedPico:
 
     flash: the board's flash image file. link: where the serial port appears (None: no pty; use `serial`
     bytes through `write()` / `read_until()` instead). speed: emulated seconds per wall second at most (the
-    emulator runs busy code at about 0.2x real time here, so above that it just runs as fast as it can; 0:
+    emulator runs busy code at 0.06-0.17x real time here (python -m hardware.rp2040.speed), so above that it just runs as fast as it can; 0:
     never wait for the wall clock). noise: the ADC model (None: exact codes).
     """
 

@@ -59,7 +59,7 @@ def run(args) -> int:
             wiring.write_text(json.dumps(values))
         print(f"emulated Pico {values['device_id']}: MicroPython RP2040 port in rp2040js, serial {pico.link.device}, "
               f"link {pico.link.path}; scenario {args.scenario} (seed {args.seed}, {scenario.duration_s:g} s) at "
-              f"{args.speed:g}x (at most: busy code emulates at ~0.2x); flash {image}", flush=True)
+              f"{args.speed:g}x (at most: busy code emulates at 0.06-0.17x); flash {image}", flush=True)
         t0 = pico.now_ns()
         last_flow = None
         gas_file = Path(str(link) + ".gas")
