@@ -131,6 +131,7 @@ def test_alerts_via_any_node_reach_the_control_room(nats_cluster, control_room, 
     assert room.counters()["messages_rejected"] == dict.fromkeys(room.counters()["messages_rejected"], 0)
 
 
+@pytest.mark.long  # make test-long; the short path runs in make test
 def test_two_replicas_share_one_durable_each_alert_stored_once(nats_cluster, control_room, edge_sim, tmp_path):
     c = nats_cluster()
     db = tmp_path / "shared.sqlite"

@@ -142,6 +142,7 @@ def test_no_puback_without_a_quorum_of_the_mqtt_stream(nats_cluster):
         pub.disconnect()
 
 
+@pytest.mark.long  # make test-long; the short path runs in make test
 def test_acknowledged_messages_lost_by_our_stream_kept_by_the_mqtt_stream(nats_cluster):
     """SIGKILL the leader of a stream of ours over firedamp.> during a burst: messages the publisher saw
     acknowledged are missing there, and all of them are with a durable consumer on $MQTT_msgs."""

@@ -15,7 +15,7 @@ def test_a_normal_day_gives_no_alarm_and_at_most_one_advisory(mosquitto, subscri
     sub = subscriber(broker.host, broker.port, "firedamp/+/+/alert")
     done = firedamp.run("demo", "--scenario", "normal", "--duration", "86400", "--speed", "2000", "--seed", "3",
                         "--broker", f"{broker.host}:{broker.port}", "--run-dir", str(tmp_path / "run"),
-                        "--seconds", "240", timeout=300)
+                        "--seconds", "240", "--no-control-room", timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "end of the scenario" in done.stdout, done.stdout[-2000:]
     frames = int(re.search(r"frames received: (\d+)", done.stdout).group(1))

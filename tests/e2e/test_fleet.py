@@ -15,6 +15,7 @@ from tests.e2e.conftest import FIREDAMP, ROOT, firedamp_env
 pytest.importorskip("nats", reason="nats-py is not installed (pip install -e '.[fleet]')")
 
 
+@pytest.mark.long  # make test-long; the short path runs in make test
 def test_fleet_stores_the_story_alarm_once_with_both_replicas_working(tmp_path):
     from control.natscluster import MISSING, NATS_SERVER
 

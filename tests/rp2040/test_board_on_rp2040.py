@@ -1,6 +1,8 @@
 """Our firmware on MicroPython's own RP2040 port (emulated chip): flashed with `firedamp flash` over the
 board's USB serial, calibrated at the console, read by the edge's frame parser; the relay measured."""
 
+import pytest
+
 from edge import cli
 from hardware.rp2040.board import Instruments, Probe, board_settings
 
@@ -9,6 +11,7 @@ def flash(port, *args):
     assert cli.main(["flash", "--port", port, "--no-display-driver", *args]) == 0
 
 
+@pytest.mark.long  # make test-long; the short path runs in make test
 def test_new_board_flash_defaults_calibrate_save_then_update_keeps_the_calibration(blank_pico, capsys):
     pico = blank_pico(speed=0)
     port = str(pico.link.path)

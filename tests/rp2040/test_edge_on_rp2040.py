@@ -9,10 +9,12 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
+import pytest
 
 FIREDAMP = [sys.executable, "-m", "edge.cli"]
 
 
+@pytest.mark.long  # make test-long; the short path runs in make test
 def test_edge_reads_the_emulated_pico_with_calibration_gas_on_its_sensor(tmp_path, mosquitto, edge_config,
                                                                             edge_toml):
     broker = mosquitto()

@@ -13,7 +13,8 @@ ONE_PERIOD_MS = {"ma": 130.0, "volt": 130.0, "freq": 250.0}
 
 
 @pytest.mark.parametrize(("front_end", "profile", "cycles"),
-                         [("ma", "coal_face", 3), ("volt", "plant", 2), ("freq", "intake_air", 2)])
+                         [("ma", "coal_face", 3), pytest.param("volt", "plant", 2, marks=pytest.mark.long),
+                          ("freq", "intake_air", 2)])
 def test_relay_drops_soon_after_the_crossing_and_returns_after_ack(board, front_end, profile, cycles):
     b = board(front_end, profile, seed=len(profile))
     ready(b.probe)
