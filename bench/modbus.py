@@ -56,7 +56,7 @@ def _service(data_dir: Path, modbus: bool, port: int):
 
 def _ingest(items, modbus: bool) -> float:
     from edge.service import _BATCH
-    from tests.conftest import free_port
+    from edge.demo.broker import free_port
 
     with tempfile.TemporaryDirectory(prefix="firedamp-bench-") as tmp:
         svc = _service(Path(tmp), modbus, free_port())
@@ -79,7 +79,7 @@ def _ingest(items, modbus: bool) -> float:
 
 
 def _requests(seconds: float, clients: int) -> dict:
-    from tests.conftest import free_port
+    from edge.demo.broker import free_port
 
     port = free_port()
     items = make_items(BOARDS, int(seconds) + 40)
