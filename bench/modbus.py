@@ -55,8 +55,8 @@ def _service(data_dir: Path, modbus: bool, port: int):
 
 
 def _ingest(items, modbus: bool) -> float:
-    from edge.service import _BATCH
     from edge.demo.broker import free_port
+    from edge.service import _BATCH
 
     with tempfile.TemporaryDirectory(prefix="firedamp-bench-") as tmp:
         svc = _service(Path(tmp), modbus, free_port())
