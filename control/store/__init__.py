@@ -117,6 +117,37 @@ class Store(ABC):
     def close(self) -> None: ...
 
 
+def alert_filters(mark: str, *, active: bool | None, site: str | None, device: str | None, since: float | None,
+                  until: float | None) -> tuple[list[str], list[Any]]:
+    """The WHERE terms and arguments of `Store.alerts()` (`mark`: the driver's placeholder, ? or %s), so the
+    stores agree on what a span and a filter select."""
+    where: list[str] = []
+    args: list[Any] = []
+    if active is True:
+        where.append("a.cleared_ts IS NULL")
+    elif active is False:
+        where.append("a.cleared_ts IS NOT NULL")
+    for column, value in (("site", site), ("device", device)):
+        if value is not None:
+            where.append(f"a.{column} = {mark}")
+            args.append(value)
+    if since is not None:  # raised in the span, or still active, or cleared inside it
+        where.append(f"(a.raised_ts >= {mark} OR a.cleared_ts IS NULL OR a.cleared_ts >= {mark})")
+        args += [since, since]
+    if until is not None:
+        where.append(f"a.raised_ts < {mark}")
+        args.append(until)
+    return where, args
+
+
+def with_ack(d: dict[str, Any]) -> dict[str, Any]:
+    """An alert row as the views read it: `active`, and `ack` {user, ts, note} or None from the joined columns."""
+    d["active"] = d["cleared_ts"] is None
+    user, ts, note = d.pop("ack_user"), d.pop("ack_ts"), d.pop("ack_note")
+    d["ack"] = {"user": user, "ts": ts, "note": note} if user is not None else None
+    return d
+
+
 def open_store(cfg) -> Store:
     """The store named by control.toml [store] (cfg: control.config.Config)."""
     if cfg.store.kind == "postgresql":

@@ -39,7 +39,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Json
 
 from control import messages as m
-from control.store import AckError, Changes, Store, StoreError
+from control.store import AckError, Changes, Store, StoreError, alert_filters, with_ack
 
 log = logging.getLogger("firedamp.control.store")
 
@@ -570,23 +570,7 @@ class PostgresStore(Store):
     def alerts(self, *, active: bool | None = None, site: str | None = None, device: str | None = None,
                since: float | None = None, until: float | None = None, limit: int = 200,
                ids: list[str] | None = None) -> list[dict[str, Any]]:
-        where, args = [], []
-        if active is True:
-            where.append("a.cleared_ts IS NULL")
-        elif active is False:
-            where.append("a.cleared_ts IS NOT NULL")
-        if site is not None:
-            where.append("a.site = %s")
-            args.append(site)
-        if device is not None:
-            where.append("a.device = %s")
-            args.append(device)
-        if since is not None:
-            where.append("(a.raised_ts >= %s OR a.cleared_ts IS NULL OR a.cleared_ts >= %s)")
-            args += [since, since]
-        if until is not None:
-            where.append("a.raised_ts < %s")
-            args.append(until)
+        where, args = alert_filters("%s", active=active, site=site, device=device, since=since, until=until)
         if ids is not None:
             where.append("a.id = ANY(%s)")
             args.append(list(ids))
@@ -598,10 +582,7 @@ class PostgresStore(Store):
         for d in self._read(query, (*args, limit)):
             d["details"] = d["details"] if d["details"] is not None else {}
             d["readings"] = d["readings"] or None
-            d["active"] = d["cleared_ts"] is None
-            user, ts, note = d.pop("ack_user"), d.pop("ack_ts"), d.pop("ack_note")
-            d["ack"] = {"user": user, "ts": ts, "note": note} if user is not None else None
-            out.append(d)
+            out.append(with_ack(d))
         return out
 
     def _raw_floor(self, bid: int, now: float) -> float:

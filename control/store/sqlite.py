@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from control import messages as m
-from control.store import AckError, Changes, Store, StoreError
+from control.store import AckError, Changes, Store, StoreError, alert_filters, with_ack
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -332,23 +332,7 @@ class SqliteStore(Store):
     def alerts(self, *, active: bool | None = None, site: str | None = None, device: str | None = None,
                since: float | None = None, until: float | None = None, limit: int = 200,
                ids: list[str] | None = None) -> list[dict[str, Any]]:
-        where, args = [], []
-        if active is True:
-            where.append("a.cleared_ts IS NULL")
-        elif active is False:
-            where.append("a.cleared_ts IS NOT NULL")
-        if site is not None:
-            where.append("a.site = ?")
-            args.append(site)
-        if device is not None:
-            where.append("a.device = ?")
-            args.append(device)
-        if since is not None:
-            where.append("(a.raised_ts >= ? OR a.cleared_ts IS NULL OR a.cleared_ts >= ?)")
-            args += [since, since]
-        if until is not None:
-            where.append("a.raised_ts < ?")
-            args.append(until)
+        where, args = alert_filters("?", active=active, site=site, device=device, since=since, until=until)
         if ids is not None:
             where.append(f"a.id IN ({', '.join('?' * len(ids))})")
             args += ids
@@ -362,12 +346,7 @@ class SqliteStore(Store):
             d["advisory"] = bool(d["advisory"])
             d["details"] = json.loads(d["details"])
             d["readings"] = json.loads(d["readings"]) if d["readings"] else None
-            d["active"] = d["cleared_ts"] is None
-            d["ack"] = ({"user": d.pop("ack_user"), "ts": d.pop("ack_ts"), "note": d.pop("ack_note")}
-                        if d["ack_user"] is not None else None)
-            for k in ("ack_user", "ack_ts", "ack_note"):
-                d.pop(k, None)
-            out.append(d)
+            out.append(with_ack(d))
         return out
 
     def series(self, site: str, device: str, since: float, until: float, points: int) -> list[dict[str, Any]]:
