@@ -47,5 +47,7 @@ def test_input_edges_count_at_their_rate_and_outputs_carry_emulated_times(blank_
     falls = [t for t, g, v in pico.changes if g == 16 and v == 0]
     assert len(rises) == 3, pico.changes
     periods_ms = [(b - a) / 1e6 for a, b in zip(rises, rises[1:], strict=False)]
-    assert all(19.9 < p < 20.5 for p in periods_ms), periods_ms  # sleep_ms(10) twice, on the emulated clock
+    # sleep_ms(10) twice, on the emulated clock (wall time runs 6-15x longer here). sleep_ms counts whole
+    # ticks_ms, so one can end up to 1 ms early (CI saw 19.05 ms for a pair); never longer than 10.25 ms each.
+    assert all(18.0 < p < 20.5 for p in periods_ms), periods_ms
     assert falls and falls[-1] > rises[-1]
