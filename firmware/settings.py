@@ -17,61 +17,63 @@ _ENUM = const(3)
 PROFILE_NAMES = ("coal_face", "return_airway", "heading_face", "intake_air", "drainage", "plant", "custom")
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
-# (key, kind, default, low, high) -- low/high are the length for strings, the choices for enums.
+# One flat tuple, 5 items per key (key, kind, default, low, high): low/high are the length for strings,
+# the choices for enums. Flat, not a tuple of rows: 34 row tuples cost ~1.7 KB of the board's heap.
 SCHEMA = (
-    ("device_id", _STR, "pico-01", 1, 16),
-    ("pin", _STR, "1234", 4, 8),
-    ("profile", _ENUM, "coal_face", PROFILE_NAMES, None),
-    ("front_end", _ENUM, "ma", FRONT_ENDS, None),
-    ("ch4_alarm_pct", _FLOAT, 1.00, 0.10, 4.00),      # custom profile only
-    ("ch4_poweroff_pct", _FLOAT, 1.50, 0.10, 4.00),   # custom profile only
-    ("ch4_restore_pct", _FLOAT, 1.00, 0.10, 4.00),    # custom profile only
-    ("auto_restore", _INT, 0, 0, 1),                  # custom profile only: 1 = no acknowledgement needed
-    ("range_vol_pct", _FLOAT, 4.00, 1.00, 100.00),    # full scale in % CH4 (mine profiles)
-    ("range_lel_pct", _FLOAT, 100.00, 10.00, 100.00),  # full scale in % LEL (plant profile)
-    ("cal_zero_raw", _INT, 0, 0, 100000000),          # raw signal at zero gas (uV, uA or mHz); 0 = nominal
-    ("cal_span_raw", _INT, 0, 0, 100000000),          # raw signal at the span gas; 0 = not calibrated
-    ("cal_span_pct", _FLOAT, 0.0, 0.0, 100.00),       # the span gas concentration (in the profile's unit)
-    ("cal_interval_days", _INT, 15, 1, 15),           # regulation: re-calibrate every 15 days
-    ("warmup_s", _INT, 30, 0, 900),
-    ("stuck_s", _INT, 600, 0, 86400),                 # 0 = no stuck-sensor check
-    ("oversample", _INT, 16, 1, 64),
-    ("shunt_ohm", _INT, 150, 10, 500),
-    ("adc_vref_mv", _INT, 3300, 1000, 5000),
-    ("supply_min_mv", _INT, 4200, 0, 5500),           # 0 = no brown-out check
-    ("k_pulses_per_l", _FLOAT, 450.0, 0.0, 1000000.0),  # flow in L/min when > 0
-    ("k_pulses_per_m3", _FLOAT, 0.0, 0.0, 1000000.0),   # flow in m3/min when > 0
-    ("debounce_us", _INT, 50, 0, 100000),
-    ("flow_timeout_ms", _INT, 5000, 100, 600000),
-    ("flow_low_per_min", _FLOAT, 0.0, 0.0, 1000000.0),  # low-flow alarm below this (flow unit); 0 = off
-    ("flow_expected", _INT, 0, 0, 1),                 # 1 = no pulses for flow_timeout_ms is a NOFLOW fault
-    ("total_save_s", _INT, 600, 60, 86400),           # totaliser written to flash at most this often
-    ("loop_period_ms", _INT, 100, 20, 500),
-    ("report_period_ms", _INT, 1000, 100, 60000),
-    ("unlock_timeout_s", _INT, 300, 10, 3600),
-    ("display", _INT, 1, 0, 1),                       # 1 = try the SSD1306 OLED (missing is reported)
-    ("relay_sense", _INT, 0, 0, 1),                   # 1 = relay auxiliary contact wired to relay_sense
-    ("link", _ENUM, "usb", ("usb", "uart"), None),    # serial link for frames and console (at next boot)
-    ("uart_baud", _INT, 115200, 1200, 921600),        # with link uart (at next boot)
+    "device_id", _STR, "pico-01", 1, 16,
+    "pin", _STR, "1234", 4, 8,
+    "profile", _ENUM, "coal_face", PROFILE_NAMES, None,
+    "front_end", _ENUM, "ma", FRONT_ENDS, None,
+    "ch4_alarm_pct", _FLOAT, 1.00, 0.10, 4.00,      # custom profile only
+    "ch4_poweroff_pct", _FLOAT, 1.50, 0.10, 4.00,   # custom profile only
+    "ch4_restore_pct", _FLOAT, 1.00, 0.10, 4.00,    # custom profile only
+    "auto_restore", _INT, 0, 0, 1,                  # custom profile only: 1 = no acknowledgement needed
+    "range_vol_pct", _FLOAT, 4.00, 1.00, 100.00,    # full scale in % CH4 (mine profiles)
+    "range_lel_pct", _FLOAT, 100.00, 10.00, 100.00,  # full scale in % LEL (plant profile)
+    "cal_zero_raw", _INT, 0, 0, 100000000,          # raw signal at zero gas (uV, uA or mHz); 0 = nominal
+    "cal_span_raw", _INT, 0, 0, 100000000,          # raw signal at the span gas; 0 = not calibrated
+    "cal_span_pct", _FLOAT, 0.0, 0.0, 100.00,       # the span gas concentration (in the profile's unit)
+    "cal_interval_days", _INT, 15, 1, 15,           # regulation: re-calibrate every 15 days
+    "warmup_s", _INT, 30, 0, 900,
+    "stuck_s", _INT, 600, 0, 86400,                 # 0 = no stuck-sensor check
+    "oversample", _INT, 16, 1, 64,
+    "shunt_ohm", _INT, 150, 10, 500,
+    "adc_vref_mv", _INT, 3300, 1000, 5000,
+    "supply_min_mv", _INT, 4200, 0, 5500,           # 0 = no brown-out check
+    "k_pulses_per_l", _FLOAT, 450.0, 0.0, 1000000.0,  # flow in L/min when > 0
+    "k_pulses_per_m3", _FLOAT, 0.0, 0.0, 1000000.0,   # flow in m3/min when > 0
+    "debounce_us", _INT, 50, 0, 100000,
+    "flow_timeout_ms", _INT, 5000, 100, 600000,
+    "flow_low_per_min", _FLOAT, 0.0, 0.0, 1000000.0,  # low-flow alarm below this (flow unit); 0 = off
+    "flow_expected", _INT, 0, 0, 1,                 # 1 = no pulses for flow_timeout_ms is a NOFLOW fault
+    "total_save_s", _INT, 600, 60, 86400,           # totaliser written to flash at most this often
+    "loop_period_ms", _INT, 100, 20, 500,
+    "report_period_ms", _INT, 1000, 100, 60000,
+    "unlock_timeout_s", _INT, 300, 10, 3600,
+    "display", _INT, 1, 0, 1,                       # 1 = try the SSD1306 OLED (missing is reported)
+    "relay_sense", _INT, 0, 0, 1,                   # 1 = relay auxiliary contact wired to relay_sense
+    "link", _ENUM, "usb", ("usb", "uart"), None,    # serial link for frames and console (at next boot)
+    "uart_baud", _INT, 115200, 1200, 921600,        # with link uart (at next boot)
 )
 REBOOT_KEYS = ("link", "uart_baud")  # read by main() before the controller exists
-KEYS = tuple(row[0] for row in SCHEMA)
+KEYS = tuple(SCHEMA[i] for i in range(0, len(SCHEMA), 5))
 
 
-def _row(key):
-    for row in SCHEMA:
-        if row[0] == key:
-            return row
+def row_of(key):
+    """(key, kind, default, low, high) of `key`, or None for an unknown key."""
+    for i in range(0, len(SCHEMA), 5):
+        if SCHEMA[i] == key:
+            return SCHEMA[i:i + 5]
     return None
 
 
 def defaults():
-    return {row[0]: row[2] for row in SCHEMA}
+    return {SCHEMA[i]: SCHEMA[i + 2] for i in range(0, len(SCHEMA), 5)}
 
 
 def allowed(key):
     """Human text of the allowed values of `key`."""
-    row = _row(key)
+    row = row_of(key)
     if row is None:
         return "one of the keys `get` lists"
     kind, lo, hi = row[1], row[3], row[4]
@@ -102,7 +104,7 @@ def _plain_number(text, fraction):
 
 def parse(key, text):
     """Parse and range-check one value from text. Returns the value; raises ValueError("<key> must be ...")."""
-    row = _row(key)
+    row = row_of(key)
     if row is None:
         raise ValueError("unknown key '%s' (get lists the keys)" % key)
     kind, lo, hi = row[1], row[3], row[4]
@@ -181,7 +183,7 @@ def validate(raw):
             problems.append("%s missing" % key)
             continue
         v = raw[key]
-        row = _row(key)
+        row = row_of(key)
         try:
             if row is not None and row[1] in (_INT, _FLOAT):
                 # a number must be a JSON number: a string ("1234", or a non-ASCII digit) is the wrong type

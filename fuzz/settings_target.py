@@ -94,7 +94,7 @@ def generate(rng: random.Random):
         elif op < 0.7:
             values[key + rng.choice(["", "_x", "X"])] = rng.choice(_WILD)
         else:  # a value near its limits
-            row = [row for row in settings.SCHEMA if row[0] == key][0]
+            row = settings.row_of(key)
             if isinstance(row[3], (int, float)) and row[1] != 2:
                 values[key] = rng.choice([row[3], row[4], row[3] - 1, row[4] + 1, row[4] * 1.0001])
     try:

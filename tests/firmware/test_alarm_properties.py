@@ -65,7 +65,7 @@ def test_alarm_invariants(case):
 @hsettings(max_examples=300, deadline=None)
 @given(st.sampled_from(settings.KEYS), st.text(max_size=12))
 def test_settings_parse_accepts_only_values_in_range(key, text):
-    row = [r for r in settings.SCHEMA if r[0] == key][0]
+    row = settings.row_of(key)
     try:
         value = settings.parse(key, text)
     except ValueError as exc:
