@@ -56,7 +56,7 @@ SCHEMA = (
     "uart_baud", _INT, 115200, 1200, 921600,        # with link uart (at next boot)
 )
 REBOOT_KEYS = ("link", "uart_baud")  # read by main() before the controller exists
-KEYS = tuple(SCHEMA[i] for i in range(0, len(SCHEMA), 5))
+KEYS: tuple[str, ...] = tuple(SCHEMA[i] for i in range(0, len(SCHEMA), 5))  # type: ignore[misc]
 
 
 def row_of(key):
