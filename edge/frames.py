@@ -191,9 +191,10 @@ def parse(line: bytes) -> Frame:
     raise BadFrame("fields", f"unknown frame type {kind!r}")
 
 
-def seal(body: str) -> bytes:
-    """`$FD1,...` → the full line with its `*crc32` and newline (what a board sends; used by tests and tools)."""
-    b = body.encode("ascii")
+def seal(body: str | bytes) -> bytes:
+    """`$FD1,...` → the full line with its `*crc32` and newline (what a board sends; used by tests and tools).
+    A str must be ASCII; bytes are sealed as they are (the fuzzers seal lines a board would never send)."""
+    b = body.encode("ascii") if isinstance(body, str) else body
     return b"%s*%08x\n" % (b, binascii.crc32(b))
 
 
@@ -202,6 +203,15 @@ def format_reading(r: Reading) -> bytes:
     ch4 = "" if r.ch4 is None else f"{r.ch4:.2f}"
     return seal(f"$FD1,R,{r.device},{r.seq},{r.uptime_ms},{ch4},{r.unit},{r.flow:.3f},{r.flow_unit},"
                 f"{r.total:.3f},{r.state},{r.relay},{r.faults:04x},{r.flags:02x}")
+
+
+def format_frame(frame: Frame) -> bytes:
+    """Any frame → its wire line (the inverse of parse): a Reading as format_reading, an Event or Reply as
+    `$FD1,E|C,device,seq,uptime_ms,code|status,text`. The one frame builder of tests, fuzzers and the bench."""
+    if isinstance(frame, Reading):
+        return format_reading(frame)
+    head = frame.code if isinstance(frame, Event) else frame.status
+    return seal(f"$FD1,{frame.type},{frame.device},{frame.seq},{frame.uptime_ms},{head},{frame.text}")
 
 
 class Gap(NamedTuple):

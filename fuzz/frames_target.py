@@ -12,7 +12,7 @@ import math
 import random
 import re
 
-from edge.frames import BadFrame, format_reading, parse
+from edge.frames import BadFrame, format_reading, parse, seal
 from fuzz.engine import Violation, mutate, random_bytes
 
 NAME = "serial frames (edge)"
@@ -156,14 +156,11 @@ def generate(rng: random.Random) -> bytes:
         crc = binascii.crc32(body)
         tail = rng.choice([b"*%08x" % crc, b"*%08x" % crc, b"*%08X" % crc, b"*%07x" % crc, b"", b"*%08x" % (crc ^ 1)])
         return body + tail + rng.choice([b"", b"\n", b"\r\n", b"\r"])
-    line = ",".join(fields).encode("latin-1")
-    line += b"*%08x" % binascii.crc32(line)
-    return mutate(line, rng)
+    return mutate(seal(",".join(fields).encode("latin-1"))[:-1], rng)
 
 
 def reseal(data: bytes) -> bytes:
     """Give a mutated line a correct checksum again (for the coverage-guided run)."""
     body = data.rstrip(b"\r\n")
     star = body.rfind(b"*")
-    body = body[:star] if star >= 0 else body
-    return body + b"*%08x" % binascii.crc32(body)
+    return seal(body[:star] if star >= 0 else body)[:-1]

@@ -44,6 +44,13 @@ def board_line(seq, state="NORMAL", ch4=0.45, device="b1", relay=None, flow=12.0
                                   flow_unit, total, state, relay, faults, flags))
 
 
+def board_event(seq, code, text="", device="b1", uptime_ms=None) -> bytes:
+    """One E frame as a board sends it (edge.frames.format_frame): uptime seq × 1 s unless given."""
+    from edge.frames import Event, format_frame
+
+    return format_frame(Event(device, seq, seq * 1000 if uptime_ms is None else uptime_ms, code, text))
+
+
 def shared_places(*parts: str) -> list[Path]:
     """Where the project's shared folder (../shared: data sets, the RP2040 firmware) may hold `parts`, in the
     order looked: $FIREDAMP_SHARED, the checkout's ../shared, and for a local clone its origin's ../shared."""

@@ -6,9 +6,8 @@ from pathlib import Path
 
 from edge import cli
 from edge.config import parse_config
-from edge.frames import seal
 from edge.service import Service
-from tests.helpers import shipped_broker_config
+from tests.helpers import board_line, shipped_broker_config
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
@@ -87,7 +86,7 @@ def test_the_example_broker_config_runs_with_tls_passwords_and_its_acl(tmp_path,
     other = Service(parse_config({**settings, "site": "mine-b", "data_dir": str(tmp_path / "b"), "boards": []}))
     try:
         assert ok.wait_ready(), ok.publisher.last_error
-        board.write(seal("$FD1,R,b1,5,5000,1.20,VOL,10.000,m3/min,1.000,ALARM,1,0000,00"))
+        board.write(board_line(5, "ALARM", ch4=1.2, flow=10.0, total=1.0))
         assert room.wait(lambda m: any(t == "firedamp/mine-a/b1/alert" for t, *_ in m))
         other.start()  # the same user publishing for another site: the ACL refuses it
         assert other.wait_ready()

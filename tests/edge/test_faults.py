@@ -19,17 +19,16 @@ from types import SimpleNamespace
 import pytest
 
 from edge.config import parse_config
-from edge.frames import seal
 from edge.service import Service
-from tests.helpers import wait_for
+from tests.helpers import board_line, wait_for
 
 ROOT = Path(__file__).parents[2]
 DEVICES = ["d0", "d1", "d2", "d3"]
 
 
 def frame(device, seq, alarm):
-    state, ch4, relay = ("ALARM", "1.20", 1) if alarm else ("NORMAL", "0.40", 1)
-    return seal(f"$FD1,R,{device},{seq},{seq * 1000},{ch4},VOL,10.000,m3/min,1.000,{state},{relay},0000,00")
+    return board_line(seq, "ALARM" if alarm else "NORMAL", ch4=1.2 if alarm else 0.4, device=device, flow=10.0,
+                      total=1.0)
 
 
 def burst(rounds):
@@ -317,7 +316,7 @@ def test_frames_missed_and_a_reboot_while_the_edge_was_down_are_alerts_after_it_
     lost = [a for a in map(json.loads, (p for _, p, _ in room.messages)) if a["kind"] == "frames_lost"][0]
     assert "while the edge service was not reading" in lost["message"]
     # the board restarts while the edge is down (seq and uptime start again): a reboot alert, not a silent jump
-    run_edge(seal("$FD1,R,b1,2,2000,0.40,VOL,10.000,m3/min,1.000,NORMAL,1,0000,00"),
+    run_edge(frame("b1", 2, False),
              lambda m: len(kinds(m)) == 2)
     assert kinds(room.messages)[1] == ("reboot", 2, 2)
 

@@ -8,7 +8,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.frames import REASONS, BadFrame, Decoder, Reading, format_reading, parse, seal
+from edge.frames import (
+    REASONS,
+    BadFrame,
+    Decoder,
+    Event,
+    Reading,
+    Reply,
+    format_frame,
+    format_reading,
+    parse,
+    seal,
+)
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "frames.json").read_text())
 
@@ -54,6 +65,15 @@ def test_text_may_hold_commas_but_not_control_characters():
 def test_format_reading_roundtrips():
     r = Reading("dev_1", 5, 5000, 1.23, "VOL", 12.5, "m3/min", 100.0, "ALARM", 1, 0x18, 0x03)
     assert parse(format_reading(r)) == r
+
+
+def test_format_frame_roundtrips_every_frame_type():
+    frames = [Reading("b1", 0, 120, None, "LEL", 0.0, "L/min", 0.0, "WARMUP", 0, 0, 0),
+              Event("pico-01", 4294967295, 2**63 - 1, "BOOT", "fw 0.1.0 reset=power"),
+              Event("b1", 3, 3000, "SET", ""),
+              Reply("b1", 7, 7000, "MORE", "a, b, c")]  # commas in the text are kept
+    for f in frames:
+        assert parse(format_frame(f)) == f
 
 
 def test_decoder_counts_gaps_reboots_and_seq_wrap():

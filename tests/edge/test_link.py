@@ -6,12 +6,13 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.frames import Decoder, seal
+from edge.frames import Decoder
 from edge.link import LineSplitter, PortReader
+from tests.helpers import board_line
 
 
 def frame(seq: int) -> bytes:
-    return seal(f"$FD1,R,b1,{seq},{seq * 1000},0.52,VOL,1.000,m3/min,2.000,NORMAL,1,0000,00")
+    return board_line(seq, ch4=0.52, flow=1.0, total=2.0)
 
 
 def start_reader(device: str):

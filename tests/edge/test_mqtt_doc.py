@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from edge.config import parse_config
-from edge.frames import seal
 from edge.service import Service
+from tests.helpers import board_event, board_line
 
 DOC = (Path(__file__).parents[2] / "docs" / "mqtt.md").read_text()
 SCHEMAS = {m.group(1): json.loads(m.group(2)) for m in re.finditer(r"```json (\w+)\n(.*?)\n```", DOC, re.S)}
@@ -38,9 +38,8 @@ def check(value, schema, where="$"):
             check(v, schema["items"], f"{where}[{i}]")
 
 
-def reading(seq, state="NORMAL", ch4="0.40", faults=0, flags=0, relay=1, uptime=None):
-    up = seq * 1000 if uptime is None else uptime
-    return seal(f"$FD1,R,b1,{seq},{up},{ch4},VOL,10.000,m3/min,1.000,{state},{relay},{faults:04x},{flags:02x}")
+def reading(seq, state="NORMAL", ch4=0.4, faults=0, flags=0, relay=1, uptime=None):
+    return board_line(seq, state, ch4, relay=relay, flow=10.0, total=1.0, faults=faults, flags=flags, uptime_ms=uptime)
 
 
 def test_every_published_payload_matches_the_documented_schema(edge_config, mosquitto, pty_pair, mqtt_subscriber):
@@ -52,10 +51,10 @@ def test_every_published_payload_matches_the_documented_schema(edge_config, mosq
     svc.start()
     try:
         assert svc.wait_ready()
-        lines = [reading(i, ch4=f"{0.4 + 0.001 * (i % 3):.2f}") for i in range(70)]  # the model warms up
-        lines += [reading(70, "ALARM", "1.20"), reading(71, "POWEROFF", "1.60", relay=0, flags=4),
-                  reading(75, "FAULT", "", faults=0x11, flags=3, relay=0), reading(76, ch4="9.99")]
-        lines += [seal("$FD1,E,b1,0,10,BOOT,fw 0.1.0 reset=power"), reading(1, uptime=1000)]
+        lines = [reading(i, ch4=0.4 + 0.001 * (i % 3)) for i in range(70)]  # the model warms up
+        lines += [reading(70, "ALARM", 1.2), reading(71, "POWEROFF", 1.6, relay=0, flags=4),
+                  reading(75, "FAULT", None, faults=0x11, flags=3, relay=0), reading(76, ch4=9.99)]
+        lines += [board_event(0, "BOOT", "fw 0.1.0 reset=power", uptime_ms=10), reading(1, uptime=1000)]
         board.write(b"".join(lines))
         assert sub.wait(lambda m: {t.rsplit("/", 1)[-1] for t, *_ in m} >= {"alert", "telemetry", "state", "event",
                                                                            "health", "status", "config"}, timeout=10)

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 
 from edge.config import parse_config
-from edge.frames import seal
 from edge.service import Service
-from tests.helpers import wait_for
+from tests.helpers import board_line, wait_for
 
 ROOT = Path(__file__).parents[2]
-ALARM = seal("$FD1,R,b1,5,5000,1.20,VOL,10.000,m3/min,1.000,ALARM,1,0000,00")
+ALARM = board_line(5, "ALARM", ch4=1.2, flow=10.0, total=1.0)
 
 
 @pytest.fixture

@@ -16,16 +16,16 @@ import time
 import pytest
 
 from edge.config import parse_config
-from edge.frames import seal
 from edge.service import Service
+from tests.helpers import board_event, board_line
 from tests.helpers import wait_for as _wait_for
 
 REPLUGS = int(os.environ.get("FIREDAMP_REPLUGS", "30"))
 
 
-def reading(device, seq, uptime_ms=None, state="NORMAL", ch4="0.40"):
+def reading(device, seq, uptime_ms=None, state="NORMAL", ch4=0.4):
     up = seq * 1000 + 5000 if uptime_ms is None else uptime_ms
-    return seal(f"$FD1,R,{device},{seq},{up},{ch4},VOL,10.000,m3/min,1.000,{state},1,0000,00")
+    return board_line(seq, state, ch4, device, relay=1, flow=10.0, total=1.0, uptime_ms=up)
 
 
 def wait_for(pred, timeout=10.0):
@@ -89,8 +89,8 @@ def test_a_board_rebooting_in_a_loop_gives_one_reboot_alert_per_restart_and_no_f
     assert svc.wait_ready(mqtt=False)
     boots = 40
     for b in range(boots):  # BOOT event, warm-up, then an alarm, then the watchdog resets it again
-        board.write(seal(f"$FD1,E,loop-1,0,{3 + b % 5},BOOT,fw 0.1.0 reset=watchdog")
-                    + reading("loop-1", 1, 100, "WARMUP", "") + reading("loop-1", 2, 900, "ALARM", "1.20"))
+        board.write(board_event(0, "BOOT", "fw 0.1.0 reset=watchdog", "loop-1", uptime_ms=3 + b % 5)
+                    + reading("loop-1", 1, 100, "WARMUP", None) + reading("loop-1", 2, 900, "ALARM", 1.2))
         assert wait_for(lambda b=b: svc.decoder.ok == 3 * (b + 1), 5)
     settle(svc)
     reboots = [a for a in svc.alerts if a.kind == "reboot"]
@@ -142,7 +142,7 @@ def test_two_boards_claiming_one_device_id_raise_duplicate_id_and_nothing_is_mer
     assert svc.wait_ready(mqtt=False)
     for k in range(10):  # two boards, both configured as "face-1", different counters and uptimes
         a.write(reading("face-1", 100 + k, 900_000 + k * 1000))
-        b.write(reading("face-1", k, 5000 + k * 1000, "ALARM" if k >= 5 else "NORMAL", "1.10" if k >= 5 else "0.40"))
+        b.write(reading("face-1", k, 5000 + k * 1000, "ALARM" if k >= 5 else "NORMAL", 1.1 if k >= 5 else 0.4))
         time.sleep(0.02)
     assert wait_for(lambda: svc.decoder.ok == 20)
     settle(svc)
@@ -166,9 +166,9 @@ def test_the_edge_never_writes_to_a_board_whatever_it_reads(service, pty_pair):
     board = pty_pair()
     svc = service([board.device], model={"enabled": True})
     assert svc.wait_ready(mqtt=False, timeout=15)
-    lines = [reading("b1", k, ch4=f"{0.4 + 0.3 * (k % 7):.2f}") for k in range(80)]  # erratic: model complains
-    lines += [reading("b1", 80, state="ALARM", ch4="1.20"), reading("b1", 81, state="POWEROFF", ch4="1.60"),
-              seal("$FD1,R,b1,82,87000,,VOL,0.000,m3/min,1.000,FAULT,0,0011,03")]
+    lines = [reading("b1", k, ch4=0.4 + 0.3 * (k % 7)) for k in range(80)]  # erratic: model complains
+    lines += [reading("b1", 80, state="ALARM", ch4=1.2), reading("b1", 81, state="POWEROFF", ch4=1.6),
+              board_line(82, "FAULT", None, flow=0.0, total=1.0, faults=0x11, flags=3, uptime_ms=87000)]
     board.write(b"".join(lines))
     assert wait_for(lambda: svc.decoder.ok == 83)
     settle(svc)

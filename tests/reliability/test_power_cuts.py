@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from edge.frames import seal
+from tests.helpers import board_line
 
 ROOT = Path(__file__).parents[2]
 CUTS = int(os.environ.get("FIREDAMP_POWER_CUTS", "5"))
@@ -26,8 +26,8 @@ DEVICES = ["c0", "c1", "c2", "c3"]
 
 
 def frame(device, seq, alarm):
-    state, ch4 = ("ALARM", "1.20") if alarm else ("NORMAL", "0.40")
-    return seal(f"$FD1,R,{device},{seq},{seq * 1000},{ch4},VOL,10.000,m3/min,1.000,{state},1,0000,00")
+    return board_line(seq, "ALARM" if alarm else "NORMAL", ch4=1.2 if alarm else 0.4, device=device, flow=10.0,
+                      total=1.0)
 
 
 def outbox_check(path: Path) -> list[str]:

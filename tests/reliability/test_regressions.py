@@ -6,15 +6,16 @@ import pytest
 
 from edge.config import load
 from edge.errors import ConfigError, ModelError
-from edge.frames import BadFrame, Event, Reading, parse, seal
+from edge.frames import BadFrame, Event, Reading, parse
+from tests.helpers import board_event, board_line
 
 
 def test_a_device_id_of_only_dashes_and_underscores_is_read_as_the_board_allows_it():
     # the board's settings accept device_id "--" (1-16 of A-Z a-z 0-9 _ -); the edge used to reject every frame
     for dev in ("-", "__", "_-_"):
-        r = parse(seal(f"$FD1,R,{dev},1,1000,0.50,VOL,1.000,L/min,1.000,NORMAL,1,0000,00"))
+        r = parse(board_line(1, ch4=0.5, device=dev, flow=1.0, flow_unit="L/min", total=1.0))
         assert isinstance(r, Reading) and r.device == dev
-    e = parse(seal("$FD1,E,b1,2,2000,_,text"))
+    e = parse(board_event(2, "_", "text"))
     assert isinstance(e, Event) and e.code == "_"
 
 
@@ -111,8 +112,8 @@ def test_an_advisory_alert_of_an_earlier_frame_is_not_committed_after_a_later_bo
 
     monkeypatch.setattr(Policy, "on_score", on_score)
     try:
-        alerts = svc.process([("p", seal("$FD1,R,b1,1,1000,0.90,VOL,1.000,m3/min,1.000,NORMAL,1,0000,00"), 100.0),
-                              ("p", seal("$FD1,R,b1,2,2000,1.20,VOL,1.000,m3/min,1.000,ALARM,1,0000,00"), 100.5)])
+        alerts = svc.process([("p", board_line(1, ch4=0.9, flow=1.0, total=1.0), 100.0),
+                              ("p", board_line(2, "ALARM", ch4=1.2, flow=1.0, total=1.0), 100.5)])
     finally:
         svc.outbox.close()
     assert [(a.kind, a.time) for a in alerts] == [("forecast", 100.0), ("alarm", 100.5)]

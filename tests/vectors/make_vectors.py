@@ -1,6 +1,8 @@
 """Writes frames.json: the shared wire-protocol test vectors (see docs/protocol.md).
 
 Run it only when the protocol changes; both the firmware and the edge tests read the JSON it writes.
+It builds its lines itself from docs/protocol.md, not with edge.frames (the tests' one frame builder): the
+vectors are the reference that edge.frames and the firmware are both checked against.
 """
 
 import binascii
