@@ -2,7 +2,7 @@
 
   firedamp evaluate --model M --data FILE [--sep S] [--label-column NAME] [--json] [--plot out.png]
   firedamp evaluate sim [--model M] [--seeds N] [--json]       (held-out seeds never used in training)
-  firedamp evaluate skab DIR [--json]                          (SKAB outlier-detection protocol)
+  firedamp evaluate skab DIR [--method lstm|t2] [--json]       (SKAB: the LSTM pipeline, or the T² baseline)
 
 The feature columns and the forecast column are read from the model's metadata. An alert is a ready
 sample whose score is above the model's threshold; with --warn-at V a forecast >= V also counts (the
@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-column", metavar="NAME", help="0/1 column marking known anomalies (for precision/recall)")
     parser.add_argument("--warn-at", type=float, default=None, metavar="VALUE",
                         help="also alert when the forecast reaches this value (e.g. 1.0 %% CH4); sim default 1.0")
+    parser.add_argument("--method", choices=["lstm", "t2"], default="lstm",
+                        help="skab: lstm = train, export and score our LSTM per file (needs the train extra; "
+                             "default); t2 = the Hotelling T² baseline (numpy)")
+    parser.add_argument("--quick", action="store_true", help="skab: a tiny training run for smoke tests (not a benchmark)")
     parser.add_argument("--seeds", type=int, default=5, metavar="N", help="sim: held-out seeds per scenario (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--plot", metavar="PNG", help="write a PNG with signals, score, threshold, labels and alerts")
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError("usage: firedamp evaluate skab DIR  (DIR holds the SKAB CSV files)")
         from models.skab import evaluate_dir, report
 
-        res = evaluate_dir(Path(args.dir))
+        res = evaluate_dir(Path(args.dir), method=args.method, quick=args.quick)
         print(json.dumps(res, indent=2) if args.json else report(res))
         return 0
     from models.runtime import Model

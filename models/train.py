@@ -121,8 +121,12 @@ def _batches(prep: list[_Prepared], rng: np.random.Generator, n: int, steps: int
     return tuple(np.stack(a) for a in (xs, nx, fc, pm, fm))
 
 
-def fit(train: list[Series], val: list[Series], spec: ModelSpec, s: Settings, work: Path):
-    """Train with early stopping on the validation loss; returns (net, history dict)."""
+def fit(train: list[Series], val: list[Series], spec: ModelSpec, s: Settings, work: Path,
+        init: dict | None = None, verbose: bool = True):
+    """Train with early stopping on the validation loss; returns (net, history dict).
+
+    init: a state_dict to start from (fine-tuning a pretrained net of the same shape); verbose=False keeps
+    stdout and stderr quiet (a caller with its own progress bar)."""
     import torch
     from tqdm import tqdm
 
@@ -134,6 +138,9 @@ def fit(train: list[Series], val: list[Series], spec: ModelSpec, s: Settings, wo
     net_args = dict(n_features=spec.n_features, hidden_size=s.hidden_size, num_layers=s.num_layers,
                     kernel=kernel, forecast_index=spec.forecast_index)
     net = FiredampNet(**net_args)
+    if init is not None:
+        net.load_state_dict(init)
+    log = print if verbose else _quiet
     opt = torch.optim.Adam(net.parameters(), lr=s.lr)
     steps = s.window - kernel + 1 if s.arch == "windowed" else s.chunk
     rng = np.random.default_rng(s.seed)
@@ -157,7 +164,8 @@ def fit(train: list[Series], val: list[Series], spec: ModelSpec, s: Settings, wo
     for epoch in range(s.max_epochs):
         net.train()
         total = 0.0
-        bar = tqdm(range(s.batches_per_epoch), desc=f"epoch {epoch + 1:2d}", leave=False, ncols=90)
+        bar = tqdm(range(s.batches_per_epoch), desc=f"epoch {epoch + 1:2d}", leave=False, ncols=90,
+                   disable=not verbose)
         for _ in bar:
             batch = [torch.from_numpy(a) for a in _batches(ptrain, rng, s.batch, steps, kernel)]
             loss, _, _ = loss_of(batch)
@@ -174,7 +182,7 @@ def fit(train: list[Series], val: list[Series], spec: ModelSpec, s: Settings, wo
         hist["val"].append(vl)
         hist["val_pred"].append(vp)
         hist["val_forecast"].append(vf)
-        print(f"epoch {epoch + 1:2d}  train {hist['train'][-1]:.4f}  val {vl:.4f} (next {vp:.4f}, forecast {vf:.4f})",
+        log(f"epoch {epoch + 1:2d}  train {hist['train'][-1]:.4f}  val {vl:.4f} (next {vp:.4f}, forecast {vf:.4f})",
               flush=True)
         if vl < best - 1e-4:
             best, bad = vl, 0
@@ -182,10 +190,10 @@ def fit(train: list[Series], val: list[Series], spec: ModelSpec, s: Settings, wo
         else:
             bad += 1
         if bad >= s.patience:
-            print(f"early stop: no improvement in {s.patience} epochs")
+            log(f"early stop: no improvement in {s.patience} epochs")
             break
         if time.monotonic() - t0 > s.max_minutes * 60:
-            print(f"time budget of {s.max_minutes} min reached")
+            log(f"time budget of {s.max_minutes} min reached")
             break
     if best_state is not None:
         net.load_state_dict(best_state)
@@ -250,8 +258,11 @@ def calibrate(model_path: Path, normal: list[Series], risk: float) -> tuple[floa
 
 
 def train(train_set: list[Series], val_set: list[Series], features: list[str], units: list[str],
-          forecast: str, period_s: float, s: Settings, out: Path, work: Path, data_digest_extra: str = "") -> ModelSpec:
-    """The whole pipeline: fit normalisation, train, residual scale, export, calibrate, export sealed."""
+          forecast: str, period_s: float, s: Settings, out: Path, work: Path, data_digest_extra: str = "",
+          init: dict | None = None, verbose: bool = True) -> ModelSpec:
+    """The whole pipeline: fit normalisation, train, residual scale, export, calibrate, export sealed.
+
+    init / verbose: as for `fit` (a pretrained state_dict to fine-tune; quiet for a caller's own progress bar)."""
     from models.export import write_model
 
     work.mkdir(parents=True, exist_ok=True)
@@ -266,9 +277,12 @@ def train(train_set: list[Series], val_set: list[Series], features: list[str], u
         residual_std=[1.0] * len(features), smoothing=s.smoothing, warmup=max(120, 4 * s.smoothing),
         architecture=s.arch,
     )
-    t0 = time.monotonic()
-    net, hist = fit(train_set, val_set, spec, s, work)
     normal_val = [v for v in val_set if not v.label.any()] or val_set
+    if min(len(v.x) for v in normal_val) <= spec.warmup + 50:
+        raise DataError(f"the calibration rows ({min(len(v.x) for v in normal_val)}) must be longer than the warm-up "
+                        f"({spec.warmup} samples = max(120, 4 x smoothing)) plus 50 scores")
+    t0 = time.monotonic()
+    net, hist = fit(train_set, val_set, spec, s, work, init=init, verbose=verbose)
     spec.residual_std = residual_std(net, spec, normal_val)
     write_model(net, spec, work / "uncalibrated.onnx")
     spec.threshold, scores = calibrate(work / "uncalibrated.onnx", normal_val, s.risk)
@@ -279,9 +293,10 @@ def train(train_set: list[Series], val_set: list[Series], features: list[str], u
 
     torch.save({"net_args": net.net_args, "state_dict": net.state_dict(), "spec": spec.to_metadata()},
                str(work / "model.pt"))
-    print(f"threshold {spec.threshold:.3f} (POT, risk {s.risk:g}/sample, {scores.size} normal samples); "
+    log = print if verbose else _quiet
+    log(f"threshold {spec.threshold:.3f} (POT, risk {s.risk:g}/sample, {scores.size} normal samples); "
           f"residual std {[round(v, 3) for v in spec.residual_std]}")
-    print(f"wrote {out} in {(time.monotonic() - t0) / 60:.1f} min; loss curve {work / 'loss.png'}")
+    log(f"wrote {out} in {(time.monotonic() - t0) / 60:.1f} min; loss curve {work / 'loss.png'}")
     return spec
 
 
@@ -361,6 +376,10 @@ def _report_labels(path: Path, x: np.ndarray, label: np.ndarray, spec: ModelSpec
     e = metrics.events(out["anomalous"], label, spec.sample_period_s)
     print(f"against --label-column (not used for training): precision {r['precision']:.3f} recall {r['recall']:.3f} "
           f"F1 {r['f1']:.3f} FAR {r['far']:.2%}; events {e['detected']}/{e['events']} detected")
+
+
+def _quiet(*args, **kwargs) -> None:
+    return None
 
 
 def _split(text: str | None) -> list[str] | None:

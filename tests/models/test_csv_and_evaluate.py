@@ -90,7 +90,7 @@ def test_event_metrics_count_false_alarm_onsets_and_delays():
 
 @pytest.mark.skipif(SKAB is None, reason=SKAB_WHERE)
 def test_skab_protocol_runs_and_prints_json(capsys):
-    assert cli.main(["evaluate", "skab", str(SKAB / "valve2"), "--json"]) == 0
+    assert cli.main(["evaluate", "skab", str(SKAB / "valve2"), "--method", "t2", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["files"] == 4 and 0 < res["f1"] <= 1 and 0 <= res["far"] <= 1 and 0 <= res["mar"] <= 1
     total = res["tp"] + res["fp"] + res["fn"] + res["tn"]
@@ -99,7 +99,7 @@ def test_skab_protocol_runs_and_prints_json(capsys):
 
 def test_skab_on_a_folder_without_labelled_files_is_a_clear_error(tmp_path, capsys):
     write(tmp_path, "a;b\n1;2\n", "x.csv")
-    assert cli.main(["evaluate", "skab", str(tmp_path)]) == 1
+    assert cli.main(["evaluate", "skab", str(tmp_path), "--method", "t2"]) == 1
     assert "no labelled SKAB CSV" in capsys.readouterr().err
 
 
