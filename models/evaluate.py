@@ -6,8 +6,10 @@
 
 The feature columns and the forecast column are read from the model's metadata. An alert is a ready
 sample whose score is above the model's threshold; with --warn-at V a forecast >= V also counts (the
-edge's early warning). Forecast errors are shown beside persistence (the current value) on the same rows.
-Runs on numpy + onnxruntime only.
+edge's early warning). Forecast errors are shown on the same rows beside persistence (the current value)
+and two stronger naive baselines: `rise` (the current value plus the training data's median rise over the
+horizon, stored in the model by `firedamp train`) and `holt` (Holt's linear trend, extrapolated over the
+horizon). Runs on numpy + onnxruntime only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from models import metrics
 from models.features import future_max
 
 BOARD_ALARM_PCT = 1.00  # the board's default CH4 alarm (firmware setting ch4_alarm_pct)
+# Holt baseline: level EWMA over ~10 samples; a slow slope (~100 samples) so that extrapolating it over a
+# horizon of hundreds of samples follows a real trend, not the last few samples' noise. Fixed, not fitted.
+HOLT_ALPHA, HOLT_BETA = 0.1, 0.01
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="FILE", help="CSV to score (e.g. the output of `firedamp history --csv`)")
     parser.add_argument("--sep", default=",", help="CSV column separator (default ',')")
     parser.add_argument("--label-column", metavar="NAME", help="0/1 column marking known anomalies (for precision/recall)")
+    parser.add_argument("--time-column", metavar="NAME",
+                        help="column with each row's time: rows are put on the model's sample period and gaps "
+                             "become missing samples (as in `firedamp train --time-column`)")
     parser.add_argument("--warn-at", type=float, default=None, metavar="VALUE",
                         help="also alert when the forecast reaches this value (e.g. 1.0 %% CH4); sim default 1.0")
     parser.add_argument("--method", choices=["lstm", "t2"], default="lstm",
@@ -66,29 +74,41 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.data:
         raise DataError("give --data FILE (a CSV), or `skab DIR`, or `sim`; see `firedamp evaluate --help`")
-    res = evaluate_csv(model, Path(args.data), args.sep, args.label_column, args.warn_at, args.plot)
+    res = evaluate_csv(model, Path(args.data), args.sep, args.label_column, args.warn_at, args.plot,
+                       time_column=args.time_column)
     print(json.dumps(res, indent=2) if args.json else _table(res))
     return 0
 
 
 def evaluate_csv(model, path: Path, sep: str, label_column: str | None, warn_at: float | None,
-                 plot: str | None) -> dict:
+                 plot: str | None, time_column: str | None = None) -> dict:
     """Score one CSV as one stream; returns a dict of metrics."""
-    from models.csvdata import read_csv
+    from models.csvdata import read_csv, regularise
 
     spec = model.spec
-    table = read_csv(path, sep=sep, columns=spec.features, label_column=label_column)
+    table = read_csv(path, sep=sep, columns=spec.features, label_column=label_column, time_column=time_column)
+    grid = None
+    if table.t_s is not None:
+        table, grid = regularise(table, spec.sample_period_s)
     out = model.score_series(table.x)
     alert = alerts(out, warn_at)
     fi = spec.forecast_index
     cur = table.x[:, fi]
     target = future_max(cur, spec.horizon)
+    baselines = {"holt": metrics.holt_max(cur, spec.horizon, HOLT_ALPHA, HOLT_BETA)}
+    rise = spec.extra.get("forecast_typical_rise")
+    if rise is not None:
+        baselines["rise"] = cur + float(rise)
     res: dict = {
         "file": str(path), "rows": len(table.x), "model": spec.version, "threshold": spec.threshold,
         "alerts": int(alert.sum()), "alert_runs": len(metrics.runs(alert)),
         "forecast": {"column": spec.forecast_feature, "horizon": spec.horizon,
-                     **metrics.forecast_errors(np.where(out["ready"], out["forecast"], np.nan), cur, target)},
+                     "horizon_s": spec.horizon * spec.sample_period_s,
+                     "typical_rise": None if rise is None else float(rise),
+                     **metrics.forecast_errors(np.where(out["ready"], out["forecast"], np.nan), cur, target, baselines)},
     }
+    if grid is not None:
+        res["grid"] = grid
     if table.label is not None:
         ready = out["ready"]
         res["pointwise"] = metrics.rates(metrics.confusion(alert[ready], table.label[ready]))
@@ -155,7 +175,11 @@ def _table(res: dict) -> str:
                      f"false alarms {e['false_alarms']} ({far24} per 24 h of normal rows)")
     f = res["forecast"]
     if f.get("rows"):
-        lines.append(f"forecast of max {f['column']} over {f['horizon']} samples on {f['rows']} rows: "
-                     f"MAE {f['mae']:.4f} (persistence {f['persistence_mae']:.4f}), "
-                     f"RMSE {f['rmse']:.4f} (persistence {f['persistence_rmse']:.4f})")
+        lines.append(f"forecast of max {f['column']} over {f['horizon']} samples ({f['horizon_s']:g} s) on {f['rows']} rows:")
+        names = [("model", ""), ("persistence", "persistence_"), ("holt", "holt_")]
+        if "rise_mae" in f:
+            names.append((f"now + typical rise {f['typical_rise']:+.4g}", "rise_"))
+        else:
+            lines.append("  (the model carries no typical rise: trained before `firedamp train` stored it)")
+        lines += [f"  {name:34s} MAE {f[p + 'mae']:.4f}  RMSE {f[p + 'rmse']:.4f}" for name, p in names]
     return "\n".join(lines)

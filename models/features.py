@@ -47,6 +47,8 @@ class ModelSpec:
     warmup: int = 60
     architecture: str = "lstm"
     threshold_method: str = "pot"
+    # features the network sees but the anomaly score leaves out (e.g. a 0/1 machine-running state)
+    inputs_only: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -130,6 +132,11 @@ class ModelSpec:
             value = getattr(self, key)
             if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
                 raise bad(key, "must be 64 lowercase hex characters")
+        if not (isinstance(self.inputs_only, list) and all(isinstance(v, str) and v in self.features
+                                                            for v in self.inputs_only)):
+            raise bad("inputs_only", f"must be a list of names from the features {self.features}")
+        if set(self.inputs_only) >= set(self.features):
+            raise bad("inputs_only", "must leave at least one feature scored")
         if not isinstance(self.extra, dict):
             raise bad("extra", "must be a JSON object")
 

@@ -63,15 +63,41 @@ def events(alert: np.ndarray, label: np.ndarray, period_s: float) -> dict[str, o
     }
 
 
-def forecast_errors(forecast: np.ndarray, current: np.ndarray, target: np.ndarray) -> dict[str, float | int]:
-    """MAE/RMSE of the model's forecast and of persistence (the current value) on rows where all are finite."""
+def forecast_errors(forecast: np.ndarray, current: np.ndarray, target: np.ndarray,
+                    baselines: dict[str, np.ndarray] | None = None) -> dict[str, float | int]:
+    """MAE/RMSE of the model's forecast, of persistence (the current value) and of each named baseline
+    ({name}_mae, {name}_rmse), all on the same rows: those where every one of them and the target is finite."""
     f, c, t = (np.asarray(v, np.float64) for v in (forecast, current, target))
-    ok = np.isfinite(f) & np.isfinite(c) & np.isfinite(t)
+    named = {"persistence": c} | {k: np.asarray(v, np.float64) for k, v in (baselines or {}).items()}
+    ok = np.isfinite(f) & np.isfinite(t)
+    for v in named.values():
+        ok &= np.isfinite(v)
     if not ok.any():
         return {"rows": 0}
-    ef, ep = f[ok] - t[ok], c[ok] - t[ok]
-    return {
-        "rows": int(ok.sum()),
-        "mae": float(np.abs(ef).mean()), "rmse": float(np.sqrt((ef ** 2).mean())),
-        "persistence_mae": float(np.abs(ep).mean()), "persistence_rmse": float(np.sqrt((ep ** 2).mean())),
-    }
+    ef = f[ok] - t[ok]
+    out: dict[str, float | int] = {"rows": int(ok.sum()), "mae": float(np.abs(ef).mean()),
+                                   "rmse": float(np.sqrt((ef ** 2).mean()))}
+    for name, v in named.items():
+        e = v[ok] - t[ok]
+        out[f"{name}_mae"], out[f"{name}_rmse"] = float(np.abs(e).mean()), float(np.sqrt((e ** 2).mean()))
+    return out
+
+
+def holt_max(x: np.ndarray, horizon: int, alpha: float, beta: float) -> np.ndarray:
+    """(T,) -> (T,) Holt's linear trend (EWMA of the level, alpha; of its slope, beta), read as the max of the
+    extrapolated line over the next `horizon` samples: level + max(slope, slope x horizon). Uses only the
+    past; a NaN sample holds the state (and gives NaN); NaN until the first finite sample."""
+    x = np.asarray(x, np.float64)
+    out = np.full(x.shape, np.nan)
+    level = slope = None
+    for i, v in enumerate(x.tolist()):
+        if v != v:  # NaN
+            continue
+        if level is None:
+            level, slope = v, 0.0
+        else:
+            prev = level
+            level = alpha * v + (1 - alpha) * (level + slope)
+            slope = beta * (level - prev) + (1 - beta) * slope
+        out[i] = level + max(slope, slope * horizon)
+    return out

@@ -7,8 +7,9 @@ also takes and returns the LSTM state (`h0`, `c0` -> `h1`, `c1`, each (num_layer
 
 The anomaly score is computed here, not in the graph, so every user computes it the same way:
 per feature, e = (z_t - pred_{t-1}) / residual_std; s = EWMA(e^2) over `smoothing` samples; score =
-max over features of |ln s|. On normal data s stays near 1 (score near 0); a jump, spike or a broken
-physical relation drives s up, a stuck or flat-lined sensor drives it towards 0 — both raise the score.
+max over features of |ln s| (a feature in spec.inputs_only is held at s = 1: an input, never scored).
+On normal data s stays near 1 (score near 0); a jump, spike or a broken physical relation drives s up,
+a stuck or flat-lined sensor drives it towards 0 — both raise the score.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class Model:
         self._resid = np.asarray(self.spec.residual_std, dtype=np.float64)
         self._alpha = 1.0 / self.spec.smoothing
         self._fi = self.spec.forecast_index
+        self._unscored = [self.spec.features.index(n) for n in self.spec.inputs_only] or None
         self._outputs = [o.name for o in self._session.get_outputs()]
         spec = self.spec
         self.arena = Arena(spec)
@@ -246,6 +248,8 @@ class Model:
         np.divide(d, self._resid, out=d)
         np.multiply(d, d, out=d)
         np.minimum(d, 1e6, out=d)
+        if self._unscored is not None:  # inputs only: their EWMA stays at 1, |ln 1| = 0
+            d[:, self._unscored] = 1.0
         np.subtract(d, ewma, out=d)
         np.multiply(d, g[:, c + 4:c + 5], out=d)  # alpha: 0 until the slot has a prediction (EWMA held at 1)
         np.add(ewma, d, out=ewma)

@@ -2,7 +2,11 @@
 
 `firedamp train --out models/firedamp-lstm.onnx` trains the shipped model on simulated mine data;
 `firedamp train --data readings.csv --sep ';' --features ch4,flow --forecast ch4 --horizon 300 --out m.onnx`
-trains on your own readings (labels, if any, are only used for the report). Needs the train extra (torch).
+trains on your own readings (labels, if any, are only used for the report). A site export: any number of
+other columns (never read), `--period` seconds per sample, `--horizon` in samples or with a unit (300s, 5min,
+2h), `--time-column` to put rows on the sample grid (a gap becomes missing samples, which the LSTM skips
+as the edge does), `--inputs-only` for a column such as a machine's on/off state that the network sees but
+the anomaly score leaves out. Needs the train extra (torch).
 """
 
 from __future__ import annotations
@@ -259,7 +263,7 @@ def calibrate(model_path: Path, normal: list[Series], risk: float) -> tuple[floa
 
 def train(train_set: list[Series], val_set: list[Series], features: list[str], units: list[str],
           forecast: str, period_s: float, s: Settings, out: Path, work: Path, data_digest_extra: str = "",
-          init: dict | None = None, verbose: bool = True) -> ModelSpec:
+          init: dict | None = None, verbose: bool = True, inputs_only: list[str] | None = None) -> ModelSpec:
     """The whole pipeline: fit normalisation, train, residual scale, export, calibrate, export sealed.
 
     init / verbose: as for `fit` (a pretrained state_dict to fine-tune; quiet for a caller's own progress bar)."""
@@ -275,7 +279,7 @@ def train(train_set: list[Series], val_set: list[Series], features: list[str], u
         threshold=1.0, horizon=s.horizon, forecast_feature=forecast, version=VERSION,
         training_digest=digest(asdict(s) | {"extra": data_digest_extra}, train_set),
         residual_std=[1.0] * len(features), smoothing=s.smoothing, warmup=max(120, 4 * s.smoothing),
-        architecture=s.arch,
+        architecture=s.arch, inputs_only=list(inputs_only or []),
     )
     normal_val = [v for v in val_set if not v.label.any()] or val_set
     if min(len(v.x) for v in normal_val) <= spec.warmup + 50:
@@ -287,7 +291,8 @@ def train(train_set: list[Series], val_set: list[Series], features: list[str], u
     write_model(net, spec, work / "uncalibrated.onnx")
     spec.threshold, scores = calibrate(work / "uncalibrated.onnx", normal_val, s.risk)
     spec.extra = {"epochs": str(len(hist["train"])), "train_minutes": f"{(time.monotonic() - t0) / 60:.1f}",
-                  "calibration_samples": str(scores.size), "risk": str(s.risk)}
+                  "calibration_samples": str(scores.size), "risk": str(s.risk),
+                  "forecast_typical_rise": repr(typical_rise(train_set, spec.forecast_index, spec.horizon))}
     write_model(net, spec, out)
     import torch
 
@@ -306,12 +311,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sep", default=",", help="CSV column separator (default ','; SKAB uses ';')")
     parser.add_argument("--features", metavar="A,B,C", help="comma-separated CSV columns to use, in order (e.g. ch4,flow)")
     parser.add_argument("--forecast", metavar="COLUMN", help="the column to forecast (one of --features; default: the first)")
-    parser.add_argument("--horizon", type=int, default=300, metavar="H", help="forecast horizon in samples (default 300)")
+    parser.add_argument("--horizon", default="300", metavar="H",
+                        help="forecast horizon: samples (300), or a time with a unit (300s, 5min, 2h: rounded to "
+                             "whole samples of --period); default 300 samples")
     parser.add_argument("--units", metavar="U,V",
                         help="unit of each feature, in order (default: %%vol for ch4, m3/min for flow, none for "
                              "others); the edge checks a board's units against these before scoring")
     parser.add_argument("--label-column", metavar="NAME", help="0/1 anomaly column: not used for training, only reported")
-    parser.add_argument("--period", type=float, default=1.0, metavar="S", help="seconds between CSV rows (default 1)")
+    parser.add_argument("--period", type=float, default=1.0, metavar="S",
+                        help="seconds per sample (default 1; e.g. 60 for one-minute averages)")
+    parser.add_argument("--time-column", metavar="NAME",
+                        help="column with each row's time (seconds, or ISO 8601): rows are put on the --period grid "
+                             "and gaps become missing samples; without it rows are taken as consecutive samples")
+    parser.add_argument("--inputs-only", metavar="A,B",
+                        help="features the network sees but the anomaly score leaves out (e.g. a 0/1 machine-running "
+                             "column: its switching is not an anomaly)")
     parser.add_argument("--arch", choices=["lstm", "cnn", "windowed"], default="lstm",
                         help="lstm: streaming LSTM (shipped); cnn: conv front end + LSTM; windowed: LSTM over a window")
     parser.add_argument("--hidden", type=int, default=32, help="LSTM hidden size (default 32)")
@@ -327,25 +341,51 @@ def run(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError as exc:
         raise FiredampError("training needs the train extra: pip install -e '.[train]'") from exc
-    s = Settings(arch=args.arch, hidden_size=args.hidden, horizon=args.horizon, max_epochs=args.epochs,
+    if not (args.period > 0 and np.isfinite(args.period)):
+        raise DataError(f"--period {args.period}: must be a number of seconds > 0")
+    horizon = parse_horizon(args.horizon, args.period)
+    s = Settings(arch=args.arch, hidden_size=args.hidden, horizon=horizon, max_epochs=args.epochs,
                  max_minutes=args.minutes, seed=args.seed)
     if args.quick:
         s.n_normal, s.n_each_anomaly, s.n_val_normal, s.duration_s = 3, 1, 2, 3600.0
         s.max_epochs, s.batches_per_epoch, s.batch = 2, 5, 16
     out, work = Path(args.out), Path(args.work_dir)
     if args.data:
-        from models.csvdata import read_csv
+        from models.csvdata import read_csv, regularise
 
-        table = read_csv(args.data, sep=args.sep, columns=_split(args.features), label_column=args.label_column)
+        table = read_csv(args.data, sep=args.sep, columns=_split(args.features), label_column=args.label_column,
+                         time_column=args.time_column)
         features = table.columns
+        if args.label_column and args.label_column in features:
+            raise DataError(f"--label-column {args.label_column!r} is also in --features: a label is never an input")
         forecast = args.forecast or features[0]
         if forecast not in features:
             raise DataError(f"--forecast {forecast!r} must be one of --features {features}")
+        inputs_only = _split(args.inputs_only) or []
+        for name in inputs_only:
+            if name not in features:
+                raise DataError(f"--inputs-only {name!r} must be one of --features {features}")
+        if set(inputs_only) >= set(features):
+            raise DataError("--inputs-only names every feature: at least one must be scored")
+        if table.t_s is not None:
+            table, info = regularise(table, args.period)
+            print(f"{args.data}: {info['rows']} rows on a {args.period:g} s grid of {info['samples']} samples: "
+                  f"{info['gaps']} gap{'' if info['gaps'] == 1 else 's'} ({info['missing_samples']} missing samples, longest {info['longest_gap_s']:g} s), "
+                  f"{info['merged_rows']} rows shared a sample with a later one (the later kept)")
+        missing = np.isnan(table.x).any(axis=1)
+        if missing.any():
+            print(f"{int(missing.sum())} of {len(table.x)} samples have a missing value: left out of the loss and "
+                  "skipped by the scorer, as the edge skips a sample without a valid reading")
         need = max(2000, 10 * s.horizon)
         if len(table.x) < need:
             raise DataError(f"{args.data}: {len(table.x)} rows; training needs at least {need} "
                             f"(max(2000, 10 x --horizon {s.horizon}))")
         cut = int(len(table.x) * 0.8)
+        for j, name in enumerate(features):
+            col = table.x[:cut, j]
+            if np.isfinite(col).sum() and np.nanstd(col) == 0:
+                print(f"warning: {name!r} is constant ({np.nanmin(col):g}) in the training rows; any other value "
+                      "will look anomalous (train on rows where it varies)")
         label = table.label if table.label is not None else np.zeros(len(table.x), np.int8)
         tr = [Series("train", table.x[:cut], np.zeros(cut, np.int8))]
         va = [Series("val", table.x[cut:], np.zeros(len(table.x) - cut, np.int8))]
@@ -355,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
         if len(units) != len(features):
             raise DataError(f"--units has {len(units)} entries but there are {len(features)} features {features}")
         spec = train(tr, va, features, units, forecast, args.period, s, out, work,
-                     data_digest_extra=f"{Path(args.data).name}:{label.sum()}")
+                     data_digest_extra=f"{Path(args.data).name}:{label.sum()}", inputs_only=inputs_only)
         if table.label is not None:
             _report_labels(out, table.x, table.label, spec)
         return 0
@@ -363,6 +403,44 @@ def run(args: argparse.Namespace) -> int:
     va = simulator_series(s, VAL_SEED0, s.n_val_normal, max(1, s.n_each_anomaly // 3))
     train(tr, va, SIM_FEATURES, SIM_UNITS, "ch4", 1.0, s, out, work, data_digest_extra="simulator")
     return 0
+
+
+def parse_horizon(text: str, period_s: float) -> int:
+    """'300' (samples), '300s', '5min', '2h' -> whole samples of period_s (at least 1); DataError otherwise."""
+    t = str(text).strip().lower()
+    units = (("min", 60.0), ("ms", 1e-3), ("s", 1.0), ("h", 3600.0))
+    for suffix, scale in units:
+        if t.endswith(suffix) and t[: -len(suffix)].strip():
+            try:
+                seconds = float(t[: -len(suffix)]) * scale
+            except ValueError:
+                break
+            n = int(round(seconds / period_s))
+            if not np.isfinite(seconds) or n < 1:
+                raise DataError(f"--horizon {text!r} is less than one sample of --period {period_s:g} s")
+            return n
+    else:
+        try:
+            n = int(t)
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return n
+    raise DataError(f"--horizon {text!r}: give samples (300) or a time with a unit (300s, 5min, 2h)")
+
+
+def typical_rise(series: list[Series], fi: int, horizon: int) -> float:
+    """Median over the normal training samples of (max of the forecast feature over the next `horizon`) - now:
+    the naive baseline 'current value + typical rise' that `firedamp evaluate` sets beside the forecast."""
+    rises = []
+    for s in series:
+        if s.label.any():
+            continue
+        c = s.x[:, fi]
+        rises.append(future_max(c, horizon) - c)
+    r = np.concatenate(rises) if rises else np.zeros(0)
+    r = r[np.isfinite(r)]
+    return float(np.median(r)) if r.size else 0.0
 
 
 def _report_labels(path: Path, x: np.ndarray, label: np.ndarray, spec: ModelSpec) -> None:
