@@ -6,8 +6,9 @@ reference measured in the same run (or, with --json, the same figures as one JSO
   firedamp bench --json          one JSON object on stdout (keys: bench/README.md)
   firedamp bench --only latency,memory
 
-Needs the train extra (row 1 compares with PyTorch), Mosquitto (rows 3, 4, 7) and the MicroPython binary
-(row 5): `make bench` installs them. Progress goes to stderr. Exit status 1 if any row failed to run.
+Needs the train extra (row 1 compares with PyTorch), Mosquitto (rows 3, 4, 7), the MicroPython binary
+(row 5), nats-server and postgresql-15 (row 10): `make bench` installs them. Progress goes to stderr. Exit
+status 1 if any row failed to run.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ROWS: dict[str, tuple[int, str]] = {
     "cold_start": (7, "bench.coldstart"),
     "control_room": (8, "bench.control_room"),
     "modbus": (9, "bench.modbus"),
+    "fleet": (10, "bench.fleet"),
 }
 RESULTS = ROOT / "bench" / "results.md"
 

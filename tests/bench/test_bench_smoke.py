@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = ("scoring", "ingest", "latency", "memory", "firmware", "detection", "cold_start", "control_room", "modbus")
+ROWS = ("scoring", "ingest", "latency", "memory", "firmware", "detection", "cold_start", "control_room", "modbus",
+        "fleet")
 
 
 def firedamp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -72,6 +73,8 @@ def quick_report():
         ("torch (the train extra)", importlib.util.find_spec("torch") is not None),
         ("mosquitto", shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")),
         ("the MicroPython binary", (Path(sys.executable).parent / "micropython").exists()),
+        ("nats-server", shutil.which("nats-server") or os.path.exists("/usr/sbin/nats-server")),
+        ("postgresql-15", os.path.exists("/usr/lib/postgresql/15/bin/initdb")),
     ) if not ok]
     if missing:
         pytest.skip(f"firedamp bench needs {', '.join(missing)} (make bench installs them)")
