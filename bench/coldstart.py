@@ -61,7 +61,7 @@ def launch_to_first_frame(tmp: Path, broker) -> float:
         feeder.start()
         t0 = time.monotonic()
         with edge_process(cfg, tmp / "edge.log"):
-            got = listener.wait_for(lambda m: m[0][0] if m else None, 30)
+            got = listener.wait(lambda m: m[0][0] if m else None, 30)
         if not got:
             raise RuntimeError(f"cold start: no telemetry within 30 s (log {tmp / 'edge.log'})")
         return float(got) - t0

@@ -205,48 +205,16 @@ def write_config(path: Path, data_dir: Path, ports: list[str], broker_port: int,
     return path
 
 
-class Listener:
-    """A paho subscriber recording (monotonic arrival time, topic, payload) of every message."""
+def arrival_topic_payload(msg) -> tuple[float, str, bytes]:
+    """What the bench's listener records of a message: (monotonic arrival time, topic, payload bytes)."""
+    return time.monotonic(), msg.topic, bytes(msg.payload)
 
-    def __init__(self, host: str, port: int, topics: tuple[str, ...] = ("#",)):
-        import threading
 
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+def Listener(host: str, port: int, topics: tuple[str, ...] = ("#",)):
+    """edge.demo.subscriber.Subscriber recording (monotonic arrival time, topic, payload) of every message."""
+    from edge.demo.subscriber import Subscriber
 
-        self.messages: list[tuple[float, str, bytes]] = []
-        self.cond = threading.Condition()
-        subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-listener-{os.getpid()}-{id(self)}")
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(host, port, keepalive=30)
-        self.client.loop_start()
-        if not subscribed.wait(10):
-            raise RuntimeError(f"bench listener could not subscribe on {host}:{port}")
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self.cond:
-            self.messages.append((time.monotonic(), msg.topic, bytes(msg.payload)))
-            self.cond.notify_all()
-
-    def wait_for(self, pred: Callable[[list[tuple[float, str, bytes]]], object], timeout: float) -> object:
-        """Wait until pred(messages) is truthy; returns its value (None on timeout)."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                value = pred(self.messages)
-                if value:
-                    return value
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.cond.wait(min(left, 0.5))
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+    return Subscriber(host, port, topics, record=arrival_topic_payload)
 
 
 @contextmanager

@@ -152,7 +152,7 @@ def edge_rss(boards: int, warm: int) -> dict:
             with edge_process(cfg, Path(tmp) / "edge.log") as proc:
                 # wait until the edge is online and has every port open (bytes written before pyserial opens
                 # a port can be flushed by its open)
-                health = listener.wait_for(lambda m: _links_up(m, boards), 30)
+                health = listener.wait(lambda m: _links_up(m, boards), 30)
                 if not health:
                     raise RuntimeError(f"memory: firedamp run did not open its {boards} ports and come online "
                                        f"(log {tmp}/edge.log)")
@@ -161,7 +161,7 @@ def edge_rss(boards: int, warm: int) -> dict:
                         p.write(lines[b][i])
                     time.sleep(0.004)
                 want = boards * warm
-                health = listener.wait_for(lambda m: _health(m, want), 30)
+                health = listener.wait(lambda m: _health(m, want), 30)
                 if not health:
                     last = _health(listener.messages, 0) or {}
                     log_tail = (Path(tmp) / "edge.log").read_text(errors="replace")[-1500:]

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from edge.demo.broker import free_port  # noqa: F401 - one definition; tests import it from here too
+from edge.demo.subscriber import Subscriber as MQTTSubscriber
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
 SOCAT = shutil.which("socat")
@@ -359,58 +360,17 @@ def socat_pty(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- MQTT subscriber
 
-class Subscriber:
-    """A paho client that records every message: `messages` [(topic, payload bytes, retain)], `wait(pred)`.
-
-    `persistent=True` uses a fixed client id and clean_session=False, so with a persistent broker it gets the
-    QoS 1 messages published while it (or the broker) was away.
+class Subscriber(MQTTSubscriber):
+    """edge.demo.subscriber.Subscriber on a test broker (with its CA when `broker.tls`): `messages` [(topic,
+    payload bytes, retain)], `wait(pred)`, `payloads(suffix)`. `persistent=True` uses clean_session=False, so with
+    a persistent broker it gets the QoS 1 messages published while it (or the broker) was away.
     """
 
     def __init__(self, broker: Broker, topics=("#",), username: str | None = None, password: str | None = None,
                  persistent: bool = False, client_id: str | None = None):
-        import threading
-
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.cond = threading.Condition()
-        self.subscribed = threading.Event()
-        self.topics = list(topics)
-        cid = client_id or f"test-sub-{os.getpid()}-{id(self)}"
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=not persistent)
-        self.client.reconnect_delay_set(1, 1)
-        if username:
-            self.client.username_pw_set(username, password)
-        if broker.tls:
-            self.client.tls_set(ca_certs=str(broker.ca_file))
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.client.connect(broker.host, broker.port, keepalive=10)
-        self.client.loop_start()
-        if not self.subscribed.wait(5):
-            raise TimeoutError("test subscriber did not subscribe")
-
-    def _on_connect(self, client, userdata, flags, rc, props):
-        if not rc.is_failure:
-            client.subscribe([(t, 1) for t in self.topics])
-
-    def _on_message(self, client, userdata, msg):
-        with self.cond:
-            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
-            self.cond.notify_all()
-
-    def wait(self, pred, timeout: float = 10.0) -> bool:
-        """Wait until pred(messages) is true."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not pred(self.messages):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(left)
-            return True
+        super().__init__(broker.host, broker.port, topics, client_id=client_id or f"test-sub-{os.getpid()}-{id(self)}",
+                         username=username, password=password, ca_file=broker.ca_file if broker.tls else None,
+                         persistent=persistent, keepalive=10, timeout=5)
 
     def payloads(self, suffix: str) -> list:
         """JSON payloads of the topics ending with `suffix` (e.g. "/alert"), in arrival order."""
@@ -418,10 +378,6 @@ class Subscriber:
 
         with self.cond:
             return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix)]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 @pytest.fixture
@@ -523,3 +479,22 @@ def nats_cluster(tmp_path):
     yield make
     for c in clusters:
         c.stop()
+
+
+# ---------------------------------------------------------------------------------------------- xdist
+
+# `make test` runs the suite on several workers (pytest-xdist, --dist loadgroup): most tests wait on real
+# brokers, boards and browsers, not on the CPU. A file's tests stay on one worker (its module fixtures start
+# once); the emulated-Pico files share one worker, so the session's flash images are built once.
+_HEAVY_FIRST = ("tests/e2e/", "tests/rp2040/", "tests/reliability/test_soak.py", "tests/bench/")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not getattr(config.option, "numprocesses", None):
+        return
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        group = "rp2040" if path.startswith("tests/rp2040/") else path
+        item.add_marker(pytest.mark.xdist_group(group))
+    # the slowest groups first, so no worker is left with a long file at the end
+    items.sort(key=lambda item: not item.nodeid.startswith(_HEAVY_FIRST))

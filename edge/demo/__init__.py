@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.config import load
     from edge.demo.broker import LocalBroker
     from edge.demo.operator import Operator
-    from edge.demo.subscriber import AlertSubscriber
+    from edge.demo.subscriber import Subscriber
     from edge.demo.view import LiveView
     from edge.service import Service
     from hardware.twin.cli import check_scenario_args
@@ -169,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
         model_spec = svc.detector.spec if svc.detector else None
         if model_spec is not None:
             view.horizon_s = model_spec.horizon * model_spec.sample_period_s
-        sub = AlertSubscriber(host, port, f"{cfg.mqtt.topic_prefix}/{SITE}/+/alert", view.alert)
+        sub = Subscriber(host, port, [f"{cfg.mqtt.topic_prefix}/{SITE}/+/alert"], record=None, on_message=view.alert,
+                         client_id="firedamp-demo-subscriber")
         svc.start()
         view.note(f"edge service started: model {model_spec.version if model_spec else '(none)'}, "
                   f"board {DEVICE} on {link}")

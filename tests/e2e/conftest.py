@@ -12,12 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
+
+from edge.demo.subscriber import Subscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 FIREDAMP = [sys.executable, "-m", "edge.cli"]
@@ -95,53 +95,22 @@ def console(link: Path, *commands: str, timeout: float = 5.0) -> subprocess.Comp
                           timeout=timeout * len(commands) + 30)
 
 
-class Subscriber:
-    """A plain MQTT client on the real broker, collecting (topic, payload dict) of every message it gets."""
-
-    def __init__(self, host: str, port: int, topic: str):
-        self.messages: list[tuple[str, dict]] = []
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"e2e-sub-{os.getpid()}-{id(self)}")
-        self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe(topic, qos=1), self._ready.set())
-        self.client.on_message = self._message
-        self.client.connect(host, port)
-        self.client.loop_start()
-        if not self._ready.wait(5):
-            raise RuntimeError("subscriber did not connect")
-        time.sleep(0.2)  # the SUBACK
-
-    def _message(self, client, userdata, msg) -> None:
-        try:
-            doc = json.loads(msg.payload)
-        except ValueError:
-            doc = {"raw": msg.payload.decode(errors="replace")}
-        with self._lock:
-            self.messages.append((msg.topic, doc))
-
-    def snapshot(self) -> list[tuple[str, dict]]:
-        with self._lock:
-            return list(self.messages)
-
-    def wait_for(self, predicate, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self.snapshot()):
-                return True
-            time.sleep(0.1)
-        return predicate(self.snapshot())
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+def topic_and_json(msg) -> tuple[str, dict]:
+    """What the e2e subscriber records of a message: (topic, payload as a dict; {"raw": text} if not JSON)."""
+    try:
+        doc = json.loads(msg.payload)
+    except ValueError:
+        doc = {"raw": msg.payload.decode(errors="replace")}
+    return msg.topic, doc
 
 
 @pytest.fixture
 def subscriber():
+    """Factory: subscriber(host, port, topic="firedamp/#") -> a Subscriber recording (topic, payload dict)."""
     subs: list[Subscriber] = []
 
     def make(host: str, port: int, topic: str = "firedamp/#") -> Subscriber:
-        s = Subscriber(host, port, topic)
+        s = Subscriber(host, port, [topic], record=topic_and_json)
         subs.append(s)
         return s
 

@@ -74,7 +74,7 @@ def test_a_dcs_polling_over_modbus_follows_the_story(mosquitto, subscriber, boar
         assert c.write_coil(0, False, device_id=3).exception_code == 1
 
         # the registers are the board's frames: each polled seq against the telemetry of that seq
-        assert sub.wait_for(lambda m: len(m) > 20, timeout=10)
+        assert sub.wait(lambda m: len(m) > 20, timeout=10)
         tele = {d["seq"]: d for _, d in sub.snapshot()}
         checked = 0
         for _, regs in polls:

@@ -26,7 +26,7 @@ def test_story_alerts_arrive_in_order_and_clear_after_ack_and_restore(mosquitto,
                         "--run-dir", str(run_dir), "--seconds", "120", timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "end of the scenario" in done.stdout, done.stdout[-3000:]
-    assert sub.wait_for(lambda msgs: any(d.get("kind") == "power_off" and d.get("state") == "cleared"
+    assert sub.wait(lambda msgs: any(d.get("kind") == "power_off" and d.get("state") == "cleared"
                                          for _, d in msgs), timeout=5)
     alerts = [doc for topic, doc in sub.snapshot()]
     assert {topic for topic, _ in sub.snapshot()} == {"firedamp/demo/demo-01/alert"}
