@@ -179,6 +179,3 @@ class Board:
         t = machine.Timer(-1 if self.name == "pico" else 0)  # ESP32 has no virtual timers
         t.init(period=period_ms, mode=machine.Timer.PERIODIC, callback=lambda _t: wdt.feed())
         return t
-
-    def reset(self):
-        machine.reset()

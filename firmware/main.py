@@ -10,7 +10,7 @@ API (stable; the virtual board in hardware/twin/ and the tests use exactly this)
     ctl = main.build(b, clock)              # clock: object with ticks_ms(), ticks_us(), ticks_diff(a, b)
     wait_ms = ctl.step()                    # ONE control-loop iteration at the clock's current time;
                                             # returns ms until the next iteration is due (period - work)
-    main.main()                             # the real board: build with Clock() and loop forever
+    main.main()                             # the real board: build with CLOCK and loop forever
 
 - Off the board, `import machine` in board.py finds hardware/twin/machine.py: drive inputs there
   (`machine.ADC.set(26, v)`, `machine.Pin.get(15).edge()`, read `machine.Pin.get(16).value()` for the relay).
@@ -27,6 +27,7 @@ API (stable; the virtual board in hardware/twin/ and the tests use exactly this)
 """
 
 import gc
+import time
 
 from controller import VERSION, Controller  # noqa: F401 - main.VERSION is part of the API
 
@@ -36,28 +37,31 @@ except ImportError:
     micropython = None  # type: ignore[assignment]
 
 
-class Clock:
-    """The board's clock (time.ticks_*); on CPython a monotonic stand-in (no wrap, plain difference)."""
+# The clock the controller takes (ticks_ms, ticks_us, ticks_diff; main() also sleeps with sleep_ms).
+if hasattr(time, "ticks_ms"):
+    CLOCK = time  # MicroPython: the time module itself
+else:  # CPython: a monotonic stand-in (no wrap, plain difference); a branch not taken costs no heap
+    class _Monotonic:
+        ns = getattr(time, "monotonic_ns")  # the MicroPython stubs do not have it
 
-    def __init__(self):
-        import time
+        def ticks_ms(self):
+            return self.ns() // 1000000
 
-        if hasattr(time, "ticks_ms"):
-            self.ticks_ms = time.ticks_ms
-            self.ticks_us = time.ticks_us
-            self.ticks_diff = time.ticks_diff
-            self.sleep_ms = time.sleep_ms
-        else:
-            ns = getattr(time, "monotonic_ns")  # CPython only: the MicroPython stubs do not have it
-            self.ticks_ms = lambda: ns() // 1000000
-            self.ticks_us = lambda: ns() // 1000
-            self.ticks_diff = lambda a, b: a - b
-            self.sleep_ms = lambda ms: time.sleep(ms / 1000)
+        def ticks_us(self):
+            return self.ns() // 1000
+
+        def ticks_diff(self, a, b):
+            return a - b
+
+        def sleep_ms(self, ms):
+            time.sleep(ms / 1000)
+
+    CLOCK = _Monotonic()  # type: ignore[assignment]
 
 
 def build(board, clock=None):
     """The whole controller for `board` (board.Board or anything with the same attributes)."""
-    return Controller(board, clock if clock is not None else Clock())
+    return Controller(board, clock if clock is not None else CLOCK)
 
 
 def stopped(b):
@@ -89,7 +93,7 @@ def main(root="/"):
                         baud=values["uart_baud"])
     ctl = None
     try:
-        clock = Clock()
+        clock = CLOCK
         ctl = build(b, clock)
         gc.collect()
         while True:

@@ -12,6 +12,11 @@ from compat import const
 
 MAX_LINE = const(128)  # bytes including the trailing newline
 MAX_COMMAND = const(64)  # bytes per console command line
+_COMMA = const(44)     # ",": the separators go in as codes
+_DOT = const(46)
+_MINUS = const(45)
+_STAR = const(42)
+_NEWLINE = const(10)
 
 STATES = ("WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT")
 _STATE_BYTES = tuple(s.encode() for s in STATES)
@@ -70,36 +75,27 @@ class Frames:
         if ch4_x100 is not None:
             v = -50 if ch4_x100 < -50 else (10000 if ch4_x100 > 10000 else ch4_x100)
             if v < 0:
-                self._write(b"-")
+                self._put(_MINUS)
                 v = -v
-            self._num(v // 100, 1, 10)
-            self._write(b".")
-            self._num(v % 100, 2, 10)
-        self._write(b",")
+            self._point(v, 2, 1)
+        self._put(_COMMA)
         self._write(self.unit)
-        self._write(b",")
-        v = 9999999999 if flow_x1000 > 9999999999 else flow_x1000  # flow < 10^7
-        self._num(v // 1000, 1, 10)
-        self._write(b".")
-        self._num(v % 1000, 3, 10)
-        self._write(b",")
+        self._put(_COMMA)
+        self._point(9999999999 if flow_x1000 > 9999999999 else flow_x1000, 3, 1)  # flow < 10^7
+        self._put(_COMMA)
         self._write(self.flow_unit)
-        self._write(b",")
+        self._put(_COMMA)
         total_m %= 1000000000     # total < 10^12: it rolls over, like a meter's register
         if total_m:
             self._num(total_m, 1, 10)
-            self._num(total_r // 1000, 3, 10)
-        else:
-            self._num(total_r // 1000, 1, 10)
-        self._write(b".")
-        self._num(total_r % 1000, 3, 10)
-        self._write(b",")
+        self._point(total_r, 3, 3 if total_m else 1)
+        self._put(_COMMA)
         self._write(_STATE_BYTES[state])
-        self._write(b",")
+        self._put(_COMMA)
         self._num(relay, 1, 10)
-        self._write(b",")
+        self._put(_COMMA)
         self._num(faults, 4, 16)
-        self._write(b",")
+        self._put(_COMMA)
         self._num(flags, 2, 16)
         self.seal()
 
@@ -108,7 +104,7 @@ class Frames:
         message is free text, cleaned and cut to fit the line."""
         self.head(kind)
         self._write(code.encode())
-        self._write(b",")
+        self._put(_COMMA)
         room = MAX_LINE - 10 - self.n  # "*" + 8 hex + "\n"
         message = clean(message)
         if len(message) > room:
@@ -127,28 +123,38 @@ class Frames:
         self.n = 0
         self._write(b"$FD1,")
         self._write(kind)
-        self._write(b",")
+        self._put(_COMMA)
         self._write(self.device)
-        self._write(b",")
+        self._put(_COMMA)
         self._num(self.seq, 1, 10)
-        self._write(b",")
+        self._put(_COMMA)
         t = self.uptime
         if t.s:
             self._num(t.s, 1, 10)
-            self._num(t.ms, 3, 10)
-        else:
-            self._num(t.ms, 1, 10)
-        self._write(b",")
+        self._num(t.ms, 3 if t.s else 1, 10)
+        self._put(_COMMA)
 
     def seal(self):
         """"*<crc32>\n", write the line, number the next one (seq wraps at 32 bits)."""
         crc = binascii.crc32(self.buf[: self.n])
-        self._write(b"*")
+        self._put(_STAR)
         self._num(crc >> 16, 4, 16)    # in halves: small ints on a 32-bit port
         self._num(crc & 0xFFFF, 4, 16)
-        self._write(b"\n")
+        self._put(_NEWLINE)
         self.stream.write(self.buf[: self.n])
         self.seq = 0 if self.seq >= 4294967295 else self.seq + 1
+
+    def _put(self, c):
+        """One byte, given as its code (single-character bytes constants would be heap objects)."""
+        self.buf[self.n] = c
+        self.n += 1
+
+    def _point(self, v, places, lead):
+        """v >= 0 thousandths (places 3) or hundredths (2) as "<int>.<fraction>", the int part >= lead digits."""
+        d = 100 if places == 2 else 1000
+        self._num(v // d, lead, 10)
+        self._put(_DOT)
+        self._num(v % d, places, 10)
 
     def _write(self, data):
         """Bytes into the line (iterating bytes allocates nothing; a str would)."""

@@ -5,8 +5,11 @@ it off and checks that it is off; on demand the relay only gets a short OFF puls
 With `relay_sense` wired, the relay's auxiliary contact (closed to GND when energised) must follow.
 """
 
-# one loop iteration each: (output, level)
-STEPS = (("buzzer", 1), ("buzzer", 0), ("beacon", 1), ("beacon", 0), ("relay", 1), ("relay", 0))
+from compat import const
+
+# one loop iteration each: step i drives output i // 2 (buzzer, beacon, relay) on at even i, back at odd i
+# (a number, not a table of (output, level) pairs: 6 small tuples cost ~250 B of heap)
+_STEPS = const(6)
 SENSE_PROBLEM = "relay sense did not follow the relay"
 
 
@@ -35,7 +38,7 @@ class SelfTest:
         # auxiliary contact closes to GND when energised: sense must read the opposite of what was driven
         if i > 0 and sense_wired and self.relay_sense.value() == self._driven:
             self.problem = SENSE_PROBLEM
-        if i >= len(STEPS):
+        if i >= _STEPS:
             self.step = 0
             self.failed = bool(self.problem)
             self.finished = True
@@ -43,12 +46,12 @@ class SelfTest:
             out = relay
         else:
             self.step += 1
-            what, level = STEPS[i]
+            level = 1 - (i & 1)
             out = relay
-            if what == "relay":
+            if i >= 4:       # the relay
                 if level == 1:
                     out = 0  # an OFF pulse (at boot the relay is off already): never an ON pulse
             else:
-                (self.buzzer if what == "buzzer" else self.beacon).value(level)
+                (self.buzzer if i < 2 else self.beacon).value(level)
         self._driven = out
         return out

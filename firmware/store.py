@@ -42,10 +42,8 @@ class Store:
     """Load and save one JSON file atomically under `root` (name without extension)."""
 
     def __init__(self, root, name="settings"):
-        sep = "" if root.endswith("/") else "/"
-        self.path = root + sep + name + ".json"
-        self.tmp = root + sep + name + ".tmp"
-        self.bak = root + sep + name + ".bak"
+        self.path = root + ("" if root.endswith("/") else "/") + name + ".json"
+        self.bak = self.path[:-5] + ".bak"   # the .tmp path is made when a save needs it
 
     # file primitives: one place, so a test can interrupt a save at every step
     def _write(self, path, data):
@@ -65,13 +63,6 @@ class Store:
         except OSError:
             pass
 
-    def _exists(self, path):
-        try:
-            os.stat(path)
-            return True
-        except OSError:
-            return False
-
     def load_raw(self):
         """-> (dict or None, problem text or None). Tries the file, then the last good copy."""
         name = self.path[self.path.rfind("/") + 1:]
@@ -89,10 +80,15 @@ class Store:
     def save(self, values):
         """Write atomically. Raises OSError/ValueError if the written copy does not read back equal."""
         data = encode(values)
-        self._write(self.tmp, data)
-        if self._read(self.tmp) != data:
+        tmp = self.path[:-5] + ".tmp"
+        self._write(tmp, data)
+        if self._read(tmp) != data:
             raise ValueError("settings read back differ")
-        if self._exists(self.path):
+        try:
+            os.stat(self.path)
+        except OSError:
+            pass        # the first save: no old file to keep
+        else:
             self._remove(self.bak)
             self._rename(self.path, self.bak)
-        self._rename(self.tmp, self.path)
+        self._rename(tmp, self.path)
