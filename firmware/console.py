@@ -1,14 +1,14 @@
 """Calibration console on the serial link: one command per line, answered by C frames ending OK or ERR.
 
 help, status, get [key] and log work at any time; set, profile, cal, ack, selftest, save, factory-reset
-need `unlock <pin>` first (it lapses after unlock_timeout_s of silence). A refused command changes nothing
+(the commands of commands.py: those that change the board) need `unlock <pin>` first (it lapses after unlock_timeout_s of silence). A refused command changes nothing
 and its one-line ERR says what is wrong and the allowed range. State changes leave a record (records.txt).
 """
 
+import commands
 import records
 import settings
 from bits import fault_names
-from commands import Commands
 from compat import const
 from protocol import MAX_COMMAND, STATES, fixed
 
@@ -22,12 +22,11 @@ HELP = (
     "after unlock: ack, selftest, save, factory-reset",
     "profiles: " + ", ".join(settings.PROFILE_NAMES),
 )
-_LOCKED_CMDS = ("set", "profile", "cal", "ack", "selftest", "save", "factory-reset")
 
 
 class Console:
     """Reads command lines from the controller's stream and answers them; the commands that change the
-    board are Commands' (commands.py), which answer through this console's _ok, _err, _nargs and _show."""
+    board are commands.py's, which answer through this console's _reply, _err, _nargs and _show."""
 
     def __init__(self, ctl):
         self.ctl = ctl
@@ -40,7 +39,6 @@ class Console:
         self._bad_pins = 0
         self._lockout_ms = 0
         self._unlocked = False
-        self.commands = Commands(ctl, self)   # the ones that change the board
 
     # ---- replies ---------------------------------------------------------------------------------
     def _reply(self, status, text):
@@ -55,12 +53,6 @@ class Console:
             c.reply("MORE", text[:cut])
             text = text[cut:].lstrip()
         c.reply(status, text)
-
-    def _ok(self, text):
-        self._reply("OK", text)
-
-    def _more(self, text):
-        self._reply("MORE", text)
 
     def _err(self, text):
         self.errors += 1
@@ -139,40 +131,43 @@ class Console:
         cmd = words[0].lower()
         args = words[1:]
         name = "cmd_" + cmd.replace("-", "_")
-        handler = getattr(self, name, None) or getattr(self.commands, name, None)
+        handler = getattr(self, name, None)
+        if handler is not None:
+            handler(args, now)
+            return
+        handler = getattr(commands, name, None)   # one that changes the board: unlocked only
         if handler is None:
             self._err("unknown command '%s' (help lists the commands)" % cmd[:20])
-            return
-        if cmd in _LOCKED_CMDS and not self.unlocked(now):
+        elif not self.unlocked(now):
             self._err("locked: unlock <pin> first (%s changes the board)" % cmd)
-            return
-        handler(args, now)
+        else:
+            handler(self, args, now)
 
     # ---- commands that work at any time ----------------------------------------------------------
     def cmd_help(self, args, now):
         for line in HELP:
-            self._more(line)
-        self._ok("state-changing commands need unlock <pin>; errors say the allowed range")
+            self._reply("MORE", line)
+        self._reply("OK", "state-changing commands need unlock <pin>; errors say the allowed range")
 
     def cmd_status(self, args, now):
         c = self.ctl
         m = c.methane
         a = c.alarm
         gas = fixed(m.x100, 2) if m.valid else "--"
-        self._more("state %s, relay %s, profile %s" % (STATES[a.state], a.relay, c.s["profile"]))
-        self._more("gas %s %%%s, front end %s, raw %s" % (gas, c.unit, c.s["front_end"], m.raw_text()))
-        self._more("levels: alarm %s, power-off %s, restore below %s%s" % (
+        self._reply("MORE", "state %s, relay %s, profile %s" % (STATES[a.state], a.relay, c.s["profile"]))
+        self._reply("MORE", "gas %s %%%s, front end %s, raw %s" % (gas, c.unit, c.s["front_end"], m.raw_text()))
+        self._reply("MORE", "levels: alarm %s, power-off %s, restore below %s%s" % (
             fixed(a.alarm, 2), fixed(a.poweroff, 2), fixed(a.restore, 2),
             ", auto-restore" if a.auto else ", needs ack"))
-        self._more("flow %s %s, total %s %s" % (fixed(c.flow.rate_x1000, 3), c.flow_unit,
+        self._reply("MORE", "flow %s %s, total %s %s" % (fixed(c.flow.rate_x1000, 3), c.flow_unit,
                                                fixed(c.flow.total_x1000, 3), c.flow_unit[:-4]))
-        self._more("faults %s" % fault_names(c.faults))
+        self._reply("MORE", "faults %s" % fault_names(c.faults))
         t = c.runtime.cal_age_s
         due = c.cal_due_s - t
         cal = "calibrated" if m.calibrated else "NOT calibrated (nominal)"
-        self._more("%s, age %d h, due %s" % (cal, t // 3600,
+        self._reply("MORE", "%s, age %d h, due %s" % (cal, t // 3600,
                                             "NOW" if due <= 0 or not m.calibrated else "in %d h" % (due // 3600)))
-        self._ok("uptime %d s, %s, %s" % (c.uptime_ms() // 1000, "unsaved changes" if c.dirty else "saved",
+        self._reply("OK", "uptime %d s, %s, %s" % (c.uptime_ms() // 1000, "unsaved changes" if c.dirty else "saved",
                                           "unlocked" if self.unlocked(now) else "locked"))
 
     def cmd_get(self, args, now):
@@ -182,20 +177,20 @@ class Console:
             if args[0] not in settings.KEYS:
                 self._err("unknown key '%s' (get lists the keys)" % args[0][:24])
                 return
-            self._ok(self._show(args[0]))
+            self._reply("OK", self._show(args[0]))
             return
         for key in settings.KEYS:
-            self._more(self._show(key))
-        self._ok("%d settings" % len(settings.KEYS))
+            self._reply("MORE", self._show(key))
+        self._reply("OK", "%d settings" % len(settings.KEYS))
 
     def cmd_log(self, args, now):
         count, last = records.last(self.ctl.records_path, _LOG_LINES)
         if not count:
-            self._ok("no records yet")
+            self._reply("OK", "no records yet")
             return
         for ln in last:
-            self._more(ln)
-        self._ok("%d records (last %d shown)" % (count, len(last)))
+            self._reply("MORE", ln)
+        self._reply("OK", "%d records (last %d shown)" % (count, len(last)))
 
     def cmd_unlock(self, args, now):
         if not self._nargs(args, 1, 1, "unlock <pin>"):
@@ -212,8 +207,8 @@ class Console:
             return
         self._bad_pins = 0
         self._unlocked = True
-        self._ok("unlocked for %d s of silence" % self.ctl.s["unlock_timeout_s"])
+        self._reply("OK", "unlocked for %d s of silence" % self.ctl.s["unlock_timeout_s"])
 
     def cmd_lock(self, args, now):
         self._unlocked = False
-        self._ok("locked")
+        self._reply("OK", "locked")

@@ -108,7 +108,7 @@ class Controller:
             self.apply()
             return str(exc)
         self.dirty = True
-        self.report_now()
+        self._prev = (-1, -1, -1, -1)   # an R frame in this iteration, even if nothing it shows changed
         return None
 
     def calibrated(self):
@@ -179,10 +179,6 @@ class Controller:
         fl = self.flow
         self.frames.reading(m.x100 if (m.valid and a.state != alarm.WARMUP) else None, fl.rate_x1000,
                             fl.total_m, fl.total_r, a.state, a.relay, self.faults, self.flags)
-
-    def report_now(self):
-        """Send an R frame in this iteration even if state, relay, faults and flags are unchanged."""
-        self._prev = (-1, -1, -1, -1)
 
     def save_runtime(self):
         self.flash_pause = True

@@ -33,7 +33,8 @@ class Display:
         try:
             oled = ssd1306.SSD1306_I2C(128, 64, i2c())
             buf = memoryview(oled.buffer)
-            self._pages = [buf[p * 128:(p + 1) * 128] for p in range(8)]
+            for p in range(8):
+                self._pages.append(buf[p * 128:(p + 1) * 128])
         except Exception as exc:  # OSError from I2C, ValueError from a bad bus: all mean "no display"
             self.error = "display missing: %s" % exc
             return

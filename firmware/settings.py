@@ -68,7 +68,10 @@ def row_of(key):
 
 
 def defaults():
-    return {SCHEMA[i]: SCHEMA[i + 2] for i in range(0, len(SCHEMA), 5)}
+    values = {}
+    for i in range(0, len(SCHEMA), 5):  # a loop, not a dict comprehension: one function object less
+        values[SCHEMA[i]] = SCHEMA[i + 2]
+    return values
 
 
 def allowed(key):
@@ -132,29 +135,30 @@ def parse(key, text):
     return value
 
 
+# The cross-field rules, each with the keys it checks: validate() puts a broken rule's keys back to the defaults
+_RULES = (("ch4_alarm_pct", "ch4_poweroff_pct", "ch4_restore_pct"), ("k_pulses_per_l", "k_pulses_per_m3"),
+          ("cal_zero_raw", "cal_span_raw", "cal_span_pct"))
+
+
 def check(values):
     """Cross-field rules. Returns None or the error text (nothing is changed by the caller on error)."""
-    return _check_levels(values) or _check_k(values) or _check_cal(values)
+    return _rule(values, 0) or _rule(values, 1) or _rule(values, 2)
 
 
-def _check_levels(values):
-    a, p, r = values["ch4_alarm_pct"], values["ch4_poweroff_pct"], values["ch4_restore_pct"]
-    if not (r <= a <= p):
-        return "custom profile needs ch4_restore_pct <= ch4_alarm_pct <= ch4_poweroff_pct (now %.2f, %.2f, %.2f)" % (
-            r, a, p)
-    return None
-
-
-def _check_k(values):
-    kl, km = values["k_pulses_per_l"], values["k_pulses_per_m3"]
-    if (kl > 0) == (km > 0):
-        return "exactly one of k_pulses_per_l, k_pulses_per_m3 must be > 0"
-    return None
-
-
-def _check_cal(values):
-    """The calibration must map the signal onto the scale: zero below span by 1/20 of the nominal scale, and
-    a span gas within the range (else a reading could sit at 0.00 % whatever the gas: no alarm, ever)."""
+def _rule(values, i):
+    """Rule i of _RULES: None, or the error text."""
+    if i == 0:
+        a, p, r = values["ch4_alarm_pct"], values["ch4_poweroff_pct"], values["ch4_restore_pct"]
+        if not (r <= a <= p):
+            return "custom profile needs ch4_restore_pct <= ch4_alarm_pct <= ch4_poweroff_pct (now %.2f, %.2f, %.2f)" % (
+                r, a, p)
+        return None
+    if i == 1:
+        if (values["k_pulses_per_l"] > 0) == (values["k_pulses_per_m3"] > 0):
+            return "exactly one of k_pulses_per_l, k_pulses_per_m3 must be > 0"
+        return None
+    # the calibration must map the signal onto the scale: zero below span by 1/20 of the nominal scale, and
+    # a span gas within the range (else a reading could sit at 0.00 % whatever the gas: no alarm, ever)
     front = values["front_end"]
     nz, nf = NOMINAL[FRONT_ENDS.index(front)]
     zero, span, pct = values["cal_zero_raw"], values["cal_span_raw"], values["cal_span_pct"]
@@ -196,13 +200,11 @@ def validate(raw):
                 raise ValueError("%s has the wrong type" % key)
         except ValueError as exc:
             problems.append(str(exc.args[0]) if exc.args else key)
-    for rule, keys in ((_check_levels, ("ch4_alarm_pct", "ch4_poweroff_pct", "ch4_restore_pct")),
-                       (_check_k, ("k_pulses_per_l", "k_pulses_per_m3")),
-                       (_check_cal, ("cal_zero_raw", "cal_span_raw", "cal_span_pct"))):
-        err = rule(values)
+    for i in range(len(_RULES)):
+        err = _rule(values, i)
         if err:
             problems.append(err)
-            for key in keys:     # that group back to the defaults (uncalibrated: calibration due)
+            for key in _RULES[i]:     # that group back to the defaults (uncalibrated: calibration due)
                 values[key] = defaults()[key]
     return values, problems
 

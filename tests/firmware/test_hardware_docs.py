@@ -65,8 +65,8 @@ def test_protocol_doc_lists_exactly_the_console_commands_the_board_has():
     text = DOCS.read_text()
     listed = text.split("## Console commands")[1].split("Every command is answered")[0]
     documented = {m.split()[0] for m in re.findall(r"`([a-z-]+(?: [^`]*)?)`", listed)}
-    handlers = {name[4:].replace("_", "-") for cls in (console.Console, commands.Commands)
-                for name in vars(cls) if name.startswith("cmd_")}
+    handlers = {name[4:].replace("_", "-") for space in (console.Console, commands)
+                for name in vars(space) if name.startswith("cmd_")}
     assert documented == handlers
 
 
