@@ -112,11 +112,12 @@ def _seconds(cell: str, path: Path, lineno: int, name: str) -> float:
     return t.timestamp()
 
 
-def regularise(table: Table, period_s: float) -> tuple[Table, dict[str, float | int]]:
+def regularise(table: Table, period_s: float) -> tuple[Table, dict[str, float | int], np.ndarray]:
     """Put the rows of a table with times on the grid t0, t0 + period, ...: each row goes to its nearest slot;
     a slot no row reached is a missing sample (NaN, label 0); two rows in one slot (an export faster than the
     period, or a repeated row) keep the last. Times must not go backwards (DataError naming the row).
-    Returns the new table and what was done: rows, slots, missing samples, gaps, longest gap (s), merged rows."""
+    Returns the new table, what was done (rows, samples, missing samples, gaps, longest gap in s, merged
+    rows) and the (T,) mask of samples some row reached (False: the logger sent nothing for that sample)."""
     if table.t_s is None:
         raise ValueError("regularise needs a table read with a time column")
     t = table.t_s
@@ -142,4 +143,4 @@ def regularise(table: Table, period_s: float) -> tuple[Table, dict[str, float | 
     info = {"rows": int(len(t)), "samples": n, "missing_samples": int((~filled).sum()), "gaps": int(starts.size),
             "longest_gap_s": float((stops - starts).max() * period_s) if starts.size else 0.0,
             "merged_rows": int(len(t) - filled.sum())}
-    return Table(table.path, table.columns, x, label, t[0] + np.arange(n) * period_s), info
+    return Table(table.path, table.columns, x, label, t[0] + np.arange(n) * period_s), info, filled

@@ -368,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
         if set(inputs_only) >= set(features):
             raise DataError("--inputs-only names every feature: at least one must be scored")
         if table.t_s is not None:
-            table, info = regularise(table, args.period)
+            table, info, _ = regularise(table, args.period)
             print(f"{args.data}: {info['rows']} rows on a {args.period:g} s grid of {info['samples']} samples: "
                   f"{info['gaps']} gap{'' if info['gaps'] == 1 else 's'} ({info['missing_samples']} missing samples, longest {info['longest_gap_s']:g} s), "
                   f"{info['merged_rows']} rows shared a sample with a later one (the later kept)")

@@ -27,7 +27,7 @@ def site_csv(path, n=2600, gap=(1200, 1380), seed=3):
     fan[1900:1960] = 0
     flow = np.where(fan == 1, 950.0, 120.0) + rng.normal(0, 8, n)
     emission = 2.5 + 0.4 * np.sin(2 * np.pi * t / 360) + rng.normal(0, 0.02, n)
-    ch4 = np.zeros(n)
+    ch4 = np.full(n, 100 * emission[0] / flow[0])
     for i in range(1, n):  # a stirred volume: relaxes towards emission / flow
         ch4[i] = ch4[i - 1] + 0.15 * (100 * emission[i] / flow[i] - ch4[i - 1])
     ch4 += rng.normal(0, 0.005, n)
@@ -64,11 +64,12 @@ def test_regularise_fills_gaps_and_merges_repeats(tmp_path):
     p, g = site_csv(tmp_path / "site.csv")
     t = read_csv(p, columns=["ch4_avg", "flow"], label_column="incident", time_column="timestamp")
     assert len(t.x) == g["n"] - g["gap"] + 1  # the repeated row is read
-    r, info = regularise(t, PERIOD)
+    r, info, present = regularise(t, PERIOD)
     assert len(r.x) == g["n"] and info["gaps"] == 1 and info["missing_samples"] == g["gap"]
     assert info["longest_gap_s"] == g["gap"] * PERIOD and info["merged_rows"] == 1
     assert np.isnan(r.x[1200:1380]).all() and np.isnan(r.x[77, 0]) and not np.isnan(r.x[77, 1])
     assert r.label[1900] == 1 and r.t_s[1] - r.t_s[0] == PERIOD
+    assert present.sum() == g["n"] - g["gap"] and not present[1200:1380].any()
 
 
 def test_time_going_backwards_names_the_row(tmp_path):
@@ -114,16 +115,21 @@ def test_train_and_evaluate_a_site_export(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     f = res["forecast"]
     assert res["rows"] == g["n"] and res["grid"]["missing_samples"] == g["gap"]
+    assert res["grid"]["restarts"] == 1  # the 30 min gap starts the stream afresh, as the edge does
     assert f["horizon"] == 30 and f["horizon_s"] == 300
     for name in ("persistence", "holt", "rise"):
         assert f[f"{name}_mae"] > 0 and f[f"{name}_rmse"] >= f[f"{name}_mae"]
     # same rows for all: recompute persistence by hand on the rows where every forecast is finite
-    t = regularise(read_csv(p, columns=spec.features, time_column="timestamp"), PERIOD)[0]
+    t, _, present = regularise(read_csv(p, columns=spec.features, time_column="timestamp"), PERIOD)
     cur = t.x[:, 0]
     from models.features import future_max
 
     target = future_max(cur, 30)
-    scored = model.score_series(t.x)
+    from models.evaluate import score_stream
+
+    scored = score_stream(model, t.x, present)
+    after = g["gap"] + 1200
+    assert not scored["ready"][after: after + spec.warmup].any() and scored["ready"][after + spec.warmup + 1]
     fc = np.where(scored["ready"], scored["forecast"], np.nan)
     hb = metrics.holt_max(cur, 30, 0.1, 0.01)
     ok = np.isfinite(fc) & np.isfinite(cur) & np.isfinite(target) & np.isfinite(hb)
@@ -137,13 +143,20 @@ def test_train_and_evaluate_a_site_export(tmp_path, capsys):
     net, spec_all = load_checkpoint(tmp_path / "w" / "model.pt")
     spec_all.inputs_only = []
     all_path = write_model(net, spec_all, tmp_path / "all.onnx")
-    a = Model(all_path).score_series(t.x)
+    a = score_stream(Model(all_path), t.x, present)
     fan = spec.features.index("fan_running")
     assert not (scored["top"][scored["ready"]] == fan).any()
     assert (a["top"][a["ready"]] == fan).any()
     assert (scored["score"] <= a["score"] + 1e-9).all()
     same = a["top"] != fan
     assert np.allclose(scored["score"][same], a["score"][same])
+
+
+def test_gap_rule_is_the_edge_s():
+    from edge.windows import Windows
+    from models.evaluate import MAX_GAP_SAMPLES
+
+    assert Windows.__dataclass_fields__["max_gap_samples"].default == MAX_GAP_SAMPLES
 
 
 def test_label_column_cannot_also_be_a_feature(tmp_path, capsys):
