@@ -33,7 +33,8 @@ class ControlRoom:
         self.hub = Hub()
         self.source = source or open_source(cfg)
         self.ingest = Ingest(self.source, self.store, self.hub, cfg.source.topic_prefix)
-        self.watcher = Watcher(self.store, self.hub, cfg.stale.board_silent_s, cfg.stale.edge_silent_s)
+        self.watcher = Watcher(self.store, self.hub, cfg.stale.board_silent_s, cfg.stale.edge_silent_s,
+                               problems=lambda: list(getattr(self.source, "problems", [])))
         self.app = App(cfg, self.store, self.hub, self.counters)
         try:
             self.http = Server((cfg.web.host, cfg.web.port), self.app, cfg.web.threads_max)
@@ -74,5 +75,6 @@ class ControlRoom:
                 "messages_ignored": c.ignored, "messages_rejected": dict(c.rejected),
                 "batches_stored": self.ingest.batches, "alert_duplicates": self.ingest.duplicates,
                 "store_errors": self.ingest.store_errors, "store_last_error": self.ingest.last_error or None,
+                "source_problems": list(getattr(self.source, "problems", [])),
                 "watcher_alerts_raised": self.watcher.raised, "live_overflows": self.hub.overflows,
                 "http": dict(self.http.counters)}

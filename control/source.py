@@ -154,6 +154,8 @@ class MqttSource(Source):
 MQTT_STREAM = "$MQTT_msgs"  # NATS 2.9's own stream of every MQTT QoS 1 publish (tests/control/test_nats_delivery.py)
 MQTT_SUBJECT = "$MQTT.msgs."  # ... under this prefix + the message's NATS subject
 _PULL = 500  # messages per pull request
+_HEALTH_S = 5.0  # how often the streams' replicas are checked
+_HEALTH_GRACE_S = 10.0  # a replica behind this long is reported: a busy follower catches up within seconds
 _AHEAD = 1000  # fetched but not yet handed to the ingest: kept small, each one's ack_wait is running
 
 
@@ -193,6 +195,8 @@ class JetStreamSource(Source):
         self.last_error = ""
         self.redelivered = 0  # deliveries JetStream had handed out before (another replica died, or ack lost)
         self.snapshot = 0  # retained copies read from <stream>_last at the first start
+        self.problems: list[str] = []  # the cluster's streams not fully replicated now (docs/fleet.md "disk full")
+        self._since: dict[tuple[str, str], float] = {}
 
     def describe(self) -> str:
         s = self.cfg.source
@@ -290,6 +294,7 @@ class JetStreamSource(Source):
         self._ready.set()
         log.info("JetStream consuming %s", self.describe())
         self._tasks += [asyncio.ensure_future(self._pull(sub, name)) for name, sub in subs]
+        self._tasks.append(asyncio.ensure_future(self._watch()))
 
     async def _setup(self):
         from nats.js import api
@@ -394,6 +399,53 @@ class JetStreamSource(Source):
                 if md.num_delivered and md.num_delivered > 1:
                     self.redelivered += 1
                 self._q.put(Delivery(self._topic(m.subject), bytes(m.data), False, m))
+
+    async def _watch(self) -> None:
+        import asyncio
+
+        while not self._stopping:
+            try:
+                await self._check(self._nc.jetstream(timeout=5))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let the check stop: it is what makes a sick node loud
+                log.warning("JetStream health check: %r", exc)
+            await asyncio.sleep(_HEALTH_S)
+
+    async def _check(self, js) -> None:
+        """Every replica of the streams we depend on current? A node whose disk is full disables its JetStream
+        (NATS: "out of File resources"): the other two keep the quorum and nothing is lost, but the cluster
+        has lost its spare, and only this shows it (a replica not current, its lag growing)."""
+        import time
+
+        s = self.cfg.source
+        seen: dict[tuple[str, str], str] = {}
+        for name in (MQTT_STREAM, s.stream, f"{s.stream}_last"):
+            try:
+                cl = (await js.stream_info(name)).cluster
+            except Exception as exc:
+                seen[(name, "?")] = f"stream {name} cannot be read: {exc!r}"
+                continue
+            if cl is None:  # a single server: no replicas to lose
+                continue
+            if not cl.leader:
+                seen[(name, "")] = f"stream {name} has no leader"
+            for r in cl.replicas or []:
+                if r.offline:
+                    seen[(name, r.name)] = f"stream {name}: its replica on node {r.name} is offline"
+                elif not r.current:
+                    seen[(name, r.name)] = (f"stream {name}: its replica on node {r.name} is not current ({r.lag or 0} "
+                                            "behind): that node's JetStream is down or stuck (disk full? see its log)")
+        now = time.monotonic()
+        self._since = {k: self._since.get(k, now) for k in seen}
+        problems = sorted(text for k, text in seen.items() if now - self._since[k] >= _HEALTH_GRACE_S)
+        before = {p.split(" (")[0] for p in self.problems}
+        for p in problems:
+            if p.split(" (")[0] not in before:
+                log.error("NATS CLUSTER DEGRADED: %s", p)
+        if self.problems and not problems:
+            log.info("NATS cluster: every replica current again")
+        self.problems = problems
 
     async def _ack(self, msgs) -> None:
         for m in msgs:

@@ -7,6 +7,8 @@ status (the edge's last will). Then:
   no data with that reason;
 - a board silent while its edge is heard: a `no_data` alert (critical) for that board;
 - a board whose edge reports its serial link down: no data at once (the edge raised its own `link` alert).
+- the source reports a problem of the broker itself (JetStream: a stream's replica not current, e.g. a node's
+  disk full): one `broker` alert (critical, site "nats", edge "cluster") listing them.
 Each clears (with its own cleared message) when data comes back. A control room that has just started gives
 every board `board_silent_s` to be heard before calling it silent.
 """
@@ -26,6 +28,8 @@ log = logging.getLogger("firedamp.control")
 
 EDGE_KINDS = ("edge_offline",)
 BOARD_KINDS = ("no_data",)
+BROKER_KIND = "broker"  # the source reports a problem of the broker itself (a NATS stream not fully replicated)
+BROKER_SITE, BROKER_EDGE = "nats", "cluster"  # what a broker alert is about (it belongs to no site or edge)
 
 
 def _ago(seconds: float) -> str:
@@ -33,8 +37,10 @@ def _ago(seconds: float) -> str:
 
 
 class Watcher:
-    def __init__(self, store: Store, hub: Hub, board_silent_s: float, edge_silent_s: float, clock=time.time):
+    def __init__(self, store: Store, hub: Hub, board_silent_s: float, edge_silent_s: float, clock=time.time,
+                 problems=lambda: []):
         self.store = store
+        self.problems = problems
         self.hub = hub
         self.board_silent_s = board_silent_s
         self.edge_silent_s = edge_silent_s
@@ -103,9 +109,18 @@ class Watcher:
         open_: dict[tuple[str, str, str], dict] = {}
         for a in self.store.alerts(active=True, limit=100_000):
             if a["source"] == "control-room":
-                open_[("edge", a["site"], a["edge"]) if a["kind"] == "edge_offline" else
+                open_[("broker", a["site"], a["edge"]) if a["kind"] == BROKER_KIND else
+                      ("edge", a["site"], a["edge"]) if a["kind"] == "edge_offline" else
                       ("board", a["site"], a["device"])] = a
         out: list[Alert] = []
+        problems = self.problems()
+        broker = ("broker", BROKER_SITE, BROKER_EDGE)
+        if problems and broker not in open_:
+            out.append(self._alert(BROKER_SITE, BROKER_EDGE, "", BROKER_KIND, "raised", now,
+                                   "NATS cluster degraded: " + "; ".join(problems)))
+        elif not problems and broker in open_:
+            out.append(self._alert(BROKER_SITE, BROKER_EDGE, "", BROKER_KIND, "cleared", now,
+                                   "NATS cluster: every stream fully replicated again"))
         for (site, edge), reason in edges_down.items():
             if ("edge", site, edge) not in open_:
                 out.append(self._alert(site, edge, "", "edge_offline", "raised", now,
