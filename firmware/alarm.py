@@ -44,14 +44,14 @@ def profile_levels(name, settings):
 class Alarm:
     """Decides state and relay from one reading; call update() once per loop iteration."""
 
-    def __init__(self, unit="VOL", warn=100, alarm=100, poweroff=150, restore=100, auto=False):
+    def __init__(self):
         self.state = WARMUP
         self.relay = 0
         self.latched = False       # power-off latched (by gas or a fault) until restore + acknowledgement
         self.ack_awaited = False   # latched and the reading is already below restore
         self.restored = False      # set by update() in the iteration that restored power
         self._ack = False
-        self.set_levels(unit, warn, alarm, poweroff, restore, auto)
+        self.set_levels(*PROFILES["coal_face"])   # until the controller applies the settings' profile
 
     def set_levels(self, unit, warn, alarm, poweroff, restore, auto):
         if not (restore <= alarm <= poweroff and warn <= alarm):

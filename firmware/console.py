@@ -10,6 +10,7 @@ import records
 import settings
 from bits import fault_names
 from compat import const
+from methane import RAW_UNITS
 from protocol import MAX_COMMAND, STATES, fixed
 
 _MAX_BAD_PINS = const(3)
@@ -155,7 +156,8 @@ class Console:
         a = c.alarm
         gas = fixed(m.x100, 2) if m.valid else "--"
         self._reply("MORE", "state %s, relay %s, profile %s" % (STATES[a.state], a.relay, c.s["profile"]))
-        self._reply("MORE", "gas %s %%%s, front end %s, raw %s" % (gas, c.unit, c.s["front_end"], m.raw_text()))
+        self._reply("MORE", "gas %s %%%s, front end %s, raw %d %s" % (gas, c.unit, c.s["front_end"], m.raw,
+                                                                      RAW_UNITS[m.front]))
         self._reply("MORE", "levels: alarm %s, power-off %s, restore below %s%s" % (
             fixed(a.alarm, 2), fixed(a.poweroff, 2), fixed(a.restore, 2),
             ", auto-restore" if a.auto else ", needs ack"))

@@ -132,6 +132,3 @@ class Methane:
             self.faults |= F_RANGE
         if self.stuck_ms and self._same_ms >= self.stuck_ms:
             self.faults |= F_STUCK
-
-    def raw_text(self):
-        return "%d %s" % (self.raw, RAW_UNITS[self.front])

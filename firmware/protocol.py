@@ -49,16 +49,15 @@ class Frames:
     """The board's side of the line: R, E and C frames into one reused buffer, then `stream.write(view)`.
 
     The stream gets a memoryview of the buffer, valid until the next frame: a stream that keeps the bytes
-    copies them (as a UART or USB write does). `configure()` sets the device id and units (settings).
+    copies them (as a UART or USB write does). `configure()` sets the device id and units (settings): call it
+    before the first frame.
     """
 
     def __init__(self, stream, uptime):
         self.stream = stream
         self.uptime = uptime
         self.seq = 0
-        self.device = b"pico-01"   # the settings' device_id, unit and flow unit as bytes
-        self.unit = b"VOL"
-        self.flow_unit = b"L/min"
+        self.device = self.unit = self.flow_unit = b""   # set by configure() before the first frame
         self.buf = memoryview(bytearray(MAX_LINE + 32))  # an R frame with every field at its widest fits
         self.n = 0                 # bytes of the line built so far
 
