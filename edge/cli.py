@@ -15,17 +15,17 @@ from edge.errors import FiredampError
 
 # name: (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("edge.service", "run the edge service: serial boards → model → MQTT (see edge.toml)"),
+    "run": ("edge.commands.run", "run the edge service: serial boards → model → MQTT (see edge.toml)"),
     "demo": ("edge.demo", "whole system on this machine: virtual board, edge service, MQTT broker, live view"),
     "board": ("hardware.twin.cli", "run the unchanged firmware against a simulated mine, behind a pty"),
     "control-room": ("control.cli", "the control room: a live web page over every board of every edge, with ack"),
     "fleet": ("control.fleet", "a fleet on this machine: NATS cluster, PostgreSQL, two control rooms, E edges × B boards"),
-    "console": ("edge.console", "calibration console for a real or virtual board"),
-    "history": ("edge.history", "print stored readings of one board (CSV for retraining)"),
+    "console": ("edge.commands.console", "calibration console for a real or virtual board"),
+    "history": ("edge.commands.history", "print stored readings of one board (CSV for retraining)"),
     "train": ("models.train", "train the LSTM anomaly/forecast model (needs the train extra)"),
     "export": ("models.export", "export a trained checkpoint to a single .onnx file with metadata"),
     "evaluate": ("models.evaluate", "evaluate a model on a CSV, or on SKAB with `evaluate skab DIR`"),
-    "flash": ("edge.flash", "copy the firmware to a board with mpremote"),
+    "flash": ("edge.commands.flash", "copy the firmware to a board with mpremote"),
     "bench": ("bench.run", "run the benchmarks and print one table (or --json)"),
 }
 

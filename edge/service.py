@@ -1,6 +1,7 @@
 """The edge service: wires link → frames → windows → detector → policy → outbox → publisher (+ history).
 
-`firedamp run --config edge.toml` runs it until SIGTERM/SIGINT (then: flush, publish `offline`, close).
+`firedamp run --config edge.toml` (edge/commands/run.py) runs it until SIGTERM/SIGINT (then: flush, publish
+`offline`, close).
 In-process use (the demo): `svc = Service(config); q = svc.observe(); svc.start(); ...; svc.stop()`;
 `observe()` returns a bounded queue of `Observation(kind, data)` with kind "reading" (data: dict with the
 reading, its model result or None and the arrival time), "alert" (a policy.Alert), "link" (port, up,
@@ -13,14 +14,11 @@ thread; the history writer has its own bounded queue.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import queue
-import signal
 import sqlite3
-import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edge import __version__
-from edge.config import Config, load
+from edge.config import Config
 from edge.errors import ConfigError
 from edge.history import History, HistoryWriter
 from edge.link import PortReader
@@ -378,48 +376,3 @@ class Service:
             **(self.modbus.health() if self.modbus else {"modbus_requests": {}, "modbus_exceptions": {},
                                                          "modbus_connections": 0, "modbus_connections_closed": 0}),
         }
-
-
-# ---------------------------------------------------------------------------------------------- `firedamp run`
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = textwrap.fill(
-        "Run the edge service: read every sensor board listed in edge.toml over serial, check each frame, "
-        "score the readings with the anomaly model (advisory only), keep a local history, and publish "
-        "telemetry, board state and alerts over MQTT. Alerts are stored on disk until the broker has them, "
-        "so none is lost while the broker or network is down. The settings in effect are logged at start "
-        "(passwords never). Normally started by systemd (deploy/firedamp.service).")
-    p.epilog = ("Stops cleanly on Ctrl-C or SIGTERM (systemctl stop firedamp): sends waiting alerts, publishes\n"
-                "`offline`, closes.  Example:  firedamp run --config /etc/firedamp/edge.toml\n"
-                "Topics and payloads: docs/mqtt.md.  Example config: deploy/edge.toml.")
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--config", default="/etc/firedamp/edge.toml",
-                   help="the edge.toml to use (default: /etc/firedamp/edge.toml; see deploy/edge.toml)")
-    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"],
-                   help="override log_level from the config")
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("paho").setLevel(logging.WARNING)
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = load(args.config)
-    setup_logging(args.log_level or cfg.log_level)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("%s received: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    svc = Service(cfg)
-    svc.start()
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        svc.stop()
-    return 0

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from edge import cli
 
@@ -23,6 +24,18 @@ def test_every_command_module_exists_and_has_the_entry_points():
         parser, module = cli.build_parser(name)
         assert callable(module.run), name
         assert parser.prog == f"firedamp {name}"
+
+
+def test_the_edge_library_has_no_command_line_code():
+    """Each edge subcommand's parser and run() live in edge/commands/ (edge/cli.py is their table), so the
+    library modules the service, the demo and the tests import hold no argparse."""
+    edge = Path(cli.__file__).parent
+    library = [p for p in edge.glob("*.py") if p.name != "cli.py"]
+    assert len(library) > 10
+    assert [p.name for p in library if "argparse" in p.read_text()] == []
+    for name, (module, _) in cli.COMMANDS.items():
+        if module.startswith("edge.") and module != "edge.demo":
+            assert module.startswith("edge.commands."), f"firedamp {name} is run from the library module {module}"
 
 
 def test_help_does_not_import_torch_or_onnxruntime():
