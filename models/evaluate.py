@@ -2,6 +2,8 @@
 
   firedamp evaluate --model M --data FILE [--sep S] [--label-column NAME] [--json] [--plot out.png]
   firedamp evaluate sim [--model M] [--seeds N] [--json]       (held-out seeds never used in training)
+  firedamp evaluate sim --as-edge [--seeds N] [--seed0 S]      (advisories as edge.policy raises them, beside
+                                                                flow rules, on seeds no choice was made on)
   firedamp evaluate skab DIR [--method lstm|t2] [--json]       (SKAB: the LSTM pipeline, or the T² baseline)
 
 The feature columns and the forecast column are read from the model's metadata. An alert is a ready
@@ -50,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default); t2 = the Hotelling T² baseline (numpy)")
     parser.add_argument("--quick", action="store_true", help="skab: a tiny training run for smoke tests (not a benchmark)")
     parser.add_argument("--seeds", type=int, default=5, metavar="N", help="sim: held-out seeds per scenario (default 5)")
+    parser.add_argument("--as-edge", action="store_true",
+                        help="sim: count advisories as the edge's policy raises them (debounce, hold-off), beside a "
+                             "flow-drop rule, the board's low-flow warning and its CH4 alarm")
+    parser.add_argument("--seed0", type=int, default=None, metavar="S",
+                        help="sim --as-edge: first seed (default 9000, a range no choice was made on)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--plot", metavar="PNG", help="write a PNG with signals, score, threshold, labels and alerts")
 
@@ -66,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
     from models.runtime import Model
 
     model = Model(args.model)
+    if args.mode == "sim" and args.as_edge:
+        from models import edgeeval
+
+        res = edgeeval.evaluate_edge(model, seeds=args.seeds,
+                                     seed0=edgeeval.FINAL_SEED0 if args.seed0 is None else args.seed0)
+        print(json.dumps(res, indent=2) if args.json else edgeeval.report(res))
+        return 0
     if args.mode == "sim":
         from models.simeval import evaluate_sim
         from models.simeval import report as sim_report

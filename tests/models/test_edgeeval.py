@@ -1,0 +1,50 @@
+"""`firedamp evaluate sim --as-edge`: advisories through edge.policy, beside flow rules, on a fresh seed range."""
+
+import numpy as np
+import pytest
+
+from edge.config import PolicyConfig
+from models import edgeeval, simeval
+from models.runtime import Model
+
+
+def test_flow_drop_rule():
+    flow = np.full(600, 1000.0)
+    flow[100:160] = 920.0  # a door opening: 8 % down, not an alert
+    flow[300:] = 700.0  # a 30 % fall
+    a = edgeeval.flow_drop(flow, 1.0, 20.0, 120.0)
+    # alerts from the fall until the old peak leaves the 120 s window (samples 300..419), then quiet at the new level
+    assert not a[:300].any() and a[300:420].all() and not a[420:].any()
+
+
+def test_policy_debounce_is_the_edge_s():
+    model = Model()
+    from models import scenarios
+
+    r = scenarios.make("spikes", 9001, 1.0, 3600)
+    out = model.score_series(r.arrays())
+    active = edgeeval.policy_active(model, r.arrays())
+    over = out["anomalous"] | (out["ready"] & (out["forecast"] >= 1.0))
+    first_active = int(np.flatnonzero(active)[0])
+    need = PolicyConfig().anomaly_raise_samples
+    # raised only after `need` consecutive samples over the threshold (or forecast over the level)
+    assert over[first_active - need + 1: first_active + 1].all()
+    assert active.sum() < over.sum() + 20 * PolicyConfig().anomaly_clear_samples
+
+
+def test_report_runs_on_a_short_fresh_range(capsys):
+    assert edgeeval.FINAL_SEED0 > simeval.TEST_SEED0 + 1000  # the fresh range is not the one choices were made on
+    res = edgeeval.evaluate_edge(Model(), seeds=1, normal_hours=0.5, anomaly_hours=1.0, progress=False)
+    assert set(res["totals"]) == set(edgeeval.DETECTORS)
+    t = res["totals"]
+    assert t[edgeeval.DETECTORS[0]]["events"] == 8 and t[edgeeval.DETECTORS[0]]["detected"] <= 8
+    # flow rules cannot see a methane-only event
+    assert res["per_scenario"]["stuck_sensor"]["flow-drop rule"]["detected"] == 0
+    text = edgeeval.report(res)
+    assert "model (edge policy)" in text and "false / 24 h" in text
+
+
+@pytest.mark.long
+def test_full_fresh_range():
+    res = edgeeval.evaluate_edge(Model(), seeds=10, progress=False)
+    assert res["totals"][edgeeval.DETECTORS[0]]["events"] == 80
