@@ -1,32 +1,22 @@
 """edge.toml: one typed, validated config for the edge service, with defaults and errors that name the key.
 
-Every section is a dataclass; each field's metadata gives its allowed range or values. Unknown keys are an
-error (a typo must not pass silently). `describe()` lists the settings in effect for the start-up log,
+Every section is a dataclass; each field's metadata gives its allowed range, values or pattern (built by
+firedamp/config.py, as control.toml is). Unknown keys are an error (a typo must not pass silently). `describe()` lists the settings in effect for the start-up log,
 with secrets masked. See deploy/edge.toml for a commented example.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError
+from firedamp.config import SECRET_KEYS, build, choices, flatten, range_, read_toml
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # safe inside an MQTT topic level
-_SECRET_KEYS = {"password"}
-
-
-def _range(lo: float, hi: float) -> dict[str, Any]:
-    return {"range": (lo, hi)}
-
-
-def _choices(*values: str) -> dict[str, Any]:
-    return {"choices": values}
-
+_range, _choices = range_, choices
 
 _TOPIC_NAME = {"pattern": _NAME, "allowed": "1–32 of A-Z a-z 0-9 _ -"}
 
@@ -168,103 +158,17 @@ class Config:
     def describe(self) -> list[str]:
         """`section.key = value` lines of every setting in effect; secrets shown as *** (or <unset>)."""
         out = []
-        for name, value in _flatten(self):
-            if name.rsplit(".", 1)[-1] in _SECRET_KEYS:
+        for name, value in flatten(self):
+            if name.rsplit(".", 1)[-1] in SECRET_KEYS:
                 out.append(f"{name} = {'***' if value else '<unset>'}")
                 continue
             out.append(f"{name} = {value!r}" if isinstance(value, str) else f"{name} = {value}")
         return out
 
 
-def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        name = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(value):
-            out += _flatten(value, name + ".")
-        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
-            for i, item in enumerate(value):
-                out += _flatten(item, f"{name}[{i}].")
-        else:
-            out.append((name, value))
-    return out
-
-
-def _where(section: str, key: str) -> str:
-    return f"[{section}] {key}" if section else key
-
-
-def _build(cls: type, data: Any, section: str, source: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: [{section}] must be a table, not {type(data).__name__}")
-    fields_ = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields_))
-    if unknown:
-        raise ConfigError(f"{source}: unknown key {_where(section, unknown[0])} "
-                          f"(allowed: {', '.join(fields_)})")
-    values: dict[str, Any] = {}
-    for name, f in fields_.items():
-        where = _where(section, name)
-        if name not in data:
-            if f.metadata.get("required"):
-                raise ConfigError(f"{source}: {where} is required")
-            continue
-        value = data[name]
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
-        if kind == "list[str]":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{source}: {where} = {value!r} is not allowed; allowed: a list of strings in quotes")
-            values[name] = value
-            continue
-        if kind == "list[BoardConfig]":
-            if not isinstance(value, list):
-                raise ConfigError(f"{source}: {where} must be a list of [[{name}]] tables")
-            values[name] = [_build(BoardConfig, item, f"{name}[{i}]", source) for i, item in enumerate(value)]
-            continue
-        sub = {"MqttConfig": MqttConfig, "ModelConfig": ModelConfig, "PolicyConfig": PolicyConfig,
-               "OutboxConfig": OutboxConfig, "HistoryConfig": HistoryConfig, "MetricsConfig": MetricsConfig,
-               "ModbusConfig": ModbusConfig}.get(kind)
-        if sub:
-            values[name] = _build(sub, value, name, source)
-            continue
-        values[name] = _check(kind, value, f.metadata, where, source)
-    return cls(**values)
-
-
-def _check(kind: str, value: Any, meta: Any, where: str, source: str) -> Any:
-    shown = "***" if where.rsplit(" ", 1)[-1] in _SECRET_KEYS else repr(value)
-
-    def bad(allowed: str) -> ConfigError:
-        return ConfigError(f"{source}: {where} = {shown} is not allowed; allowed: {allowed}")
-
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise bad("true or false")
-    elif kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer" + (" in {}..{}".format(*meta["range"]) if "range" in meta else ""))
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number" + (" in {}..{}".format(*meta["range"]) if "range" in meta else ""))
-        value = float(value)
-    elif kind == "str":
-        if not isinstance(value, str):
-            raise bad("a string in quotes")
-    if "range" in meta:
-        lo, hi = meta["range"]
-        if not lo <= value <= hi:
-            raise bad(f"{lo}..{hi}")
-    if "choices" in meta and value not in meta["choices"]:
-        raise bad(", ".join(repr(c) for c in meta["choices"]))
-    if "pattern" in meta and not meta["pattern"].match(value):
-        raise bad(meta["allowed"])
-    return value
-
-
 def parse_config(data: dict[str, Any], source: str = "edge.toml") -> Config:
     """A dict shaped like edge.toml (top-level keys, [mqtt], [[boards]], ...) → a validated Config."""
-    cfg = _build(Config, data, "", source)
+    cfg = build(Config, data, "", source)
     seen = set()
     for i, board in enumerate(cfg.boards):
         if board.port in seen:
@@ -328,15 +232,4 @@ def join_server(host: str, port: int) -> str:
 
 def load(path: str | Path) -> Config:
     """Read and validate edge.toml; ConfigError names the file, key, value and what is allowed."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    except RecursionError:  # tomllib recurses into nested arrays and inline tables
-        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deep") from None
-    return parse_config(data, str(path))
+    return parse_config(read_toml(path), str(Path(path)))

@@ -17,6 +17,7 @@ from typing import Any
 from firedamp.errors import ConfigError
 
 SECRET_KEYS = {"password"}
+_ITEMS = {str: "strings in quotes", int: "integers", float: "numbers", bool: "true or false"}
 
 
 def range_(lo: float, hi: float) -> dict[str, Any]:
@@ -65,7 +66,12 @@ def build(cls: type, data: Any, section: str, source: str) -> Any:
         elif typing.get_origin(hint) is list:
             (item,) = typing.get_args(hint)
             if not isinstance(value, list):
-                raise ConfigError(f"{source}: {where} must be a list")
+                if dataclasses.is_dataclass(item):
+                    raise ConfigError(f"{source}: {where} must be a list of [[{section + '.' if section else ''}"
+                                      f"{name}]] tables")
+                shown = "***" if name in SECRET_KEYS else repr(value)
+                raise ConfigError(f"{source}: {where} must be a list, not {shown}; allowed: a list of "
+                                  f"{_ITEMS.get(item, item.__name__)}")
             if dataclasses.is_dataclass(item):
                 values[name] = [build(item, v, f"{name}[{i}]", source) for i, v in enumerate(value)]
             else:
@@ -99,7 +105,6 @@ def check(kind: type, value: Any, meta: Any, where: str, source: str) -> Any:
     if "pattern" in meta and not meta["pattern"].match(value):
         raise bad(meta["allowed"])
     return value
-
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

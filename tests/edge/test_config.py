@@ -38,7 +38,9 @@ def test_defaults_and_a_minimal_file(tmp_path):
     ("[mqtt]\nservers = [\"a:99999\"]\n", ["[mqtt] servers[0] = 'a:99999'", '"host:port"']),
     ("[mqtt]\nservers = [\"a:1883\", \"a:1883\"]\n", ["servers lists a broker twice"]),
     ("[mqtt]\nservers = []\n", ["[mqtt] servers = [] names no broker"]),
-    ("[mqtt]\nservers = \"a:1883\"\n", ["[mqtt] servers = 'a:1883'", "a list of strings"]),
+    ("[mqtt]\nservers = \"a:1883\"\n", ["[mqtt] servers must be a list, not 'a:1883'", "a list of strings"]),
+    ("[mqtt]\nservers = [\"a:1883\", 5]\n", ["[mqtt] servers[1] = 5", "a string in quotes"]),
+    ("boards = \"/dev/ttyACM0\"\n", ["boards must be a list of [[boards]] tables"]),
 ])
 def test_errors_name_the_key_the_value_and_what_is_allowed(tmp_path, text, words):
     with pytest.raises(ConfigError) as exc:
