@@ -1,8 +1,9 @@
 """Calibration console on the serial link: one command per line, answered by C frames ending OK or ERR.
 
 help, status, get [key] and log work at any time; set, profile, cal, ack, selftest, save, factory-reset
-(the commands of commands.py: those that change the board) need `unlock <pin>` first (it lapses after unlock_timeout_s of silence). A refused command changes nothing
-and its one-line ERR says what is wrong and the allowed range. State changes leave a record (records.txt).
+(commands.py's: those that change the board) need `unlock <pin>` first (it lapses after unlock_timeout_s of
+silence). A refused command changes nothing and its one-line ERR says what is wrong and the allowed range.
+State changes leave a record (records.txt).
 """
 
 import commands
@@ -17,12 +18,6 @@ _MAX_BAD_PINS = const(3)
 _LOCKOUT_MS = const(60000)
 _LOG_LINES = const(10)
 
-HELP = (
-    "commands: help, status, get [key], log, unlock <pin>, lock",
-    "after unlock: set <key> <value>, profile <name>, cal zero, cal span <pct>",
-    "after unlock: ack, selftest, save, factory-reset",
-    "profiles: " + ", ".join(settings.PROFILE_NAMES),
-)
 
 
 class Console:
@@ -45,15 +40,15 @@ class Console:
     def _reply(self, status, text):
         """One reply; text too long for one frame goes first in MORE lines (cut at spaces), so the allowed
         values are never cut off; the last line carries the status."""
-        c = self.ctl
-        room = c.frames.room()
+        f = self.ctl.frames   # C frames: the console's own lines, no change to the board
+        room = f.room()
         while len(text) > room:
             cut = text.rfind(" ", 0, room)
             if cut <= 0:
                 cut = room
-            c.reply("MORE", text[:cut])
+            f.text(b"C", "MORE", text[:cut])
             text = text[cut:].lstrip()
-        c.reply(status, text)
+        f.text(b"C", status, text)
 
     def _err(self, text):
         self.errors += 1
@@ -146,7 +141,10 @@ class Console:
 
     # ---- commands that work at any time ----------------------------------------------------------
     def cmd_help(self, args, now):
-        for line in HELP:
+        for line in ("commands: help, status, get [key], log, unlock <pin>, lock",
+                     "after unlock: set <key> <value>, profile <name>, cal zero, cal span <pct>",
+                     "after unlock: ack, selftest, save, factory-reset",
+                     "profiles: " + ", ".join(settings.PROFILE_NAMES)):
             self._reply("MORE", line)
         self._reply("OK", "state-changing commands need unlock <pin>; errors say the allowed range")
 

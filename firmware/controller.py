@@ -6,20 +6,20 @@ order, and is the one place the console changes the board through (`change`, `ac
 """
 
 import alarm
+import console
+import display
+import flow
+import health
+import methane
+import protocol
 import records
+import runtime
+import selftest
 import settings
 from compat import const
-from console import Console
-from display import Display
-from flow import Flow, PulseCounter
-from health import Health
-from methane import Methane
-from protocol import Frames, Uptime, fixed
-from runtime import Runtime
-from selftest import SelfTest
 
 VERSION = "0.1.0"
-WDT_TIMEOUT_MS = const(1500)    # a hung loop cuts power through the relay's own drop-out within this
+_WDT_TIMEOUT_MS = const(1500)   # a hung loop cuts power through the relay's own drop-out within this
 
 
 class Controller:
@@ -31,28 +31,28 @@ class Controller:
         self.stream = board.stream
         self.store = settings.Store(board.root)
         self.records_path = self.store.path[: -len("settings.json")] + "records.txt"
-        self.uptime = Uptime()
-        self.frames = Frames(board.stream, self.uptime)
+        self.uptime = protocol.Uptime()
+        self.frames = protocol.Frames(board.stream, self.uptime)
         self._last = clock.ticks_ms()
         self._last_report = self._last
         self._iter = 0
         self.faults = 0
         self.flags = 0
-        self.selftest = SelfTest(board.buzzer, board.beacon, board.relay_sense)
-        self.health = Health(board.relay_sense, board.vsys_adc, board.vsys_divider, self.event)
+        self.selftest = selftest.SelfTest(board.buzzer, board.beacon, board.relay_sense)
+        self.health = health.Health(board.relay_sense, board.vsys_adc, board.vsys_divider, self.event)
         self._relay_out = 0   # what the relay pin was driven to last (relay_sense must follow it)
         self._prev = (-1, -1, -1, -1)   # state, relay, faults and flags of the last R frame: a change sends one
         self.dirty = False   # settings changed and not saved
         self.flash_pause = False  # this iteration wrote flash: the next one may start late (no LOOP fault)
-        self.flow_counter = PulseCounter(clock.ticks_us, clock.ticks_diff)
-        self.freq_counter = PulseCounter(clock.ticks_us, clock.ticks_diff)
+        self.flow_counter = flow.PulseCounter(clock.ticks_us, clock.ticks_diff)
+        self.freq_counter = flow.PulseCounter(clock.ticks_us, clock.ticks_diff)
         board.flow_pin.irq(handler=self.flow_counter.irq, trigger=board.irq_rising, hard=True)
         board.ch4_freq_pin.irq(handler=self.freq_counter.irq, trigger=board.irq_rising, hard=True)
-        self.methane = Methane(board.ch4_adc, self.freq_counter, clock.ticks_diff)
-        self.flow = Flow(self.flow_counter, clock.ticks_diff)
+        self.methane = methane.Methane(board.ch4_adc, self.freq_counter, clock.ticks_diff)
+        self.flow = flow.Flow(self.flow_counter, clock.ticks_diff)
         self.alarm = alarm.Alarm()
-        self.runtime = Runtime(board.root, self.flow, self.alarm)
-        self.console = Console(self)
+        self.runtime = runtime.Runtime(board.root, self.flow, self.alarm)
+        self.console = console.Console(self)
         values, problem = self.store.load()
         self.s = values
         self.frames.configure(values["device_id"], "VOL", "L/min")
@@ -64,10 +64,10 @@ class Controller:
         problem = self.runtime.load(self.methane.calibrated, self.cal_due_s)
         if problem:
             self.event("SETTINGS", problem)
-        self.display = Display(self.s["display"], board.i2c)
+        self.display = display.Display(self.s["display"], board.i2c)
         if self.display.error:
             self.event("DISPLAY", self.display.error)
-        self.wdt = board.watchdog(WDT_TIMEOUT_MS)
+        self.wdt = board.watchdog(_WDT_TIMEOUT_MS)
 
     # ---- settings --------------------------------------------------------------------------------
     def apply(self):
@@ -170,9 +170,6 @@ class Controller:
     def event(self, code, text):
         self.frames.text(b"E", code, text)
 
-    def reply(self, status, text):
-        self.frames.text(b"C", status, text)
-
     def report(self):
         m = self.methane
         a = self.alarm
@@ -234,7 +231,7 @@ class Controller:
         # serial: console input, then state-change frames at once, else the periodic frame
         self.console.poll(now)
         if a.restored:
-            self.event("RESTORE", "power restored at %s %s" % (fixed(m.x100, 2), self.unit))
+            self.event("RESTORE", "power restored at %s %s" % (protocol.fixed(m.x100, 2), self.unit))
         prev = self._prev
         if prev[0] != a.state or prev[1] != a.relay or prev[2] != faults or prev[3] != flags:
             self._prev = (a.state, a.relay, faults, flags)

@@ -76,18 +76,25 @@ class Frames:
             if v < 0:
                 self._put(_MINUS)
                 v = -v
-            self._point(v, 2, 1)
+            self._num(v // 100, 1, 10)
+            self._put(_DOT)
+            self._num(v % 100, 2, 10)
         self._put(_COMMA)
         self._write(self.unit)
         self._put(_COMMA)
-        self._point(9999999999 if flow_x1000 > 9999999999 else flow_x1000, 3, 1)  # flow < 10^7
+        v = 9999999999 if flow_x1000 > 9999999999 else flow_x1000  # flow < 10^7
+        self._num(v // 1000, 1, 10)
+        self._put(_DOT)
+        self._num(v % 1000, 3, 10)
         self._put(_COMMA)
         self._write(self.flow_unit)
         self._put(_COMMA)
         total_m %= 1000000000     # total < 10^12: it rolls over, like a meter's register
         if total_m:
             self._num(total_m, 1, 10)
-        self._point(total_r, 3, 3 if total_m else 1)
+        self._num(total_r // 1000, 3 if total_m else 1, 10)
+        self._put(_DOT)
+        self._num(total_r % 1000, 3, 10)
         self._put(_COMMA)
         self._write(_STATE_BYTES[state])
         self._put(_COMMA)
@@ -147,13 +154,6 @@ class Frames:
         """One byte, given as its code (single-character bytes constants would be heap objects)."""
         self.buf[self.n] = c
         self.n += 1
-
-    def _point(self, v, places, lead):
-        """v >= 0 thousandths (places 3) or hundredths (2) as "<int>.<fraction>", the int part >= lead digits."""
-        d = 100 if places == 2 else 1000
-        self._num(v // d, lead, 10)
-        self._put(_DOT)
-        self._num(v % d, places, 10)
 
     def _write(self, data):
         """Bytes into the line (iterating bytes allocates nothing; a str would)."""
