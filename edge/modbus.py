@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from edge.errors import ConfigError
-from edge.frames import FLAG_CALIBRATION_DUE, FLAG_LOW_FLOW, STATES, Reading
+from edge.frames import FAULT_NAMES, FLAG_CALIBRATION_DUE, FLAG_LOW_FLOW, STATES, Reading
 
 log = logging.getLogger("firedamp.modbus")
 
@@ -53,11 +53,10 @@ NO_FRAME = 0xFFFFFFFF
 MAP: tuple[tuple[int, str, str, str, str], ...] = (
     (0, "ch4", "int16", "×100 (% vol) or ×10 (% LEL), see ch4_unit", "-32768 = no valid reading"),
     (1, "ch4_unit", "uint16", "", "1 = % vol CH4, 2 = % LEL"),
-    (2, "state", "uint16", "", "0 WARMUP, 1 NORMAL, 2 WARNING, 3 ALARM, 4 POWEROFF, 5 FAULT; 65535 = no frame yet"),
+    (2, "state", "uint16", "", ", ".join(f"{i} {s}" for s, i in STATE_CODES.items()) + "; 65535 = no frame yet"),
     (3, "data_valid", "uint16", "", "1 = live: a reading within stale_after_s (3 s), link up, not FAULT or "
                                     "WARMUP, CH4 valid; else 0"),
-    (4, "faults", "uint16", "bits", "bit 0 LINE, 1 RAIL, 2 RANGE, 3 STUCK, 4 NOFLOW, 5 SETTINGS, 6 SELFTEST, "
-                                   "7 POWER, 8 LOOP"),
+    (4, "faults", "uint16", "bits", "bit " + ", ".join(f"{i} {n}" for i, n in enumerate(FAULT_NAMES))),
     (5, "flags", "uint16", "bits", "bit 0 calibration due, 1 low flow, 2 acknowledgement awaited, 3 console unlocked"),
     (6, "relay", "uint16", "", "1 = power allowed, 0 = power cut"),
     (7, "calibration_due", "uint16", "", "1 = calibration due"),

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from edge.frames import (
     REASONS,
+    STATES,
     BadFrame,
     Decoder,
     Event,
@@ -65,6 +66,17 @@ def test_text_may_hold_commas_but_not_control_characters():
 def test_format_reading_roundtrips():
     r = Reading("dev_1", 5, 5000, 1.23, "VOL", 12.5, "m3/min", 100.0, "ALARM", 1, 0x18, 0x03)
     assert parse(format_reading(r)) == r
+
+
+def test_the_edge_numbers_board_states_as_the_firmware_does():
+    """One state order on both sides of the wire (firmware/protocol.py cannot import edge): the Modbus `state`
+    register (edge/modbus.py) gives a state as its index in edge.frames.STATES, the firmware's own numbering."""
+    import ast
+
+    tree = ast.parse((Path(__file__).parents[2] / "firmware" / "protocol.py").read_text())
+    firmware = [ast.literal_eval(n.value) for n in tree.body
+                if isinstance(n, ast.Assign) and [getattr(t, "id", "") for t in n.targets] == ["STATES"]]
+    assert firmware == [STATES]
 
 
 def test_format_frame_roundtrips_every_frame_type():

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.config import PolicyConfig
-from edge.frames import FAULT_NAMES, Gap, Reading
+from edge.frames import FAULT_NAMES, STATES, Gap, Reading
 from edge.policy import Policy
 
 
@@ -116,7 +116,7 @@ def test_a_link_alert_named_after_a_port_is_cleared_after_a_restart_when_a_board
     assert [(a.device, a.kind, a.state) for a in out] == [("usb-Board_e661-if00", "link", "cleared")]
 
 
-_STATES = ["WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT"]
+_STATES = list(STATES)
 
 
 @settings(max_examples=200, deadline=None)
