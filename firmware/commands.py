@@ -5,6 +5,7 @@ nothing and answers one ERR line with the allowed range. They change the board o
 controller's own methods (change, calibrated, request_ack, save, factory_reset). Functions, not a class:
 each takes the console (`con`: console.py reads the lines, checks the unlock first and has the replies
 _reply, _err, _nargs and _show; `con.ctl` is the controller), the words after the command, and now.
+console.py imports this module when a line first needs it, not at start (maintenance only: ~5 KB of heap).
 """
 
 import settings

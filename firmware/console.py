@@ -4,9 +4,12 @@ help, status, get [key] and log work at any time; set, profile, cal, ack, selfte
 (commands.py's: those that change the board) need `unlock <pin>` first (it lapses after unlock_timeout_s of
 silence). A refused command changes nothing and its one-line ERR says what is wrong and the allowed range.
 State changes leave a record (records.txt).
+
+commands.py is imported by the first line that is not one of the console's own commands, not at start: it
+is used only in maintenance, and loaded it holds ~5 KB of heap (bench/firmware_loop.py's free heap after
+start counts it out; a board that has run such a command has that much less from then on).
 """
 
-import commands
 import records
 import settings
 from bits import fault_names
@@ -131,6 +134,8 @@ class Console:
         if handler is not None:
             handler(args, now)
             return
+        import commands  # not at start (~5 KB of heap): a board nobody unlocks never loads it (see above)
+
         handler = getattr(commands, name, None)   # one that changes the board: unlocked only
         if handler is None:
             self._err("unknown command '%s' (help lists the commands)" % cmd[:20])
