@@ -10,7 +10,6 @@ board's alerts paired in the order the edge sent them.
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -18,44 +17,25 @@ import pytest
 from control.fleet import SITE, Fleet
 from control.natscluster import MISSING, NATS_SERVER
 from control.pgserver import missing as pg_missing
+from edge.demo.subscriber import Subscriber
 
 pytest.importorskip("nats", reason="nats-py is not installed (pip install -e '.[fleet]')")
 
 
-class Recorder:
-    """Every alert message the edges published, first arrival of each id, in arrival order."""
+def Recorder(node) -> Subscriber:
+    """Every alert message the edges published, first arrival of each id, in arrival order (`snapshot()`); MQTT
+    3.1.1 (NATS refuses 5) with a persistent session."""
+    seen: set[str] = set()
 
-    def __init__(self, node):
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.msgs: list[dict] = []
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-        subacked = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"recorder-{time.monotonic_ns()}",
-                                  protocol=mqtt.MQTTv311, clean_session=False)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: subacked.set()
-        self.client.on_connect = lambda c, *a: c.subscribe(f"firedamp/{SITE}/+/alert", qos=1)
-        self.client.connect(node.host, node.port, keepalive=10)
-        self.client.loop_start()
-        assert subacked.wait(30), "the recorder's SUBACK never came"
-
-    def _on_message(self, client, userdata, msg) -> None:
+    def first_arrival(msg) -> dict | None:
         a = json.loads(msg.payload)
-        with self._lock:
-            if a["id"] not in self._seen:
-                self._seen.add(a["id"])
-                self.msgs.append(a)
+        if a["id"] in seen:
+            return None
+        seen.add(a["id"])
+        return a
 
-    def snapshot(self) -> list[dict]:
-        with self._lock:
-            return list(self.msgs)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+    return Subscriber(node.host, node.port, [f"firedamp/{SITE}/+/alert"], record=first_arrival,
+                      client_id=f"recorder-{time.monotonic_ns()}", persistent=True, keepalive=10, timeout=30)
 
 
 def wait(pred, timeout: float, what: str):
