@@ -1,6 +1,7 @@
 """Evaluate a model honestly: on a CSV, on held-out simulator seeds, or with the SKAB protocol.
 
-  firedamp evaluate --model M --data FILE [--sep S] [--label-column NAME] [--json] [--plot out.png]
+  firedamp evaluate --model M --data FILE [--sep S] [--label-column NAME] [--time-column NAME] [--json]
+                    [--plot out.png]
   firedamp evaluate sim [--model M] [--seeds N] [--json]       (held-out seeds never used in training)
   firedamp evaluate sim --as-edge [--seeds N] [--seed0 S]      (advisories as edge.policy raises them, beside
                                                                 flow rules, on seeds no choice was made on)
@@ -11,7 +12,8 @@ sample whose score is above the model's threshold; with --warn-at V a forecast >
 edge's early warning). Forecast errors are shown on the same rows beside persistence (the current value)
 and two stronger naive baselines: `rise` (the current value plus the training data's median rise over the
 horizon, stored in the model by `firedamp train`) and `holt` (Holt's linear trend, extrapolated over the
-horizon). Runs on numpy + onnxruntime only.
+horizon). Runs on numpy + onnxruntime only, except `skab` with its default method, which trains an LSTM
+per file (the train extra, torch).
 """
 
 from __future__ import annotations
