@@ -39,5 +39,6 @@ def table(r: dict) -> list[tuple[str, str, str, str]]:
          + ("met" if r["frame_goal_met"] else "NOT met")),
         (f"firmware free heap under -X heapsize={r['heap']}: at start | controller built",
          f"{r['heap_free_start']:,} | {r['heap_free_built']:,} bytes",
-         f"firmware + controller use {r['heap_free_start'] - r['heap_free_built']:,} bytes", ""),
+         f"firmware + controller use {r['heap_free_start'] - r['heap_free_built']:,} bytes; "
+         f"{r['heap_free_commands']:,} once a console line has loaded commands.py", ""),
     ]
