@@ -44,15 +44,6 @@ PINMAPS: dict[str, dict[str, int]] = {
 # DevKitC has no such divider, so there a brown-out shows only as the reset cause.
 VSYS_ADC = {"pico": 29, "esp32": None}
 
-# reset cause numbers -> text for the BOOT event
-_CAUSES = {
-    getattr(machine, "PWRON_RESET", -1): "power",
-    getattr(machine, "HARD_RESET", -2): "hard",
-    getattr(machine, "WDT_RESET", -3): "watchdog",
-    getattr(machine, "DEEPSLEEP_RESET", -4): "deepsleep",
-    getattr(machine, "SOFT_RESET", -5): "soft",
-}
-
 
 class StdioStream:
     """The USB CDC serial link as a non-blocking byte stream (read() -> bytes or None, write(bytes)).
@@ -144,7 +135,14 @@ class Board:
         if stream is None:
             stream = self.uart_stream(baud) if link == "uart" else StdioStream()
         self.stream = stream
-        self.reset_cause = _CAUSES.get(machine.reset_cause(), "unknown")
+        # reset cause number -> text for the BOOT event (a table made here: it is read once, at start)
+        self.reset_cause = {
+            getattr(machine, "PWRON_RESET", -1): "power",
+            getattr(machine, "HARD_RESET", -2): "hard",
+            getattr(machine, "WDT_RESET", -3): "watchdog",
+            getattr(machine, "DEEPSLEEP_RESET", -4): "deepsleep",
+            getattr(machine, "SOFT_RESET", -5): "soft",
+        }.get(machine.reset_cause(), "unknown")
         self.irq_rising = Pin.IRQ_RISING
 
     def _input(self, gpio):
