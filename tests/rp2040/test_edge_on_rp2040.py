@@ -5,10 +5,8 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
 
 FIREDAMP = [sys.executable, "-m", "edge.cli"]
@@ -16,24 +14,15 @@ FIREDAMP = [sys.executable, "-m", "edge.cli"]
 
 @pytest.mark.long  # make test-long; the short path runs in make test
 def test_edge_reads_the_emulated_pico_with_calibration_gas_on_its_sensor(tmp_path, mosquitto, edge_config,
-                                                                            edge_toml):
+                                                                            edge_toml, mqtt_subscriber):
     broker = mosquitto()
     link = tmp_path / "pico-9"
     link.with_name("pico-9.gas").write_text("0.73\n")  # a calibration cap on the sensor
-    got: list[dict] = []
-    lock = threading.Condition()
+    sub = mqtt_subscriber(broker, ["firedamp/+/+/telemetry"])
 
-    def on_message(_c, _u, msg):
-        if msg.topic.endswith("/pico-9/telemetry"):
-            with lock:
-                got.append(json.loads(msg.payload))
-                lock.notify_all()
+    def telemetry(messages) -> list[dict]:
+        return [json.loads(p) for t, p, _ in messages if t.endswith("/pico-9/telemetry")]
 
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    sub.on_message = on_message
-    sub.connect(broker.host, broker.port)
-    sub.subscribe("firedamp/#", qos=1)
-    sub.loop_start()
     board = subprocess.Popen([*FIREDAMP, "board", "--target", "rp2040", "--scenario", "normal", "--link", str(link),
                               "--seconds", "600"], stdout=open(tmp_path / "board.log", "wb"),  # noqa: SIM115
                              stderr=subprocess.STDOUT)
@@ -47,9 +36,9 @@ def test_edge_reads_the_emulated_pico_with_calibration_gas_on_its_sensor(tmp_pat
                           mqtt={"discovery": False})
         edge = subprocess.Popen([*FIREDAMP, "run", "--config", str(edge_toml(cfg))],
                                 stdout=open(tmp_path / "edge.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        with lock:
-            ok = lock.wait_for(lambda: any(m.get("ch4") is not None and abs(m["ch4"] - 0.73) <= 0.03
-                                           for m in got), timeout=300)
+        ok = sub.wait(lambda msgs: any(m.get("ch4") is not None and abs(m["ch4"] - 0.73) <= 0.03
+                                       for m in telemetry(msgs)), timeout=300)
+        got = telemetry(sub.snapshot())
         assert ok, (got[-3:], (tmp_path / "edge.log").read_text()[-2000:])
         last = got[-1]
         assert last["state"] == "NORMAL" and last["relay"] == 1, last
@@ -59,5 +48,3 @@ def test_edge_reads_the_emulated_pico_with_calibration_gas_on_its_sensor(tmp_pat
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 p.wait(30)
-        sub.loop_stop()
-        sub.disconnect()
