@@ -62,6 +62,7 @@ class NatsNode:
     routes: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
     detached: bool = False
+    max_file_store: str = ""  # e.g. "3MB": JetStream's file storage limit on this node (default: 75 % of the disk)
     proc: subprocess.Popen | None = None
 
     @property
@@ -80,7 +81,8 @@ class NatsNode:
             f"server_name: {self.name}",
             f"listen: {self.host}:{self.client_port}",
             f"http: {self.host}:{self.http_port}",
-            f'jetstream {{ store_dir: "{store}" }}',
+            f'jetstream {{ store_dir: "{store}"' + (f"; max_file_store: {self.max_file_store}"
+                                                      if self.max_file_store else "") + " }",
             f"cluster {{ name: fd; listen: {self.host}:{self.cluster_port}; "
             f"routes: [{', '.join(self.routes)}] }}",
             f"mqtt {{ listen: {self.host}:{self.port} }}",
