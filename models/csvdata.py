@@ -19,6 +19,8 @@ import numpy as np
 
 from firedamp.errors import DataError
 
+EDGE_MAX_GAP_SAMPLES = 5  # edge.windows.Windows.max_gap_samples: a longer silence starts a stream afresh
+
 
 class Table(NamedTuple):
     path: Path
@@ -144,3 +146,13 @@ def regularise(table: Table, period_s: float) -> tuple[Table, dict[str, float | 
             "longest_gap_s": float((stops - starts).max() * period_s) if starts.size else 0.0,
             "merged_rows": int(len(t) - filled.sum())}
     return Table(table.path, table.columns, x, label, t[0] + np.arange(n) * period_s), info, filled
+
+
+def stretches(present: np.ndarray, max_gap: int = EDGE_MAX_GAP_SAMPLES) -> list[tuple[int, int]]:
+    """(T,) bool samples some row reached -> [(start, stop)) of the stretches between silences longer than
+    `max_gap` samples (each starts and ends on a present sample): what the edge scores as one stream."""
+    idx = np.flatnonzero(np.asarray(present, bool))
+    if idx.size == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(idx) > max_gap + 1)
+    return [(int(seg[0]), int(seg[-1]) + 1) for seg in np.split(idx, cuts + 1)]

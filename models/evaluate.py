@@ -32,7 +32,6 @@ BOARD_ALARM_PCT = 1.00  # the board's default CH4 alarm (firmware setting ch4_al
 # Holt baseline: level EWMA over ~10 samples; a slow slope (~100 samples) so that extrapolating it over a
 # horizon of hundreds of samples follows a real trend, not the last few samples' noise. Fixed, not fitted.
 HOLT_ALPHA, HOLT_BETA = 0.1, 0.01
-MAX_GAP_SAMPLES = 5  # as edge.windows.Windows.max_gap_samples: a longer silence starts the stream afresh
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,18 +139,18 @@ def evaluate_csv(model, path: Path, sep: str, label_column: str | None, warn_at:
 
 def score_stream(model, x: np.ndarray, present: np.ndarray | None) -> dict:
     """Score (T, F) rows as the edge would receive them: a sample no row reached (present False) is a frame
-    that never came; a run of more than MAX_GAP_SAMPLES of them starts the stream afresh (new state, warm-up
-    again), as edge.windows does. A present row with empty cells is a frame without a valid reading (skipped)."""
+    that never came; a run of more than EDGE_MAX_GAP_SAMPLES of them starts the stream afresh (new state,
+    warm-up again), as edge.windows does. A present row with empty cells is a frame without a valid reading
+    (skipped)."""
+    from models.csvdata import stretches
+
     if present is None or present.all():
         return model.score_series(x) | {"restarts": 0}
     n = len(x)
     out = {"score": np.zeros(n), "forecast": np.full(n, np.nan), "ready": np.zeros(n, bool),
            "top": np.zeros(n, np.int64), "anomalous": np.zeros(n, bool)}
-    idx = np.flatnonzero(present)
-    cuts = np.flatnonzero(np.diff(idx) > MAX_GAP_SAMPLES + 1)  # more than MAX_GAP_SAMPLES missing in between
-    segments = np.split(idx, cuts + 1)
-    for seg in segments:
-        a, b = int(seg[0]), int(seg[-1]) + 1
+    segments = stretches(present)
+    for a, b in segments:
         for k, v in model.score_series(x[a:b]).items():
             out[k][a:b] = v
     out["restarts"] = len(segments) - 1

@@ -255,9 +255,14 @@ def calibrate(model_path: Path, normal: list[Series], risk: float) -> tuple[floa
     from models.runtime import Model
 
     model = Model(model_path)
-    n = min(len(s.x) for s in normal)
-    out = model.score_batch(np.stack([s.x[:n] for s in normal]))
-    scores = out["score"][out["ready"]]
+    by_len: dict[int, list[np.ndarray]] = {}
+    for s in normal:  # streams of one length are scored in lock-step (the simulator's are all one length)
+        by_len.setdefault(len(s.x), []).append(s.x)
+    scores = []
+    for group in by_len.values():
+        out = model.score_batch(np.stack(group))
+        scores.append(out["score"][out["ready"]])
+    scores = np.concatenate(scores)
     return pot_threshold(scores, risk=risk), scores
 
 
@@ -351,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
         s.max_epochs, s.batches_per_epoch, s.batch = 2, 5, 16
     out, work = Path(args.out), Path(args.work_dir)
     if args.data:
-        from models.csvdata import read_csv, regularise
+        from models.csvdata import EDGE_MAX_GAP_SAMPLES, read_csv, regularise, stretches
 
         table = read_csv(args.data, sep=args.sep, columns=_split(args.features), label_column=args.label_column,
                          time_column=args.time_column)
@@ -367,8 +372,9 @@ def run(args: argparse.Namespace) -> int:
                 raise DataError(f"--inputs-only {name!r} must be one of --features {features}")
         if set(inputs_only) >= set(features):
             raise DataError("--inputs-only names every feature: at least one must be scored")
+        present = None
         if table.t_s is not None:
-            table, info, _ = regularise(table, args.period)
+            table, info, present = regularise(table, args.period)
             print(f"{args.data}: {info['rows']} rows on a {args.period:g} s grid of {info['samples']} samples: "
                   f"{info['gaps']} gap{'' if info['gaps'] == 1 else 's'} ({info['missing_samples']} missing samples, longest {info['longest_gap_s']:g} s), "
                   f"{info['merged_rows']} rows shared a sample with a later one (the later kept)")
@@ -387,9 +393,22 @@ def run(args: argparse.Namespace) -> int:
                 print(f"warning: {name!r} is constant ({np.nanmin(col):g}) in the training rows; any other value "
                       "will look anomalous (train on rows where it varies)")
         label = table.label if table.label is not None else np.zeros(len(table.x), np.int8)
-        tr = [Series("train", table.x[:cut], np.zeros(cut, np.int8))]
-        va = [Series("val", table.x[cut:], np.zeros(len(table.x) - cut, np.int8))]
-        s.chunk = max(32, min(s.chunk, (len(table.x) - cut) // 4))
+        # one training sequence never spans a silence the edge would restart the stream after
+        spans = stretches(present) if present is not None else [(0, len(table.x))]
+        warm = max(120, 4 * s.smoothing)
+        tr = [Series(f"train/{a}", table.x[a:min(b, cut)], np.zeros(min(b, cut) - a, np.int8))
+              for a, b in spans if min(b, cut) - a >= 64]
+        va = [Series(f"val/{a}", table.x[max(a, cut):b], np.zeros(b - max(a, cut), np.int8))
+              for a, b in spans if b - max(a, cut) > warm + 50]
+        if not tr or not va:
+            raise DataError(f"{args.data}: after splitting at silences longer than {EDGE_MAX_GAP_SAMPLES} samples, "
+                            f"the first 80 % needs a stretch of >= 64 samples and the last 20 % one of more than "
+                            f"{warm + 50} (warm-up + 50)")
+        if len(spans) > 1:
+            print(f"{len(spans)} stretches between silences longer than {EDGE_MAX_GAP_SAMPLES} samples: "
+                  f"{len(tr)} train, {len(va)} calibrate (shorter ones left out)")
+        longest_val = max(len(v.x) for v in va)
+        s.chunk = max(32, min(s.chunk, longest_val // 4, min(max(len(t.x) for t in tr), longest_val) - 2))
         s.window = min(s.window, s.chunk)
         units = _split(args.units) or [DEFAULT_UNITS.get(f, "") for f in features]
         if len(units) != len(features):
@@ -397,7 +416,7 @@ def run(args: argparse.Namespace) -> int:
         spec = train(tr, va, features, units, forecast, args.period, s, out, work,
                      data_digest_extra=f"{Path(args.data).name}:{label.sum()}", inputs_only=inputs_only)
         if table.label is not None:
-            _report_labels(out, table.x, table.label, spec)
+            _report_labels(out, table.x, table.label, spec, present)
         return 0
     tr = simulator_series(s, 0, s.n_normal, s.n_each_anomaly)
     va = simulator_series(s, VAL_SEED0, s.n_val_normal, max(1, s.n_each_anomaly // 3))
@@ -443,12 +462,15 @@ def typical_rise(series: list[Series], fi: int, horizon: int) -> float:
     return float(np.median(r)) if r.size else 0.0
 
 
-def _report_labels(path: Path, x: np.ndarray, label: np.ndarray, spec: ModelSpec) -> None:
-    """The labels were not used for training: show how the new model's alerts match them (whole file)."""
+def _report_labels(path: Path, x: np.ndarray, label: np.ndarray, spec: ModelSpec,
+                   present: np.ndarray | None = None) -> None:
+    """The labels were not used for training: show how the new model's alerts match them (whole file, scored
+    as `firedamp evaluate` scores it)."""
     from models import metrics
+    from models.evaluate import score_stream
     from models.runtime import Model
 
-    out = Model(path).score_series(x)
+    out = score_stream(Model(path), x, present)
     ready = out["ready"]
     r = metrics.rates(metrics.confusion(out["anomalous"][ready], label[ready]))
     e = metrics.events(out["anomalous"], label, spec.sample_period_s)

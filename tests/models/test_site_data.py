@@ -101,6 +101,7 @@ def test_train_and_evaluate_a_site_export(tmp_path, capsys):
     assert cli.main(args) == 0
     text = capsys.readouterr().out
     assert f"1 gap ({g['gap']} missing samples, longest {g['gap'] * PERIOD:g} s)" in text
+    assert "2 stretches between silences longer than 5 samples: 2 train, 1 calibrate" in text
     assert "against --label-column" in text
     from models.runtime import Model
 
@@ -154,9 +155,13 @@ def test_train_and_evaluate_a_site_export(tmp_path, capsys):
 
 def test_gap_rule_is_the_edge_s():
     from edge.windows import Windows
-    from models.evaluate import MAX_GAP_SAMPLES
+    from models.csvdata import EDGE_MAX_GAP_SAMPLES, stretches
 
-    assert Windows.__dataclass_fields__["max_gap_samples"].default == MAX_GAP_SAMPLES
+    assert Windows.__dataclass_fields__["max_gap_samples"].default == EDGE_MAX_GAP_SAMPLES
+    present = np.ones(30, bool)
+    present[5:10] = False  # 5 missing: the same stream
+    present[15:21] = False  # 6 missing: starts afresh
+    assert stretches(present) == [(0, 15), (21, 30)]
 
 
 def test_label_column_cannot_also_be_a_feature(tmp_path, capsys):
