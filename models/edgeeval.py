@@ -12,7 +12,9 @@ would publish, not a sample over the threshold. Beside it, on the same runs:
 - flow-drop rule: alert while the flow is FLOW_DROP_PCT % or more below its maximum of the last FLOW_DROP_S;
 - the board's low-flow warning (firmware `flow_low_per_min`) set to LOW_FLOW_M3MIN;
 - the board's own CH4 alarm at 1.00 % (what every advisory is measured against: lead time).
-The rules' settings come from the simulator's specification, not from scores on any seed.
+The rules' settings come from the simulator's specification, not from scores on any seed. The forecast
+of max CH4 over the horizon is set beside persistence, Holt's trend (models.evaluate's constants) and the
+current value plus the typical rise of the training seeds' normal runs, on the same rows.
 """
 
 from __future__ import annotations
@@ -34,14 +36,15 @@ BOARD_ALARM_PCT = 1.0
 DETECTORS = ("model (edge policy)", "flow-drop rule", "board low-flow warning", "board CH4 alarm")
 
 
-def policy_active(model, x: np.ndarray, device: str = "sim") -> np.ndarray:
-    """(T, F) one stream -> (T,) bool: an advisory alert (anomaly or forecast) is active after each sample."""
+def policy_active(model, x: np.ndarray, device: str = "sim", out: dict | None = None) -> np.ndarray:
+    """(T, F) one stream -> (T,) bool: an advisory alert (anomaly or forecast) is active after each sample.
+    out: the stream's model.score_series(x), when the caller has it already."""
     from edge.policy import Policy
     from models.runtime import Result
 
     spec = model.spec
     policy = Policy("sim", "sim", model_version=spec.version)
-    out = model.score_series(x)
+    out = model.score_series(x) if out is None else out
     active = np.zeros(len(x), bool)
     names = spec.features
     for i in range(len(x)):
@@ -62,9 +65,9 @@ def flow_drop(flow: np.ndarray, period_s: float, pct: float = FLOW_DROP_PCT, win
     return f < (1.0 - pct / 100.0) * peak
 
 
-def detectors(model, r: scenarios.Scenario) -> dict[str, np.ndarray]:
+def detectors(model, r: scenarios.Scenario, out: dict | None = None) -> dict[str, np.ndarray]:
     return {
-        DETECTORS[0]: policy_active(model, r.arrays()),
+        DETECTORS[0]: policy_active(model, r.arrays(), out=out),
         DETECTORS[1]: flow_drop(r.flow, r.period_s),
         DETECTORS[2]: r.flow < LOW_FLOW_M3MIN,
         DETECTORS[3]: r.ch4 >= BOARD_ALARM_PCT,
@@ -91,6 +94,13 @@ def evaluate_edge(model, seeds: int = 10, seed0: int = FINAL_SEED0, normal_hours
         raise DataError(f"the simulator gives ch4, flow; this model wants {spec.features}")
     from tqdm import tqdm
 
+    from models.evaluate import HOLT_ALPHA, HOLT_BETA
+    from models.features import future_max
+    from models.train import Settings, simulator_series, typical_rise
+
+    st = Settings()
+    rise = typical_rise(simulator_series(st, 0, st.n_normal, 0), spec.forecast_index, spec.horizon)
+    fc_rows: list[tuple[np.ndarray, ...]] = []
     runs = [("normal", i, normal_hours) for i in range(seeds)]
     runs += [(name, i, anomaly_hours) for name in scenarios.ANOMALIES for i in range(seeds)]
     per: dict[str, dict[str, dict]] = {}
@@ -99,7 +109,11 @@ def evaluate_edge(model, seeds: int = 10, seed0: int = FINAL_SEED0, normal_hours
     for name, i, hours in tqdm(runs, desc="sim as the edge", unit="run", disable=not progress, ncols=90):
         r = scenarios.make(name, seed0 + i, spec.sample_period_s, hours * 3600)
         y = r.label.astype(bool)
-        for det, active in detectors(model, r).items():
+        out = model.score_series(r.arrays())
+        cur = r.ch4
+        fc_rows.append((np.where(out["ready"], out["forecast"], np.nan), cur, future_max(cur, spec.horizon),
+                        metrics.holt_max(cur, spec.horizon, HOLT_ALPHA, HOLT_BETA), cur + rise))
+        for det, active in detectors(model, r, out).items():
             ev = metrics.events(active, y, r.period_s)
             false[det] += ev["false_alarms"]
             p = per.setdefault(name, {}).setdefault(det, {"events": 0, "detected": 0, "delays_s": [], "leads_s": []})
@@ -123,8 +137,11 @@ def evaluate_edge(model, seeds: int = 10, seed0: int = FINAL_SEED0, normal_hours
                     "detected": sum(per[n][det]["detected"] for n in per if n != "normal"),
                     "false_alarms": false[det], "false_per_24h": false[det] / (normal_h / 24.0)}
               for det in DETECTORS}
+    f, c, t, h, ri = (np.concatenate([row[k] for row in fc_rows]) for k in range(5))
+    forecast = {"horizon": spec.horizon, "typical_rise": rise,
+                **metrics.forecast_errors(f, c, t, {"holt": h, "rise": ri})}
     return {"model": spec.version, "threshold": spec.threshold, "seed0": seed0, "seeds": seeds,
-            "normal_hours": normal_h, "per_scenario": per, "totals": totals,
+            "normal_hours": normal_h, "per_scenario": per, "totals": totals, "forecast": forecast,
             "rules": {"flow_drop_pct": FLOW_DROP_PCT, "flow_drop_s": FLOW_DROP_S, "low_flow_m3min": LOW_FLOW_M3MIN}}
 
 
@@ -148,4 +165,9 @@ def report(res: dict) -> str:
     lines.append(f"{'all events':18s} " + " | ".join(f"{t[d]['detected']:>4d}/{t[d]['events']:<3d}{'':>16s}" for d in DETECTORS))
     lines.append(f"{'false / 24 h':18s} " + " | ".join(f"{t[d]['false_per_24h']:>10.2f} ({t[d]['false_alarms']:d}){'':>10s}"
                                                     for d in DETECTORS) + f"   ({res['normal_hours']:.0f} h normal)")
+    f = res["forecast"]
+    lines.append(f"forecast of max CH4 over the next {f['horizon']} samples ({f['rows']} rows), MAE / RMSE % CH4: "
+                 f"model {f['mae']:.4f} / {f['rmse']:.4f}; persistence {f['persistence_mae']:.4f} / "
+                 f"{f['persistence_rmse']:.4f}; holt {f['holt_mae']:.4f} / {f['holt_rmse']:.4f}; now + typical rise "
+                 f"{f['typical_rise']:+.3f} {f['rise_mae']:.4f} / {f['rise_rmse']:.4f}")
     return "\n".join(lines)

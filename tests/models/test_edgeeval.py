@@ -40,6 +40,9 @@ def test_report_runs_on_a_short_fresh_range(capsys):
     assert t[edgeeval.DETECTORS[0]]["events"] == 8 and t[edgeeval.DETECTORS[0]]["detected"] <= 8
     # flow rules cannot see a methane-only event
     assert res["per_scenario"]["stuck_sensor"]["flow-drop rule"]["detected"] == 0
+    f = res["forecast"]
+    assert f["rows"] > 1000 and f["typical_rise"] > 0
+    assert all(f[f"{k}_mae"] > 0 for k in ("persistence", "holt", "rise"))
     text = edgeeval.report(res)
     assert "model (edge policy)" in text and "false / 24 h" in text
 
