@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+
+from edge.demo.broker import LocalBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 FIREDAMP = str(Path(sys.executable).with_name("firedamp"))
@@ -135,58 +136,12 @@ class Pty:
 
 # ---------------------------------------------------------------------------------------------- broker + edge
 
-class Mosquitto:
-    """A private Mosquitto on a free loopback port, configured as tests/conftest.py does (never 1883).
-
-    `nodelay=True` adds `set_tcp_nodelay true` (Mosquitto's default leaves Nagle's algorithm on).
-    """
-
-    host = "127.0.0.1"
-    kind = "mosquitto"
-
-    def __init__(self, run_dir: Path, nodelay: bool = False):
-        from edge.demo.broker import free_port, mosquitto_binary
-
-        binary = mosquitto_binary()
-        if binary is None:
-            raise RuntimeError("mosquitto is not installed (apt-get install mosquitto; `make bench` does it)")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.nodelay = nodelay
-        conf = run_dir / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false",
-                 f"pid_file {run_dir / 'mosquitto.pid'}", f"log_dest file {run_dir / 'mosquitto.log'}",
-                 "max_queued_messages 100000"]
-        if nodelay:
-            lines.append("set_tcp_nodelay true")
-        if os.geteuid() == 0:
-            lines.append("user root")  # as root it drops to `mosquitto`, who cannot write these files
-        conf.write_text("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"mosquitto did not start (config {conf}, log {run_dir / 'mosquitto.log'})") from None
-                time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @contextmanager
-def mosquitto(run_dir: Path, nodelay: bool = False) -> Iterator[Mosquitto]:
-    broker = Mosquitto(run_dir / ("broker-nodelay" if nodelay else "broker"), nodelay)
+def mosquitto(run_dir: Path, nodelay: bool = False) -> Iterator[LocalBroker]:
+    """A private Mosquitto on a free loopback port (never 1883), the demo's edge.demo.broker.LocalBroker; stopped
+    on exit. `nodelay=True` adds `set_tcp_nodelay true` (Mosquitto's default leaves Nagle's algorithm on)."""
+    extra = ("max_queued_messages 100000",) + (("set_tcp_nodelay true",) if nodelay else ())
+    broker = LocalBroker(run_dir / ("broker-nodelay" if nodelay else "broker"), prefer="mosquitto", extra=extra)
     try:
         yield broker
     finally:

@@ -59,11 +59,14 @@ def mosquitto_binary() -> str | None:
 
 
 class LocalBroker:
-    """A running broker: `host`, `port`, `kind` ("mosquitto" or "amqtt"), `log` (path or None); `stop()`."""
+    """A running broker: `host`, `port`, `kind` ("mosquitto" or "amqtt"), `log` (path or None); `stop()`.
+
+    `extra` lines go into Mosquitto's config (the benchmarks' `set_tcp_nodelay true`); they need Mosquitto.
+    """
 
     host = "127.0.0.1"
 
-    def __init__(self, run_dir: Path, prefer: str = "auto"):
+    def __init__(self, run_dir: Path, prefer: str = "auto", extra: tuple[str, ...] = ()):
         self.port = free_port()
         self.log: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -72,16 +75,16 @@ class LocalBroker:
         if prefer not in ("auto", "mosquitto", "amqtt"):
             raise BrokerError(f"unknown broker kind {prefer!r}: auto, mosquitto or amqtt")
         binary = mosquitto_binary() if prefer in ("auto", "mosquitto") else None
-        if prefer == "mosquitto" and binary is None:
+        if binary is None and (prefer == "mosquitto" or extra):
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
         if binary:
             self.kind = "mosquitto"
-            self._start_mosquitto(binary, run_dir)
+            self._start_mosquitto(binary, run_dir, extra)
         else:
             self.kind = "amqtt"
             self._start_amqtt()
 
-    def _start_mosquitto(self, binary: str, run_dir: Path) -> None:
+    def _start_mosquitto(self, binary: str, run_dir: Path, extra: tuple[str, ...]) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         conf = run_dir / "mosquitto.conf"
         self.log = run_dir / "mosquitto.log"
@@ -91,6 +94,7 @@ class LocalBroker:
             "persistence false",
             f"pid_file {run_dir / 'mosquitto.pid'}",
             f"log_dest file {self.log}",
+            *extra,
         ]
         if os.geteuid() == 0:  # as root Mosquitto drops to user `mosquitto`, who cannot write our files
             lines.append("user root")
