@@ -108,7 +108,8 @@ def cmd_cal(con, args, now):
         return
     zero = s["cal_zero_raw"] or nz
     if m.raw - zero < min_sep:
-        con._err("span signal %d %s too close to zero %d (needs >= %d)" % (m.raw, unit, zero, zero + min_sep))
+        con._err("span signal %d %s too close to zero %d (needs >= %d)" % (
+            m.raw, unit, zero, zero + min_sep))
         return
     if _change(con, {"cal_zero_raw": zero, "cal_span_raw": m.raw, "cal_span_pct": pct}, "CAL",
                "span %d -> %d %s at %.2f %s" % (s["cal_span_raw"], m.raw, unit, pct, c.unit)):

@@ -22,7 +22,6 @@ _LOCKOUT_MS = const(60000)
 _LOG_LINES = const(10)
 
 
-
 class Console:
     """Reads command lines from the controller's stream and answers them; the commands that change the
     board are commands.py's, which answer through this console's _reply, _err, _nargs and _show."""
@@ -165,15 +164,16 @@ class Console:
             fixed(a.alarm, 2), fixed(a.poweroff, 2), fixed(a.restore, 2),
             ", auto-restore" if a.auto else ", needs ack"))
         self._reply("MORE", "flow %s %s, total %s %s" % (fixed(c.flow.rate_x1000, 3), c.flow_unit,
-                                               fixed(c.flow.total_x1000, 3), c.flow_unit[:-4]))
+                                                         fixed(c.flow.total_x1000, 3), c.flow_unit[:-4]))
         self._reply("MORE", "faults %s" % fault_names(c.faults))
         t = c.runtime.cal_age_s
         due = c.cal_due_s - t
         cal = "calibrated" if m.calibrated else "NOT calibrated (nominal)"
-        self._reply("MORE", "%s, age %d h, due %s" % (cal, t // 3600,
-                                            "NOW" if due <= 0 or not m.calibrated else "in %d h" % (due // 3600)))
-        self._reply("OK", "uptime %d s, %s, %s" % (c.uptime_ms() // 1000, "unsaved changes" if c.dirty else "saved",
-                                          "unlocked" if self.unlocked(now) else "locked"))
+        self._reply("MORE", "%s, age %d h, due %s" % (
+            cal, t // 3600, "NOW" if due <= 0 or not m.calibrated else "in %d h" % (due // 3600)))
+        self._reply("OK", "uptime %d s, %s, %s" % (
+            c.uptime_ms() // 1000, "unsaved changes" if c.dirty else "saved",
+            "unlocked" if self.unlocked(now) else "locked"))
 
     def cmd_get(self, args, now):
         if not self._nargs(args, 0, 1, "get [key]"):
