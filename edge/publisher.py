@@ -99,6 +99,12 @@ class Publisher:
         self._inflight_t: dict[int, float] = {}  # paho mid -> when handed to paho (monotonic)
         self._connected_at = 0.0  # paho resends in-flight messages at each connect: their clock restarts
         self._sent_upto = 0  # highest outbox seq handed to paho
+        # At a (re)connect paho re-sends what was in flight, but only after on_connect returns, while this
+        # sender thread may already publish newer alerts: those would reach the broker first. So at each
+        # connect the alerts then in flight form a gate, and nothing newer is handed over until they are
+        # acknowledged (or given up as stale and re-sent from the outbox in order).
+        self._reconnected = False  # set by on_connect (paho's thread), taken by the sender thread
+        self._gate: set[int] = set()  # paho mids in flight at the last connect
         self._states: dict[str, bytes] = {}  # device -> retained state payload (re-sent on connect)
         self._devices: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) for discovery
         self._discovery_due = threading.Event()
@@ -227,6 +233,7 @@ class Publisher:
             return
         self._connected_at = time.monotonic()
         self._failures_in_round = 0
+        self._reconnected = True  # before `connected`: the sender must see the gate first
         self.connected = True
         self.counters["connects"] += 1
         try:  # alerts are small packets: send them at once instead of waiting for Nagle's algorithm
@@ -317,6 +324,13 @@ class Publisher:
         for mid in [m for m, t in self._inflight_t.items() if max(t, self._connected_at) < stale]:
             log.warning("MQTT: alert #%d not acknowledged for %.0f s: sending it again", self._inflight.pop(mid),
                         time.monotonic() - self._inflight_t.pop(mid))
+        if self._reconnected:
+            self._reconnected = False
+            self._gate = set(self._inflight)
+        if self._gate:
+            self._gate.intersection_update(self._inflight)
+            if self._gate:
+                return  # paho is re-sending older alerts: newer ones wait (per-board order on every broker)
         room = self.cfg.mqtt.max_inflight - len(self._inflight)
         if room <= 0:
             return
