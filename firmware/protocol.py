@@ -19,7 +19,7 @@ _STAR = const(42)
 _NEWLINE = const(10)
 
 STATES = ("WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT")
-_STATE_BYTES = tuple(s.encode() for s in STATES)
+_NAMES = "".join(STATES).encode()   # the names back to back as bytes: one object, not one per state
 
 
 class Uptime:
@@ -96,7 +96,11 @@ class Frames:
         self._put(_DOT)
         self._num(total_r % 1000, 3, 10)
         self._put(_COMMA)
-        self._write(_STATE_BYTES[state])
+        a = 0
+        for i in range(state):         # where STATES[state] starts in _NAMES
+            a += len(STATES[i])
+        for i in range(a, a + len(STATES[state])):
+            self._put(_NAMES[i])
         self._put(_COMMA)
         self._num(relay, 1, 10)
         self._put(_COMMA)
