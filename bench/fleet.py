@@ -21,6 +21,10 @@ edge sends it), over three paho clients, one per node (edges spread over the nod
 - two replicas: the same load as the TWO_AT-board point drained by two `firedamp control-room` processes
   sharing the durable consumers; beside it the share of time a replica's PostgreSQL connection waited on a
   lock (pg_stat_activity sampled every 0.05 s).
+- steady: STEADY_BOARDS boards at 1 Hz in real time for STEADY_S s (each second, one reading per board stamped
+  now, from the same payload code) into one running replica: messages published vs stored, the backlog
+  (published − stored) sampled each second just before the next second's readings, how long after the last second everything was stored, and the
+  CPU of the replica and of PostgreSQL + NATS as % of one core. Kept up: all stored within 2 s of the end.
 - latency: an edge service in this process (edge.service.Service, model off, `[mqtt] servers` = the three
   nodes, MQTT 3.1.1) reads one board on a raw pty; a control room in this process (JetStream, PostgreSQL)
   stores the alerts; an HTTP client holds the main page's event stream (/live, logged in). Each frame flips
@@ -46,6 +50,7 @@ from bench.common import ROOT, Pty, percentile, reading_lines
 CURVE = (1000, 5000, 20_000)
 SECONDS_PER_BOARD = {1000: 20, 5000: 8, 20_000: 3}
 TWO_AT = 5000
+STEADY_BOARDS, STEADY_S = 2000, 30
 ALERTS = 100
 GOAL_PER_REPLICA = 2000.0
 GOAL_SPEEDUP = 1.8
@@ -87,19 +92,20 @@ def _hwm_kb(pid: int) -> int:
     return 0
 
 
-def telemetry(prefix: str, boards: int, seconds: int, t0: float) -> list[tuple[str, bytes]]:
-    """What `boards` edges' boards publish in `seconds` s at 1 Hz: the edge's own payload and topic, boards
-    interleaved in time order (32 boards per edge, 8 sites)."""
+def telemetry(prefix: str, boards: int, seconds: int, t0: float, s0: int = 0) -> list[tuple[str, bytes]]:
+    """What `boards` boards publish in `seconds` s at 1 Hz from their second s0 on (stamped from t0): the edge's
+    own payload and topic, boards interleaved in time order (32 boards per edge, 8 sites)."""
     from edge import payloads
     from edge.frames import Reading
 
     out = []
-    for s in range(seconds):
+    for s in range(s0, s0 + seconds):
         for b in range(boards):
             r = Reading(f"b{b:05d}", s, 60_000 + 1000 * s, round(0.3 + (b + s) % 7 * 0.01, 2), "VOL", 900.0,
                         "m3/min", 15.0 * s, "NORMAL", 1, 0, 0)
             out.append((f"{prefix}/site-{b // 32 % 8}/{r.device}/telemetry",
-                        json.dumps(payloads.telemetry(r, t0 + s + b / boards, None), separators=(",", ":")).encode()))
+                        json.dumps(payloads.telemetry(r, t0 + s - s0 + b / boards, None),
+                                   separators=(",", ":")).encode()))
     return out
 
 
@@ -324,6 +330,72 @@ def drain(tmp: Path, cluster, pg, name: str, boards: int, seconds: int, replicas
             "lock_wait_share": round(locks["lock_waits"] / locks["active"], 3) if locks.get("active") else None}
 
 
+def steady(tmp: Path, cluster, pg, boards: int, seconds: int) -> dict:
+    """BOARDS boards at 1 Hz in real time for `seconds` s into one running replica: does it keep up, at what CPU?"""
+    import paho.mqtt.client as mqtt
+    import psycopg
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    name = f"s{boards}"
+    dsn = pg.dsn(pg.create_db(name))
+    rep = Replicas(tmp, name, cluster, dsn)
+    clients = []
+    conn = None
+    try:
+        (proc,) = rep.start(1)
+        rep.wait_consuming()
+        conn = psycopg.connect(dsn, autocommit=True)
+        for i, n in enumerate(cluster.nodes):
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-steady-{i}-{time.monotonic_ns()}",
+                            protocol=mqtt.MQTTv311)
+            c.max_queued_messages_set(0)
+            c.connect(n.host, n.port, keepalive=30)
+            c.loop_start()
+            clients.append(c)
+
+        def count() -> int:
+            try:
+                return conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+            except psycopg.errors.UndefinedTable:
+                return 0
+
+        others = [node.proc.pid for node in cluster.nodes]
+        postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+        backends = _children(postmaster)
+        cpu0, rest0, t0 = _cpu_s(proc.pid), sum(map(_cpu_s, backends + others)), time.monotonic()
+        published, backlog, late = 0, [], 0
+        for s in range(seconds):  # one reading per board per second, stamped now, as the boards send them
+            tick = t0 + s
+            if s:
+                backlog.append(published - count())  # what the seconds before have left unstored
+            if time.monotonic() > tick + 0.5:
+                late += 1  # the load generator itself fell behind its second
+            msgs = telemetry(name, boards, 1, time.time(), s0=s)
+            for i, (t, p) in enumerate(msgs):
+                clients[i % len(clients)].publish(t, p, qos=0)
+            published += len(msgs)
+            time.sleep(max(0.0, tick + 1 - time.monotonic()))  # the boards' 1 Hz, not a wait for a condition
+        t_end = time.monotonic()
+        backlog.append(published - count())
+        cpu, rest = _cpu_s(proc.pid) - cpu0, sum(map(_cpu_s, backends + others)) - rest0
+        deadline = time.monotonic() + 60
+        while (stored := count()) < published and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = time.monotonic() - t_end
+    finally:
+        for c in clients:
+            c.loop_stop()
+            c.disconnect()
+        if conn is not None:
+            conn.close()
+        rep.stop()
+    wall = t_end - t0
+    return {"boards": boards, "seconds": seconds, "published": published, "stored": stored,
+            "backlog_max": max(backlog), "backlog_end": backlog[-1], "all_stored_after_s": round(after, 2),
+            "loadgen_late_seconds": late, "replica_core_pct": round(100 * cpu / wall, 1),
+            "pg_nats_core_pct": round(100 * rest / wall, 1)}
+
+
 def _sizes(conn) -> dict:
     """Bytes per stored row of samples and minutes (heap + indexes, after VACUUM FULL of their partitions)."""
     out = {}
@@ -425,12 +497,14 @@ def measure(quick: bool = False) -> dict:
         points = [drain(Path(tmp), cluster, pg, f"c{b}", b, secs[b]) for b in curve]
         one = next(p for p in points if p["boards"] == two_at)
         two = drain(Path(tmp), cluster, pg, f"r{two_at}", two_at, secs[two_at], replicas=2)
+        live = steady(Path(tmp), cluster, pg, 200 if quick else STEADY_BOARDS, 3 if quick else STEADY_S)
         lat = latency(Path(tmp), cluster, pg, 6 if quick else ALERTS)
     worst = min(p["per_s_per_replica"] for p in points)
     speedup = round(two["per_s"] / one["per_s"], 2)
-    return {"curve": points, "two_replicas": two, "speedup": speedup, "latency": lat,
+    return {"curve": points, "two_replicas": two, "speedup": speedup, "steady": live, "latency": lat,
             "goal_per_replica_per_s": GOAL_PER_REPLICA, "goal_speedup": GOAL_SPEEDUP, "goal_p99_s": GOAL_P99_S,
             "goals_met": {"per_replica": worst >= GOAL_PER_REPLICA, "speedup": speedup >= GOAL_SPEEDUP,
+                          "steady": live["stored"] == live["published"] and live["all_stored_after_s"] <= 2.0,
                           "latency": lat["page_p99_s"] <= GOAL_P99_S}}
 
 
@@ -461,6 +535,16 @@ def table(r: dict) -> list[tuple[str, str, str, str]]:
         f"replica connections waiting on a lock: {share} of active samples; the machine's {os.cpu_count()} cores busy "
         f"{two['machine_busy_cores']:g} (replicas, PostgreSQL, NATS and everything else on it)",
         f"≥ ×{r['goal_speedup']:g} {met(ok['speedup'])}"))
+    st = r["steady"]
+    out.append((
+        f"fleet control room at 1 Hz in real time: {st['boards']:,} boards for {st['seconds']} s "
+        f"({st['published']:,} msgs), 1 replica",
+        f"{'kept up' if ok['steady'] else 'fell behind'}: {st['stored']:,} stored, backlog at most "
+        f"{st['backlog_max']:,} msgs, all in {st['all_stored_after_s']} s after the last second; replica "
+        f"{st['replica_core_pct']:g} % of a core",
+        f"PostgreSQL + NATS {st['pg_nats_core_pct']:g} % of a core; the load generator (same machine) late in "
+        f"{st['loadgen_late_seconds']} of {st['seconds']} s",
+        f"{st['boards']:,} boards at 1 Hz {met(ok['steady'])}"))
     out.append((
         f"fleet alert latency, frame on pty → edge → NATS (MQTT 3.1.1) → JetStream → replica → PostgreSQL row → "
         f"page's event stream, {lat['alerts']} alerts",
