@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("edge.commands.history", "print stored readings of one board (CSV for retraining)"),
     "train": ("models.train", "train the LSTM anomaly/forecast model (needs the train extra)"),
     "export": ("models.export", "export a trained checkpoint to a single .onnx file with metadata"),
-    "evaluate": ("models.evaluate", "evaluate a model on a CSV, or on SKAB with `evaluate skab DIR`"),
+    "evaluate": ("edge.commands.evaluate", "evaluate a model on a CSV, or on SKAB with `evaluate skab DIR`"),
     "flash": ("edge.commands.flash", "copy the firmware to a board with mpremote"),
     "bench": ("bench.run", "run the benchmarks and print one table (or --json)"),
 }

@@ -74,13 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from models.runtime import Model
 
     model = Model(args.model)
-    if args.mode == "sim" and args.as_edge:
-        from models import edgeeval
-
-        res = edgeeval.evaluate_edge(model, seeds=args.seeds,
-                                     seed0=edgeeval.FINAL_SEED0 if args.seed0 is None else args.seed0)
-        print(json.dumps(res, indent=2) if args.json else edgeeval.report(res))
-        return 0
+    if args.mode == "sim" and args.as_edge:  # edge.commands.evaluate runs it (models never import edge)
+        raise DataError("`sim --as-edge` runs the edge's policy stage: run it as `firedamp evaluate sim --as-edge`")
     if args.mode == "sim":
         from models.simeval import evaluate_sim
         from models.simeval import report as sim_report

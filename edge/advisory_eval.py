@@ -1,6 +1,7 @@
 """Simulator evaluation as the edge raises advisories (edge.policy), beside flow rules, on a fresh seed range.
 
-`firedamp evaluate sim --as-edge [--seeds N] [--seed0 S]`. numpy + onnxruntime + the edge's policy stage.
+`firedamp evaluate sim --as-edge [--seeds N] [--seed0 S]`. It lives in edge/ because it runs the edge's
+policy stage (models never import edge); numpy + onnxruntime + edge.policy.
 Seed ranges and what each chose: training 0.. and calibration 1000.. (models.train); 5000.. (models.simeval's
 TEST_SEED0) was used to compare architectures, the warm-up and the training schedule (docs/model.md), so it
 is no longer clean; FINAL_SEED0 (9000..) was never used for any choice and is the default here.

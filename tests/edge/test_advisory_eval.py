@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from edge import advisory_eval as edgeeval
 from edge.config import PolicyConfig
-from models import edgeeval, simeval
+from models import simeval
 from models.runtime import Model
 
 
@@ -51,3 +52,29 @@ def test_report_runs_on_a_short_fresh_range(capsys):
 def test_full_fresh_range():
     res = edgeeval.evaluate_edge(Model(), seeds=10, progress=False)
     assert res["totals"][edgeeval.DETECTORS[0]]["events"] == 80
+
+
+
+def test_the_cli_runs_it_from_the_edge_side(monkeypatch, capsys):
+    """`firedamp evaluate sim --as-edge` reaches edge.advisory_eval (models.evaluate alone refuses it)."""
+    import json
+
+    from edge import cli
+
+    real = edgeeval.evaluate_edge
+    seen = {}
+
+    def short(model, seeds, seed0):  # the real evaluation on short runs
+        seen.update(seeds=seeds, seed0=seed0)
+        return real(model, seeds=seeds, seed0=seed0, normal_hours=0.25, anomaly_hours=0.5, progress=False)
+
+    monkeypatch.setattr(edgeeval, "evaluate_edge", short)
+    assert cli.main(["evaluate", "sim", "--as-edge", "--seeds", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert seen == {"seeds": 1, "seed0": edgeeval.FINAL_SEED0} and res["seed0"] == edgeeval.FINAL_SEED0
+    from models import evaluate
+
+    parser = __import__("argparse").ArgumentParser()
+    evaluate.add_arguments(parser)
+    with pytest.raises(Exception, match="run it as `firedamp evaluate sim --as-edge`"):
+        evaluate.run(parser.parse_args(["sim", "--as-edge"]))
