@@ -90,8 +90,12 @@ $(RP2040)/node_modules/.installed: $(RP2040)/package.json $(RP2040)/package-lock
 	    echo "npm ci in $(RP2040) failed: the emulated-Pico tests will skip" >&2; \
 	fi
 
+# Three workers on two cores: most tests wait on real brokers, boards, databases and browsers, not on the CPU
+# (a serial run uses about 40 % of one core). tests/conftest.py keeps each file on one worker and the
+# emulated-Pico files together. PYTEST_WORKERS=0 runs it serially.
+PYTEST_WORKERS ?= 3
 pytest: $(VENV)/.dev sysdeps nodedeps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
 
 # The emulated Pico's long runs (tests/rp2040 has short versions): over-limit -> relay latency for every profile
 # x front end (25 cycles each: the docs/safety.md figures), the 500-cycle approval run, loop time and heap.
