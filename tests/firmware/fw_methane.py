@@ -108,7 +108,7 @@ def test_stuck_sensor_is_a_fault():
         rig.boot()
         rig.run_ms(4000)
         assert rig.ctl.faults == 0 and rig.relay == 1
-        rig.run_ms(2000)
+        rig.run_ms(3000)  # stuck_s, plus at most one block of 16 samples (1.6 s)
         assert rig.ctl.faults & 0x8 and rig.relay == 0
     finally:
         rig.close()
