@@ -11,7 +11,7 @@ from compat import const
 F_LINE = const(0x0001)      # 4-20 mA out of 3.6..21 mA; frequency input without pulses or out of band
 F_RAIL = const(0x0002)      # ADC at a rail
 F_RANGE = const(0x0004)     # reading outside the configured range (with hysteresis)
-F_STUCK = const(0x0008)     # raw signal unchanged for stuck_s
+F_STUCK = const(0x0008)     # signal frozen for stuck_s (methane.py: ADC noise only; frequency unchanged)
 F_NOFLOW = const(0x0010)    # no flow pulses while flow is expected
 F_SETTINGS = const(0x0020)  # settings file unreadable: running on last good or defaults
 F_SELFTEST = const(0x0040)  # self-test failed, or relay_sense did not follow the relay
