@@ -222,6 +222,9 @@ class Gap(NamedTuple):
     first: bool  # first frame seen from this device since the edge started
 
 
+_NO_GAP = Gap(0, False, False)  # the usual answer, made once (the tracker runs on every frame)
+
+
 class Decoder:
     """Counts rejects by reason; tracks seq/uptime per device. Single-threaded (the pipeline thread)."""
 
@@ -275,11 +278,11 @@ class Decoder:
             return Gap(frame.seq, True, False)
         lost = (frame.seq - seq0 - 1) & _SEQ_MAX
         if lost == 0:
-            return Gap(0, False, False)
+            return _NO_GAP
         if lost < 2**31:
             self.lost_frames += lost
             return Gap(lost, False, False)
-        return Gap(0, False, False)  # a repeated or older frame: nothing lost
+        return _NO_GAP  # a repeated or older frame: nothing lost
 
     @property
     def rejected_total(self) -> int:

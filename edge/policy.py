@@ -224,7 +224,10 @@ class Policy:
         if st.port != port:
             st.port = port
             self.dirty.add(device)
-        self.port_devices.setdefault(port, set()).add(device)
+        seen = self.port_devices.get(port)
+        if seen is None:
+            seen = self.port_devices[port] = set()
+        seen.add(device)
         out: list[Alert] = []
         if st.active.get("link"):
             self._set(device, st, "link", False, t, f"{device}: link restored, frames arriving on {port}", out,
@@ -328,7 +331,6 @@ class Policy:
         st = self._dev(device)
         c = self.cfg
         out: list[Alert] = []
-        details = {**result_numbers(res), "model_version": self.model_version, "top_channel": res.top_channel}
         if st.quiet:
             st.quiet -= 1
         if res.score > res.threshold:
@@ -340,10 +342,11 @@ class Policy:
         if not st.active.get("anomaly") and st.over >= c.anomaly_raise_samples and not st.quiet:
             self._set(device, st, "anomaly", True, t,
                       f"{device}: unusual readings (advisory): score {res.score:.2f} over {res.threshold:.2f}, "
-                      f"mostly {res.top_channel}", out, **details)
+                      f"mostly {res.top_channel}", out, **self._details(res))
         elif st.active.get("anomaly") and st.under >= c.anomaly_clear_samples:
             st.quiet = c.anomaly_holdoff_samples
-            self._set(device, st, "anomaly", False, t, f"{device}: readings back to usual (advisory)", out, **details)
+            self._set(device, st, "anomaly", False, t, f"{device}: readings back to usual (advisory)", out,
+                      **self._details(res))
         if forecast_ok and c.forecast_alert:
             level = c.forecast_ch4_vol_pct
             if st.f_quiet:
@@ -357,12 +360,16 @@ class Policy:
             if not st.active.get("forecast") and st.f_over >= c.anomaly_raise_samples and not st.f_quiet:
                 self._set(device, st, "forecast", True, t,
                           f"{device}: methane expected to reach {res.forecast:.2f} % vol (level {level:.2f}) "
-                          "soon (advisory early warning)", out, level=level, **details)
+                          "soon (advisory early warning)", out, level=level, **self._details(res))
             elif st.active.get("forecast") and st.f_under >= c.anomaly_clear_samples:
                 st.f_quiet = c.anomaly_holdoff_samples
                 self._set(device, st, "forecast", False, t, f"{device}: methane forecast back below {level:.2f} % vol",
-                          out, level=level, **details)
+                          out, level=level, **self._details(res))
         return out
+
+    def _details(self, res: Any) -> dict[str, Any]:
+        """An advisory alert's details (built only on a raise or clear: most scores change nothing)."""
+        return {**result_numbers(res), "model_version": self.model_version, "top_channel": res.top_channel}
 
     def _duplicate(self, device: str, st: DeviceState, t: float, out: list[Alert]) -> None:
         """Frames under one device id from two ports within silent_after_s: two boards share the id. Never merge

@@ -284,6 +284,9 @@ class Service:
     def process(self, items: list[Any]) -> list[Alert]:
         """One batch of (port, line, t) tuples, LinkChange and Overflow items → the alerts to commit; telemetry,
         events and history go out at once, retained states after the commit."""
+        pub = self.publisher
+        self.pipeline.telemetry = bool(pub.cfg.mqtt.telemetry and pub.connected)  # as pub.telemetry() would decide
+        self.pipeline.observe = bool(self._observers)
         return self._deliver(self.pipeline.run(items, time.time()))
 
     def _deliver(self, batch: Batch) -> list[Alert]:
@@ -300,9 +303,11 @@ class Service:
         if self.history:
             for r, t in batch.history:
                 self.history.put(r, t)
-        if batch.telemetry and self.publisher.wants_telemetry():
+        if (batch.telemetry or batch.telemetry_unbuilt) and self.publisher.wants_telemetry():
             for device, payload in batch.telemetry:
                 self.publisher.telemetry(device, payload)
+            # MQTT came up while this batch ran without payloads: those readings were skipped
+            self.publisher.counters["telemetry_skipped"] += batch.telemetry_unbuilt
         for device, unit, flow_unit in batch.devices:
             self.publisher.device_seen(device, unit, flow_unit)
         for device, payload in batch.events:
