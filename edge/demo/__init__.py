@@ -13,6 +13,14 @@ Examples:
     firedamp demo
     firedamp demo --scenario outburst --speed 20
     firedamp demo --broker 192.168.1.10:1883 --seconds 60
+    firedamp demo --target rp2040      # the board is MicroPython's RP2040 port on an emulated chip (slower)
+
+With --target rp2040 the board is `firedamp board --target rp2040`: the firmware is installed on a fresh
+emulated Pico first (mpremote, about 15 s on a quiet machine), the story is shortened to 600 simulated s
+unless --duration says otherwise, and --speed is capped at 10x (default 8x): the emulator keeps up with
+that only while the machine is quiet (the firmware mostly sleeps between loop iterations, and sleep is
+skipped; busy code runs at 0.06-0.17x real time), so on a loaded machine it runs slower and the demo takes
+longer. Either way it ends with the scenario and says in its summary how fast the emulated chip ran.
 """
 
 from __future__ import annotations
@@ -32,6 +40,11 @@ DEVICE = "demo-01"
 SITE = "demo"
 EDGE_ID = "demo-edge"
 PIN = "1234"  # the firmware's default console pin (firmware/settings.py); the demo's board is always fresh
+SPEED = 10.0  # the CPython twin's default speed
+RP2040_SPEED = 8.0  # the emulated Pico's default speed, and its cap (RP2040_SPEED_MAX)
+RP2040_SPEED_MAX = 10.0
+RP2040_STORY_S = 600.0  # the story on the emulated Pico (the story scales to its duration; the model warms up for
+# ~120 s after the board's 30 s warm-up, so its early warning needs the onset (25 %) after ~150 s)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the simulated mine does (default story; see `firedamp board --help`)")
     parser.add_argument("--seconds", type=float, default=None, metavar="N",
                         help="stop after N wall-clock seconds at most (default: at the end of the scenario)")
-    parser.add_argument("--speed", type=float, default=10.0,
-                        help="simulated seconds per wall-clock second (default 10: the story takes ~95 s)")
+    parser.add_argument("--speed", type=float, default=None,
+                        help="simulated seconds per wall-clock second (default 10: the story takes ~95 s; "
+                             f"with --target rp2040 default {RP2040_SPEED:g}, at most {RP2040_SPEED_MAX:g})")
+    parser.add_argument("--target", choices=("cpython", "rp2040"), default="cpython",
+                        help="the board: cpython (default, fast): the firmware modules on CPython; rp2040: "
+                             "MicroPython's RP2040 port on an emulated chip, the firmware installed by mpremote "
+                             f"(slower: the story shortened to {RP2040_STORY_S:g} s unless --duration is given)")
     parser.add_argument("--broker", default=None, metavar="HOST:PORT",
                         help="use this MQTT broker (anonymous, plain TCP) instead of starting a private one")
     parser.add_argument("--local-broker", choices=("auto", "mosquitto", "amqtt"), default="auto",
@@ -116,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from hardware.twin.cli import check_scenario_args
     from models import scenarios
 
+    speed_note = _pick_speed(args)
     check_scenario_args(args)
     if args.seconds is not None and not args.seconds > 0:
         raise ConfigError(f"--seconds must be > 0, got {args.seconds}")
@@ -133,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     pins = run_dir / f"{DEVICE}-pins.jsonl"
     broker = board = svc = sub = room = None
     view = None
+    pace: list[float] = []  # first and last reading: simulated s, wall s
     places: dict[str, str] = {}
     counters: dict[str, object] = {}
     error: FiredampError | None = None
@@ -152,8 +172,10 @@ def run(args: argparse.Namespace) -> int:
             if not 0 < args.control_port < 65536:
                 raise ConfigError(f"--control-port must be 1..65535, not {args.control_port}")
             # the board is quiet for ~30 simulated s while it warms up: no "no data" for that
+            # the emulated Pico may run as slowly as ~0.25x real time on a loaded machine
+            rate = max(args.speed, 1.0) if args.target == "cpython" else 0.25
             room = ControlRoomProcess(run_dir, host, port, protocol, web_port=args.control_port,
-                                      silent_s=max(10.0, 40.0 / max(args.speed, 1.0)))
+                                      silent_s=max(10.0, 40.0 / rate))
             places["control room (web page)"] = f"{room.url}  user operator / {room.users['operator']}, " \
                                                 f"viewer / {room.users['viewer']}"
         board = _start_board(args, run_dir, link, console_link, pins)
@@ -161,10 +183,13 @@ def run(args: argparse.Namespace) -> int:
         svc = Service(cfg)
         observations = svc.observe()
         speed_text = f"{args.speed:g}x" if args.speed != 1 else "real time"
-        view = LiveView(f"firedamp demo: scenario {args.scenario} at {speed_text}; {broker_text}",
+        board_text = "; board: RP2040 port, emulated" if args.target == "rp2040" else ""
+        view = LiveView(f"firedamp demo: scenario {args.scenario} at {speed_text}{board_text}; {broker_text}",
                         every_s=max(15.0, duration / 60.0))
         view.script = _script(args.scenario, scenario)
         view.note(f"the simulated mine: {view.script}")
+        if speed_note:
+            view.note(speed_note)
         places["MQTT broker"] = broker_text
         model_spec = svc.detector.spec if svc.detector else None
         if model_spec is not None:
@@ -178,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
             view.note(f"control room: open {room.url} (operator / {room.users['operator']}, "
                       f"viewer / {room.users['viewer']})")
         operator = None if args.no_operator else Operator(console_link, PIN, view.note)
-        _loop(args, view, observations, operator, board, duration)
+        _loop(args, view, observations, operator, board, duration, pace)
     except KeyboardInterrupt:
         if view:
             view.note("stopped by Ctrl-C")
@@ -195,6 +220,10 @@ def run(args: argparse.Namespace) -> int:
             rejected = {reason: n for reason, n in d.rejected.items() if n}
             if rejected:
                 counters["rejected by reason"] = rejected
+            if len(pace) == 4 and pace[3] > pace[1]:
+                sim, wall = pace[2] - pace[0], pace[3] - pace[1]
+                counters["board's simulated time per wall second, first to last reading"] = \
+                    f"{sim / wall:.2f}x ({sim:.0f} s in {wall:.0f} s; asked {args.speed:g}x)"
             places |= {"outbox": str(svc.cfg.outbox_path), "history": str(svc.cfg.history_path),
                       "edge service log": str(log_file), "edge config": str(run_dir / "edge.toml")}
         if sub is not None:
@@ -242,18 +271,48 @@ def _script(name: str, scenario) -> str:
     return text
 
 
+def _pick_speed(args) -> str:
+    """Set args.speed for the target; for the emulated Pico, also the story's length. Returns what the
+    demo tells its watcher about it ("" for the CPython twin)."""
+    if args.target == "cpython":
+        if args.speed is None:
+            args.speed = SPEED
+        return ""
+    from hardware.rp2040 import driver
+
+    why = driver.missing()
+    if why:
+        raise ConfigError(f"--target rp2040 needs the emulated Pico: {why}")
+    asked = RP2040_SPEED if args.speed is None else args.speed
+    args.speed = min(asked, RP2040_SPEED_MAX)
+    text = f"emulated RP2040 at {args.speed:g}x" + (f" (asked {asked:g}x, capped at {RP2040_SPEED_MAX:g}x)"
+                                                   if asked > args.speed else "")
+    if args.duration is None and args.scenario == "story":
+        args.duration = RP2040_STORY_S
+        text += f", the story shortened to {RP2040_STORY_S:g} simulated s"
+    return (text + "; the emulator keeps that pace only on a quiet machine (the firmware sleeps between loop "
+            "iterations, which is skipped; busy code runs at 0.06-0.17x real time), slower when loaded: the "
+            "summary gives the pace it ran at")
+
+
 def _start_board(args, run_dir: Path, link: Path, console_link: Path, pins: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "edge.cli", "board", "--scenario", args.scenario, "--link", str(link),
            "--console-link", str(console_link), "--flash", str(run_dir / f"{DEVICE}.flash"), "--device-id",
            DEVICE, "--speed", str(args.speed), "--seed", str(args.seed), "--record", str(pins), "--exit-with-parent"]
     if args.duration:
         cmd += ["--duration", str(args.duration)]
+    wait_s = 30.0
+    if args.target == "rp2040":
+        cmd += ["--target", "rp2040"]
+        wait_s = 600.0  # a fresh emulated Pico: the firmware goes on first (mpremote); its console link then
+        print(f"firedamp demo: installing the firmware on a fresh emulated Pico (mpremote, ~15 s on a quiet "
+              f"machine, minutes on a loaded one); log {run_dir / 'board.log'}", flush=True)
     with open(run_dir / "board.log", "ab") as log:
         # a session of its own: Ctrl-C stops the demo, which then stops the board after the edge service
         # (otherwise the board would die first and the edge would report its link lost)
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[2],
                                 start_new_session=True)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + wait_s
     while not (link.is_symlink() and console_link.is_symlink()):
         if proc.poll() is not None or time.monotonic() > deadline:
             _stop_board(proc)
@@ -273,8 +332,10 @@ def _stop_board(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def _loop(args, view, observations: queue.Queue, operator, board: subprocess.Popen, duration: float) -> None:
-    """Feed the view until the scenario's simulated time is over (plus a little), or --seconds of wall time."""
+def _loop(args, view, observations: queue.Queue, operator, board: subprocess.Popen, duration: float,
+          pace: list[float]) -> None:
+    """Feed the view until the scenario's simulated time is over (plus a little), or --seconds of wall time.
+    `pace` gets the simulated and wall time of the first and the latest reading."""
     start = time.monotonic()
     next_draw = 0.0
     end_sim = duration + 20.0  # let the last alerts clear
@@ -293,6 +354,7 @@ def _loop(args, view, observations: queue.Queue, operator, board: subprocess.Pop
         if kind == "reading":
             r, res = data["reading"], data["result"]
             sim_s = r.uptime_ms / 1000.0
+            pace[:] = (pace[:2] or [sim_s, now]) + [sim_s, now]
             view.reading(r.device, r._asdict(), sim_s)
             if res is not None and res.ready:
                 view.score(r.device, float(res.score), float(res.threshold), bool(res.anomalous),

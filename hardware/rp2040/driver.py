@@ -81,7 +81,8 @@ class EmulatedPico:
         self.noise = noise
         self.log = Path(log) if log else Path(str(self.flash) + ".log")
         self.proc: subprocess.Popen[bytes] | None = None
-        self.link: PtyLink | None = None
+        self.link: PtyLink | None = None  # the serial port (links[0])
+        self.links: list[PtyLink] = []  # every port on the chip's USB serial: the link, then add_link()'s
         self.changes: list[tuple[int, int, int]] = []  # (t_ns, gpio, level) of watched pins
         self.boots: list[dict] = []
         self.usb_ready = 0  # USB enumerations seen (one per boot)
@@ -125,6 +126,7 @@ class EmulatedPico:
             listener.close()
         if self.link_path is not None:
             self.link = PtyLink(self.link_path)
+            self.links = [self.link]
         self._running = True
         for target in (self._read_events, self._pump_serial):
             t = threading.Thread(target=target, daemon=True)
@@ -165,8 +167,9 @@ class EmulatedPico:
                 self._sock.close()
             except OSError:
                 pass
-        if self.link is not None:
-            self.link.close()
+        for link in self.links:
+            link.close()
+        self.links = []
         for t in self._threads:
             t.join(timeout=5)
         self._threads = []
@@ -179,6 +182,15 @@ class EmulatedPico:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def add_link(self, path: str | os.PathLike[str]) -> PtyLink:
+        """A second port on the same USB serial line (a technician's console): the chip's output goes to
+        every port, input from any port goes to the chip. Only on a chip started with a link."""
+        if self.link is None:
+            raise LinkError("add_link: the emulated Pico was started without a link")
+        link = PtyLink(path)
+        self.links = [*self.links, link]
+        return link
 
     @property
     def alive(self) -> bool:
@@ -361,12 +373,16 @@ class EmulatedPico:
             self._cond.notify_all()
 
     def _pump_serial(self) -> None:
-        """Bytes between the runner's socket and the pty (or the in-memory buffer without a pty)."""
+        """Bytes between the runner's socket and the pty links (or the in-memory buffer without a pty).
+
+        The fan-out of a board with a console port: what the chip sends goes to every link (each drops it
+        while nobody has that port open, as USB CDC without a host); what any link sends goes to the chip.
+        """
         sock = self._sock
         assert sock is not None
-        link = self.link
-        fds: list = [sock] + ([link._master] if link is not None else [])  # noqa: SLF001 - its pty master
         while self._running:
+            links = self.links  # add_link() may replace the list from another thread
+            fds: list = [sock] + [link._master for link in links]  # noqa: SLF001 - their pty masters
             try:
                 ready, _, _ = select.select(fds, [], [], 0.2)
             except (OSError, ValueError):
@@ -378,20 +394,22 @@ class EmulatedPico:
                     return
                 if not data:
                     return
-                if link is not None:
-                    link.write(data)  # dropped while nobody has the port open, as USB CDC without a host
-                else:
+                for link in links:
+                    link.write(data)
+                if not links:
                     with self._cond:
                         self._rx += data
                         self._cond.notify_all()
-            if link is not None:
+            got = False
+            for link in links:
                 if link.backlog():
                     link.flush()
                 data = link.read(4096)
                 if data:
+                    got = True
                     try:
                         sock.sendall(data)
                     except OSError:
                         return
-                elif len(ready) == 1 and ready[0] is not sock:
-                    time.sleep(0.01)  # the master polls readable on a hang-up with nothing to read
+            if links and not got and sock not in ready:
+                time.sleep(0.01)  # a master polls readable on a hang-up with nothing to read

@@ -46,6 +46,7 @@ def run(args) -> int:
     parent = os.getppid()
     record = open(args.record, "a", buffering=1) if args.record else None  # noqa: SIM115 - closed below
     values = board_settings(device_id, args.front_end) if new else json.loads(wiring.read_text())
+    t0 = wall0 = None
     pico.start(paused=True)
     try:
         inst = Instruments(pico, values, args.sensor_offset, args.sensor_gain)
@@ -57,10 +58,13 @@ def run(args) -> int:
                   flush=True)
             install(str(pico.link.path), values)
             wiring.write_text(json.dumps(values))
+        # the console port appears once the firmware is in (a demo waits for it): its output is the board's
+        console = pico.add_link(args.console_link) if args.console_link else None
         print(f"emulated Pico {values['device_id']}: MicroPython RP2040 port in rp2040js, serial {pico.link.device}, "
-              f"link {pico.link.path}; scenario {args.scenario} (seed {args.seed}, {scenario.duration_s:g} s) at "
-              f"{args.speed:g}x (at most: busy code emulates at 0.06-0.17x); flash {image}", flush=True)
-        t0 = pico.now_ns()
+              f"link {pico.link.path}" + (f", console link {console.path}" if console else "")
+              + f"; scenario {args.scenario} (seed {args.seed}, {scenario.duration_s:g} s) at {args.speed:g}x "
+              f"(at most: busy code emulates at 0.06-0.17x); flash {image}", flush=True)
+        t0, wall0 = pico.now_ns(), time.monotonic()
         last_flow = None
         gas_file = Path(str(link) + ".gas")
         while not stopping:
@@ -95,8 +99,12 @@ def run(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        ran = ""
+        if t0 is not None and pico.alive:
+            emulated_s, wall_s = (pico.now_ns() - t0) / 1e9, time.monotonic() - wall0
+            ran = f" after {emulated_s:.1f} emulated s in {wall_s:.1f} s wall ({emulated_s / max(wall_s, 1e-9):.2f}x)"
         pico.stop()
         if record is not None:
             record.close()
-        print(f"emulated Pico stopped: {len(pico.boots)} boots", file=sys.stderr, flush=True)
+        print(f"emulated Pico stopped{ran}: {len(pico.boots)} boots", file=sys.stderr, flush=True)
     return 0
