@@ -103,6 +103,7 @@ class Publisher:
         # sender thread may already publish newer alerts: those would reach the broker first. So at each
         # connect the alerts then in flight form a gate, and nothing newer is handed over until they are
         # acknowledged (or given up as stale and re-sent from the outbox in order).
+        self._answered = False  # the broker sent a CONNACK (accepting or refusing) on the current attempt
         self._reconnected = False  # set by on_connect (paho's thread), taken by the sender thread
         self._gate: set[int] = set()  # paho mids in flight at the last connect
         self._states: dict[str, bytes] = {}  # device -> retained state payload (re-sent on connect)
@@ -196,6 +197,7 @@ class Publisher:
             self.counters["broker_switches"] += 1
             log.warning("MQTT: %s is not answering; trying %s (alerts wait in the outbox)", was, self.broker)
         self._move_on = False
+        self._answered = False  # no CONNACK yet on this attempt
         # paho's public host/port setters refuse while "connecting", which it already is here; reconnect() opens its
         # socket from these two right after this hook (paho 2.x; the two-broker fault tests fail if that changes)
         client._host, client._port = self.brokers[self._broker_i]
@@ -221,6 +223,7 @@ class Publisher:
         pass  # _on_attempt_failed already said why
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._answered = True
         if reason_code.is_failure:
             self.counters["connect_failures"] += 1
             self._attempt_failed()
@@ -256,9 +259,21 @@ class Publisher:
         self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected and not self._stop.is_set():
-            log.warning("MQTT: disconnected from %s (%s); alerts wait in the outbox", self.broker, reason_code)
+        if self._stop.is_set():
+            pass
+        elif self.connected or self._answered:  # (a refused CONNACK was already counted in _on_connect)
+            if self.connected:
+                log.warning("MQTT: disconnected from %s (%s); alerts wait in the outbox", self.broker, reason_code)
             self._move_on = True  # the broker went away: with several, the next attempt goes to the next one
+        else:
+            # closed before its CONNACK (a broker that takes the connection and then refuses the session, or a
+            # half-dead one): a failed attempt like any other, so the next one goes to the next server
+            self.counters["connect_failures"] += 1
+            msg = f"{self.broker} closed the connection before accepting it ({reason_code})"
+            if msg != self.last_error:
+                log.error("MQTT: %s (retrying with backoff up to %g s)", msg, self.cfg.mqtt.reconnect_max_s)
+            self.last_error = msg
+            self._attempt_failed()
         self.connected = False
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:

@@ -583,6 +583,50 @@ def test_with_both_brokers_away_the_edge_goes_round_them_and_sends_to_whichever_
         svc.stop()
 
 
+class HangUp:
+    """A listener that accepts each connection and closes it before any MQTT reply (as a NATS node that
+    refuses sessions, or a half-dead broker, does)."""
+
+    def __init__(self):
+        import socket
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = "127.0.0.1", self.sock.getsockname()[1]
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.recv(1024)  # the CONNECT
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_server_that_hangs_up_before_connack_is_left_for_the_next(edge_config, mosquitto, pty_pair,
+                                                                     mqtt_subscriber):
+    bad, good = HangUp(), mosquitto()
+    board = pty_pair()
+    sub = mqtt_subscriber(good, ["firedamp/testmine/+/alert"])
+    svc = Service(parse_config(two_broker_settings(edge_config, [bad, good], [board.device])))
+    svc.start()
+    try:
+        assert wait_for(lambda: svc.publisher.connected, timeout=15), \
+            f"still not connected after {bad.accepted} hang-ups from the first server"
+        assert svc.health()["mqtt_broker"] == f"127.0.0.1:{good.port}"
+        board.write(burst(range(0, 4)))
+        assert sub.wait(lambda m: len(m) >= 3 * 4, timeout=10)
+    finally:
+        svc.stop()
+        bad.close()
+
+
 def mqtt_endpoint(node):
     """A NATS node's MQTT listener, shaped like a Broker for mqtt_subscriber (MQTT 3.1.1, no TLS)."""
     return SimpleNamespace(host=node.host, port=node.port, tls=False)
