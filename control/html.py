@@ -12,6 +12,8 @@ from string import Template
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from firedamp import times
+
 TEMPLATES = Path(__file__).parent / "templates"
 _CACHE: dict[str, Template] = {}
 
@@ -64,9 +66,8 @@ def clock(ts: float | None, zone: ZoneInfo, seconds: bool = True) -> str:
 
 
 def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, ZoneInfo("UTC")).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """firedamp.times.iso, with None (never heard) kept as None for the JSON pages."""
+    return None if ts is None else times.iso(ts)
 
 
 def num(value: float | None, digits: int = 2) -> str:
