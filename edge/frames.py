@@ -168,10 +168,30 @@ def parse(line: bytes) -> Frame:
             raise BadFrame("value", f"relay {relay!r} is not 0 or 1")
         if f[7][:1] == "-" or f[9][:1] == "-":
             raise BadFrame("value", "flow and total must not be negative")
-        return Reading(_device(f[2]), _uint(f[3], _SEQ_MAX, "seq"), _uint(f[4], _UPTIME_MAX, "uptime_ms"), ch4,
-                       f[6], _decimal(f[7], 0.0, 9999999.999, "flow"), f[8],
-                       _decimal(f[9], 0.0, 999999999999.999, "total"), f[10], 1 if relay == "1" else 0,
-                       _hex(f[12], 4, "faults"), _hex(f[13], 2, "flags"))
+        # the checks of _device, _uint, _decimal and _hex inline, in the same order (a reading is ~70 % of the
+        # parse time in these calls); any field that fails goes through its function, which raises as before
+        dev, s_seq, s_up, s_flow, s_total, s_faults, s_flags = f[2], f[3], f[4], f[7], f[9], f[12], f[13]
+        if dev not in _known_devices:
+            dev = _device(dev)
+        seq = int(s_seq) if s_seq.isdigit() and len(s_seq) <= 10 else -1
+        if not 0 <= seq <= _SEQ_MAX:
+            seq = _uint(s_seq, _SEQ_MAX, "seq")
+        up = int(s_up) if s_up.isdigit() and len(s_up) <= 19 else -1
+        if not 0 <= up <= _UPTIME_MAX:
+            up = _uint(s_up, _UPTIME_MAX, "uptime_ms")
+        flow = float(s_flow) if len(s_flow) <= 24 and s_flow.replace(".", "", 1).isdigit() else -1.0
+        if not 0.0 <= flow <= 9999999.999:
+            flow = _decimal(s_flow, 0.0, 9999999.999, "flow")
+        total = float(s_total) if len(s_total) <= 24 and s_total.replace(".", "", 1).isdigit() else -1.0
+        if not 0.0 <= total <= 999999999999.999:
+            total = _decimal(s_total, 0.0, 999999999999.999, "total")
+        faults = int(s_faults, 16) if len(s_faults) == 4 and not s_faults.strip(_HEX) else -1
+        if faults < 0:
+            faults = _hex(s_faults, 4, "faults")
+        flags = int(s_flags, 16) if len(s_flags) == 2 and not s_flags.strip(_HEX) else -1
+        if flags < 0:
+            flags = _hex(s_flags, 2, "flags")
+        return Reading(dev, seq, up, ch4, f[6], flow, f[8], total, f[10], 1 if relay == "1" else 0, faults, flags)
     if kind == "E" or kind == "C":
         if len(f) < 7:
             raise BadFrame("fields", f"{kind} frame has {len(f) - 1} fields, expected at least 6")
