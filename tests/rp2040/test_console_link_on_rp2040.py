@@ -2,7 +2,14 @@
 operator uses): the board's output reaches both ports, a console line typed on either reaches the board, and
 a port nobody has open holds up neither the other port nor the board."""
 
-from hardware.rp2040.board import Probe
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from hardware.rp2040.board import Probe, board_settings
 
 
 def test_the_console_port_sees_the_boards_frames_and_its_commands_reach_the_board(board, tmp_path):
@@ -31,3 +38,38 @@ def test_the_console_port_sees_the_boards_frames_and_its_commands_reach_the_boar
     b.probe.wait(lambda f: f.type == "R" and f.seq >= last + 3, 60, "three more readings", n)
     assert b.probe.console("status").status == "OK"
     assert port.dropped > 0  # what the board sent while the console port was closed was dropped, not queued
+
+
+def test_firedamp_board_target_rp2040_console_link_and_record(golden_flash, tmp_path):
+    """The command the demo starts: `firedamp board --target rp2040 --console-link ... --record ...` on a board
+    that has the firmware already (the golden image, as a board's --flash folder)."""
+    folder = tmp_path / "board.flash"
+    folder.mkdir()
+    shutil.copyfile(golden_flash("ma"), folder / "pico-flash.bin")
+    (folder / "pico-instruments.json").write_text(json.dumps(board_settings("emu-1", "ma", warmup_s=0, display=0)))
+    link, console_link, record = tmp_path / "pico", tmp_path / "pico-console", tmp_path / "pins.jsonl"
+    log = tmp_path / "board.log"
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "board", "--target", "rp2040", "--link", str(link),
+                             "--console-link", str(console_link), "--flash", str(folder), "--record", str(record),
+                             "--seconds", "600"], stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    main = console = None
+    try:
+        deadline = time.monotonic() + 120
+        while f"console link {console_link}" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        main, console = Probe(str(link)), Probe(str(console_link))
+        r = main.reading(lambda r: r.state == "NORMAL", 60, "NORMAL on the main port")
+        assert console.wait(lambda f: f.type == "R" and f.seq == r.seq, 60, "the same reading on the console") == r
+        assert console.console("unlock 1234").status == "OK"
+        assert main.console("lock").status == "OK"
+    finally:
+        for p in (main, console):
+            if p is not None:
+                p.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert "emulated Pico stopped after" in log.read_text(), log.read_text()[-1500:]
+    pins = [json.loads(line) for line in record.read_text().splitlines()]
+    assert {p["pin"] for p in pins} == {"relay", "buzzer", "beacon"}
+    assert [p["value"] for p in pins if p["pin"] == "relay"][-1] == 1  # power on in clean air
