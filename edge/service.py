@@ -280,6 +280,9 @@ class Service:
             except Exception:  # the pipeline guards each frame itself; this is a last resort, never a loss
                 log.exception("pipeline: unexpected error on a batch of %d item(s) (its alerts are kept)", len(items))
             self._commit(alerts, tick)
+        # the last frames' sequence numbers too, or a restart would read the outbox's older ones over the
+        # history's and count frames as lost that were processed
+        self._commit([], tick=True)
 
     def process(self, items: list[Any]) -> list[Alert]:
         """One batch of (port, line, t) tuples, LinkChange and Overflow items → the alerts to commit; telemetry,

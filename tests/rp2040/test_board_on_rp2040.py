@@ -16,6 +16,9 @@ def test_new_board_flash_defaults_calibrate_save_then_update_keeps_the_calibrati
     pico = blank_pico(speed=0)
     port = str(pico.link.path)
     flash(port, "--defaults", "--device-id", "emu-7")
+    # from here the emulated clock keeps to the wall clock: flat out, a slow host let it run past stuck_s
+    # (600 s) while the test gas was held still, and the board then rightly reported the input STUCK
+    pico.set_speed(1.0)
     inst = Instruments(pico, board_settings("emu-7", "ma"))  # the nominal 4-20 mA sensor, as wired
     inst.wire()
     inst.gas(0.0)
@@ -42,7 +45,9 @@ def test_new_board_flash_defaults_calibrate_save_then_update_keeps_the_calibrati
     finally:
         probe.close()
     capsys.readouterr()
+    pico.set_speed(0.0)
     flash(port)  # an update: firmware only
+    pico.set_speed(1.0)
     probe = Probe(port)
     try:
         probe.wait(lambda f: f.type == "E" and f.code == "BOOT", 120, "the BOOT event after the update")
