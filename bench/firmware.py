@@ -40,5 +40,6 @@ def table(r: dict) -> list[tuple[str, str, str, str]]:
         (f"firmware free heap under -X heapsize={r['heap']}: at start | controller built",
          f"{r['heap_free_start']:,} | {r['heap_free_built']:,} bytes",
          f"firmware + controller use {r['heap_free_start'] - r['heap_free_built']:,} bytes; "
-         f"{r['heap_free_commands']:,} once a console line has loaded commands.py", ""),
+         f"{r['heap_free_commands']:,} while the console is unlocked (commands.py loaded), "
+         f"{r['heap_free_relocked']:,} after it locked again", ""),
     ]

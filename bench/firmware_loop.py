@@ -146,15 +146,22 @@ def board_side():
         locked_ok = "NO (MemoryError)"
     finally:
         micropython.heap_unlock()
-    # the console imports commands.py with the first line that may change the board (here "ack", refused:
-    # locked), not at start: what it then holds comes off the free heap for the rest of the uptime
+    # the console imports commands.py with the first line that may change the board, not at start, and drops
+    # it when it locks again: free heap while a technician has it unlocked ("unlock", then "ack" loads it),
+    # and after "lock"
+    def console(line):
+        stream.feed = line
+        clock.us += 100000
+        ctl.step()
+        gc.collect()
+
     gc.collect()
     before = gc.mem_free()
-    stream.feed = b"ack\n"
-    clock.us += 100000
-    ctl.step()
-    gc.collect()
+    console(b"unlock " + values["pin"].encode() + b"\n")
+    console(b"ack\n")
     free_commands = free_built - (before - gc.mem_free())
+    console(b"lock\n")
+    free_relocked = free_built - (before - gc.mem_free())
     if "--json" in sys.argv:
         import json
 
@@ -164,16 +171,17 @@ def board_side():
             "frame_worst_us": framed[1], "quiet_alloc_bytes_mean": quiet[2], "quiet_iterations": 1000,
             "quiet_iterations_allocating": quiet[3], "quiet_alloc_bytes_max": quiet[4],
             "frame_alloc_bytes_mean": framed[2], "heap_locked_ok": locked_ok == "yes",
-            "heap_free_start": free_start, "heap_free_built": free_built, "heap_free_commands": free_commands}))
+            "heap_free_start": free_start, "heap_free_built": free_built, "heap_free_commands": free_commands,
+            "heap_free_relocked": free_relocked}))
     else:
-        table(quiet, framed, locked_ok, free_start, free_built, free_commands)
+        table(quiet, framed, locked_ok, free_start, free_built, free_commands, free_relocked)
     for name in os.listdir(root):
         os.remove(root + "/" + name)
     os.rmdir(root)
     return 0
 
 
-def table(quiet, framed, locked_ok, free_start, free_built, free_commands):
+def table(quiet, framed, locked_ok, free_start, free_built, free_commands, free_relocked):
     print("| measure (MicroPython %s, heap %s) | value |" % (".".join(str(v) for v in sys.implementation.version[:3]), HEAP))
     print("|---|---|")
     print("| loop iteration, no frame: median / worst | %d / %d us |" % (quiet[0], quiet[1]))
@@ -184,7 +192,8 @@ def table(quiet, framed, locked_ok, free_start, free_built, free_commands):
     print("| 100 iterations under heap_lock() (no frame) | %s |" % locked_ok)
     print("| heap free before importing the firmware | %d bytes |" % free_start)
     print("| heap free with the controller built | %d bytes |" % free_built)
-    print("| ... after a first board-changing console line (commands.py loaded) | %d bytes |" % free_commands)
+    print("| ... while the console is unlocked and commands.py loaded (unlock, ack) | %d bytes |" % free_commands)
+    print("| ... after the console locked again (commands.py dropped) | %d bytes |" % free_relocked)
     print("| firmware + controller heap use | %d bytes |" % (free_start - free_built))
 
 

@@ -5,10 +5,13 @@ help, status, get [key] and log work at any time; set, profile, cal, ack, selfte
 silence). A refused command changes nothing and its one-line ERR says what is wrong and the allowed range.
 State changes leave a record (records.txt).
 
-commands.py is imported by the first line that is not one of the console's own commands, not at start: it
-is used only in maintenance, and loaded it holds ~5 KB of heap (bench/firmware_loop.py's free heap after
-start counts it out; a board that has run such a command has that much less from then on).
+commands.py is imported by the first line that is not one of the console's own commands, not at start, and
+dropped again whenever the console is locked (`lock`, the unlock timeout, or a refused line): it is used only
+in maintenance, and loaded it holds ~5 KB of heap (bench/firmware_loop.py measures the free heap at start,
+while unlocked with it loaded, and after the console locked again).
 """
+
+import sys
 
 import records
 import settings
@@ -74,12 +77,13 @@ class Console:
     # ---- the lock --------------------------------------------------------------------------------
     def lock(self):
         self._unlocked = False
+        sys.modules.pop("commands", None)   # its ~5 KB back to the heap; the next maintenance line re-imports it
 
     def unlocked(self, now):
         if self._unlocked:
             timeout = self.ctl.s["unlock_timeout_s"] * 1000
             if self.ctl.clock.ticks_diff(now, self._last_ms) > timeout:
-                self._unlocked = False
+                self.lock()
         return self._unlocked
 
     def poll(self, now):
@@ -142,6 +146,8 @@ class Console:
             self._err("locked: unlock <pin> first (%s changes the board)" % cmd)
         else:
             handler(self, args, now)
+        if not self._unlocked:
+            self.lock()
 
     # ---- commands that work at any time ----------------------------------------------------------
     def cmd_help(self, args, now):
@@ -215,5 +221,5 @@ class Console:
         self._reply("OK", "unlocked for %d s of silence" % self.ctl.s["unlock_timeout_s"])
 
     def cmd_lock(self, args, now):
-        self._unlocked = False
+        self.lock()
         self._reply("OK", "locked")

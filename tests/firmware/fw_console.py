@@ -383,3 +383,24 @@ def test_cal_zero_in_gas_says_so():
         assert rig.ctl.s == before
     finally:
         rig.close()
+
+
+def test_maintenance_commands_are_loaded_while_unlocked_and_dropped_at_lock():
+    import sys
+
+    sys.modules.pop("commands", None)  # as after a power-on (an earlier test's board may have left it loaded)
+    rig = fwkit.Rig()
+    try:
+        rig.boot()
+        assert "commands" not in sys.modules  # not at start: a board nobody unlocks never loads it
+        assert rig.last("set warmup_s 40")[0] == "ERR"  # refused while locked, and not kept loaded for it
+        assert "commands" not in sys.modules
+        for value in ("41", "42"):  # unlock, a change, lock: twice, so the module loads again after a drop
+            assert rig.last("unlock 1234")[0] == "OK"
+            assert rig.last("set warmup_s " + value)[0] == "OK"
+            assert "commands" in sys.modules
+            assert rig.last("lock")[0] == "OK"
+            assert "commands" not in sys.modules
+        assert rig.last("get warmup_s") == ("OK", "warmup_s=42")
+    finally:
+        rig.close()
