@@ -85,7 +85,10 @@ class NatsNode:
                                                       if self.max_file_store else "") + " }",
             f"cluster {{ name: fd; listen: {self.host}:{self.cluster_port}; "
             f"routes: [{', '.join(self.routes)}] }}",
-            f"mqtt {{ listen: {self.host}:{self.port} }}",
+            # the MQTT layer's own streams ($MQTT_msgs holds every QoS 1 publish until it is delivered) on
+            # all three nodes, said outright: left to itself, a node that creates them while the cluster is
+            # still forming may make them with fewer replicas, and a PUBACK then means less
+            f"mqtt {{ listen: {self.host}:{self.port}; stream_replicas: 3 }}",
             "",
         ]))
         return conf

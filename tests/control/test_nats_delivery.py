@@ -126,6 +126,8 @@ def test_no_puback_without_a_quorum_of_the_mqtt_stream(nats_cluster):
         ok = pub.publish("firedamp/mine-a/b1/alert", b"before", qos=1)
         ok.wait_for_publish(10)
         assert ok.is_published()
+        info = c.wait_stream_current(MQTT_STREAM)  # on all three nodes, every replica current
+        assert len(info["cluster"]["replicas"]) == 2, info["cluster"]
         for n in c.nodes[1:]:
             n.freeze()  # SIGSTOP: alive, sockets open, silent: node 1 alone has no quorum for $MQTT_msgs
         held = pub.publish("firedamp/mine-a/b1/alert", b"while-frozen", qos=1)
