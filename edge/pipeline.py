@@ -30,6 +30,10 @@ from edge.policy import Alert, Policy
 
 log = logging.getLogger("firedamp.pipeline")
 
+# the run loop compares these Reading fields by position (state, relay, faults, flags; unit, flow_unit): the
+# reading part of Pipeline._state's key
+assert Reading._fields[8:12] == ("state", "relay", "faults", "flags") and Reading._fields[4:7:2] == ("unit", "flow_unit")
+
 
 class LinkChange(NamedTuple):
     """A serial port opened (`up`) or failed (`detail` says how)."""
@@ -84,6 +88,7 @@ class Pipeline:
         self.errors = 0  # frames a stage raised on (their earlier stages' results are kept)
         self.score_errors = 0  # batches whose model call raised (their readings went out unscored)
         self._states: dict[str, tuple] = {}  # device -> what its last retained state said
+        self._shown: dict[str, Any] = {}  # device -> the reading its last retained-state check saw
         self._units: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) last told to discovery
         self.snapshot = cfg.modbus.enabled  # Batch.snapshots for the Modbus server (edge/modbus.py) to read
         # Batch.telemetry payloads: the service turns this off while MQTT could not send them (not connected, or
@@ -129,6 +134,7 @@ class Pipeline:
         results = self._score(due)
         # policy (one entry per frame, in frame order) → payloads
         policy_frame, state, units = self.policy.frame, self._state, self._units
+        shown, changed = self._shown, self.policy.changed
         alerts, seqs, history = out.alerts, out.seqs, out.history
         telemetry, observe, snapshot, forecast_ok = self.telemetry, self.observe, self.snapshot, self.forecast_ok
         for w in work:
@@ -157,12 +163,19 @@ class Pipeline:
                         out.observations.append(("reading", {"reading": frame, "result": res, "time": t}))
                     if snapshot:
                         out.snapshots.append((port, frame, t, res))
+                    # its retained state can only have changed if its alerts did (Policy.changed) or this
+                    # reading's state, relay, faults, flags or units differ from the one the last check saw
+                    # (policy.last is this frame now); most readings change neither: no check (~0.6 µs)
+                    p = shown.get(device)
+                    if (p is None or device in changed or p[8:12] != frame[8:12] or p[4] != frame[4]
+                            or p[6] != frame[6]):
+                        state(device, t_now, out)
                 else:
                     if observe:
                         out.observations.append(("frame", frame))
                     if frame.type == "E":
                         out.events.append((device, payloads.event(frame, t)))
-                state(device, t_now, out)
+                    state(device, t_now, out)
             except Exception:
                 self._failed("frame", frame)
         for device in {a.device for a in out.alerts}:
@@ -212,6 +225,8 @@ class Pipeline:
         """The board's retained state, if it changed (it says what the board and its alerts say now)."""
         r = self.policy.last.get(device)
         st = self.policy.devices.get(device)
+        self._shown[device] = r
+        self.policy.changed.discard(device)
         active = sorted([k for k, on in st.active.items() if on]) if st and st.active else []
         link_up = not (st and st.active.get("link"))
         key = (r.state, r.relay, r.faults, r.flags, r.unit, r.flow_unit) if r else None, link_up, tuple(active)

@@ -142,6 +142,7 @@ class Policy:
         self._board_key: dict[str, tuple] = {}
         self.raised = 0
         self.dirty: set[str] = set()
+        self.changed: set[str] = set()  # devices whose active alerts changed (the pipeline's retained-state check)
         for key, text in (saved or {}).items():
             if key.startswith("device:"):
                 try:
@@ -175,6 +176,7 @@ class Policy:
         if st.active.get(kind, False) == on:
             return
         st.active[kind] = on
+        self.changed.add(device)
         out.append(self._alert(device, kind, "raised" if on else "cleared", t, message, **details))
 
     def saved_state(self) -> dict[str, str]:
