@@ -19,6 +19,8 @@ import numpy as np
 from models.runtime import Result, Scores  # numpy only at import; onnxruntime when a model is loaded
 
 log = logging.getLogger("firedamp.detector")
+_new = tuple.__new__
+assert len(Result._fields) == 6 and not Result._field_defaults  # Results builds one with _new
 
 
 class Results:
@@ -39,7 +41,8 @@ class Results:
         if self._lists is None:  # one conversion per batch: Python floats and bools, as the policy compares them
             self._lists = tuple(a.tolist() for a in self.arrays)
         score, anomalous, forecast, top, ready = self._lists
-        return Result(score[k], self._thr, anomalous[k], forecast[k], self._names[top[k]], ready[k])
+        # tuple.__new__ is what Result(...) runs, without its Python-level __new__ frame
+        return _new(Result, (score[k], self._thr, anomalous[k], forecast[k], self._names[top[k]], ready[k]))
 
 
 class Detector:

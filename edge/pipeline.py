@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from edge import payloads
 from edge.config import Config
-from edge.frames import Decoder, Reading
+from edge.frames import Decoder, Event, Reading, Reply
 from edge.policy import Alert, Policy
 
 log = logging.getLogger("firedamp.pipeline")
@@ -33,6 +33,7 @@ log = logging.getLogger("firedamp.pipeline")
 # the run loop compares these Reading fields by position (state, relay, faults, flags; unit, flow_unit): the
 # reading part of Pipeline._state's key
 assert Reading._fields[8:12] == ("state", "relay", "faults", "flags") and Reading._fields[4:7:2] == ("unit", "flow_unit")
+assert Reading._fields[1:3] == Event._fields[1:3] == Reply._fields[1:3] == ("seq", "uptime_ms")
 
 
 class LinkChange(NamedTuple):
@@ -137,6 +138,7 @@ class Pipeline:
         shown, changed = self._shown, self.policy.changed
         alerts, seqs, history = out.alerts, out.seqs, out.history
         telemetry, observe, snapshot, forecast_ok = self.telemetry, self.observe, self.snapshot, self.forecast_ok
+        unbuilt = 0
         for w in work:
             if len(w) == 1:
                 self._link_item(w[0], out)
@@ -149,15 +151,15 @@ class Pipeline:
                 reading = frame.type == "R"
                 policy_frame(port, frame, gap, res, t, alerts, forecast_ok and frame.unit == "VOL" if reading else False)
                 device = frame.device
-                seqs[device] = (frame.seq, frame.uptime_ms)
+                seqs[device] = frame[1:3]  # (seq, uptime_ms), the first fields after device of every frame type
                 if reading:
                     history.append((frame, t))
                     if telemetry:
                         out.telemetry.append((device, payloads.telemetry(frame, t, res)))
                     else:
-                        out.telemetry_unbuilt += 1
-                    if units.get(device) != (frame.unit, frame.flow_unit):
-                        units[device] = (frame.unit, frame.flow_unit)
+                        unbuilt += 1
+                    if units.get(device) != frame[4:7:2]:  # (unit, flow_unit)
+                        units[device] = frame[4:7:2]
                         out.devices.append((device, frame.unit, frame.flow_unit))
                     if observe:
                         out.observations.append(("reading", {"reading": frame, "result": res, "time": t}))
@@ -178,6 +180,7 @@ class Pipeline:
                     state(device, t_now, out)
             except Exception:
                 self._failed("frame", frame)
+        out.telemetry_unbuilt = unbuilt
         for device in {a.device for a in out.alerts}:
             self._state(device, t_now, out)
         return out

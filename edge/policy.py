@@ -205,7 +205,9 @@ class Policy:
         ports are never merged: the first port that sent it (its `home`) keeps the id, a board on another
         port is reported as `<id>@<port name>` (own alerts, model stream, state, history) while
         `duplicate_id` stays raised on the id; a board moved to another port keeps its id."""
-        st = self._dev(device)
+        st = self.devices.get(device)
+        if st is None:
+            st = self._dev(device)
         st.ports[port] = t
         if len(st.ports) > 1 or st.active.get("duplicate_id"):
             self._duplicate(device, st, t, out)
@@ -221,7 +223,9 @@ class Policy:
 
     def on_frame(self, device: str, port: str, t: float) -> list[Alert]:
         """Any valid frame: the device is alive (clears a link alert)."""
-        st = self._dev(device)
+        st = self.devices.get(device)
+        if st is None:
+            st = self._dev(device)
         st.last_seen = t
         if st.port != port:
             st.port = port
@@ -234,7 +238,8 @@ class Policy:
         if st.active.get("link"):
             self._set(device, st, "link", False, t, f"{device}: link restored, frames arriving on {port}", out,
                       port=port)
-        placeholder = self._placeholders.pop(port, None)  # a link alert raised before any board was known
+        # a link alert raised before any board was known (none, nearly always: no pop per frame)
+        placeholder = self._placeholders.pop(port, None) if self._placeholders else None
         if placeholder and placeholder != device and self._dev(placeholder).active.get("link"):
             self._set(placeholder, self._dev(placeholder), "link", False, t,
                       f"{port}: link restored, board {device} is sending", out, port=port)
@@ -330,7 +335,9 @@ class Policy:
         """One model Result (models.runtime.Result) → advisory anomaly/forecast alerts with hysteresis."""
         if not res.ready:
             return []
-        st = self._dev(device)
+        st = self.devices.get(device)
+        if st is None:
+            st = self._dev(device)
         c = self.cfg
         out: list[Alert] = []
         if st.quiet:

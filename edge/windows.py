@@ -38,7 +38,7 @@ def wire_units(r: Reading) -> dict[str, str]:
     return {"ch4": _GAS_UNIT[r.unit], "flow": flow, "total": flow.split("/")[0]}
 
 
-@dataclass
+@dataclass(slots=True)
 class Stream:
     """One device's model input stream: its slot in the model's state arena plus the bookkeeping for sampling."""
 
@@ -94,7 +94,9 @@ class Windows:
         sample, else None."""
         if t is not None and t >= self._next_sweep:
             self.expire(t)
-        plan = self.plan(r)
+        plan = self._plans.get((r.unit, r.flow_unit))
+        if plan is None:
+            plan = self.plan(r)
         if isinstance(plan, str):
             self.unscored += 1
             key = (r.device, r.unit, r.flow_unit)

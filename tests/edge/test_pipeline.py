@@ -195,3 +195,37 @@ def test_two_boards_sharing_a_device_id_on_two_ports_are_kept_apart_and_stay_fla
     assert [(x["kind"], x["device"], x["state"]) for x in later] == [], later
     last_state = [json.loads(p) for t, p, _ in sub.messages if t.endswith("face-1/state")][-1]
     assert "duplicate_id" in last_state["active"] and "alarm" in last_state["active"]
+
+
+def test_a_boards_retained_state_goes_out_when_its_reading_or_alerts_change_and_only_then(tmp_path):
+    # the pipeline skips the retained-state check on readings that change nothing it shows (edge/pipeline.py)
+    from edge.config import parse_config
+    from edge.frames import Reading, format_frame
+    from edge.pipeline import Pipeline
+
+    p = Pipeline(parse_config({"data_dir": str(tmp_path), "model": {"enabled": False},
+                               "history": {"enabled": False}}))
+    seq = iter(range(1, 100))
+
+    def line(device="b1", state="NORMAL", relay=1, flags=0, unit="VOL", flow_unit="m3/min", ch4=0.5):
+        n = next(seq)
+        return format_frame(Reading(device, n, n * 1000, ch4, unit, 3.0, flow_unit, 1.0, state, relay, 0, flags))
+
+    def shown(items):
+        return [(d, s.get("state"), s.get("relay"), s["flags"]["ack_awaited"], s.get("flow_unit"), s["active"])
+                for d, s in p.run(items, 0.0).states]
+
+    assert shown([("p", line(), 1.0), ("p", line(ch4=0.7), 2.0)]) == [("b1", "NORMAL", 1, False, "m3/min", [])]
+    assert shown([("p", line(ch4=0.9), 3.0)]) == []  # only the gas changed: no new retained state
+    assert shown([("p", line(flags=0x04), 4.0), ("p", line(flags=0x04), 5.0), ("p", line(flags=0x04, relay=0), 6.0),
+                  ("p", line(flags=0x04, relay=0, flow_unit="L/min"), 7.0)]) == [
+        ("b1", "NORMAL", 1, True, "m3/min", []), ("b1", "NORMAL", 0, True, "m3/min", []),
+        ("b1", "NORMAL", 0, True, "L/min", [])]
+    # an alert raised by another board's frame (a second board under the id b1, on port q): b1's state says so
+    # at b1's next frame, in frame order, with nothing else of b1's reading changed
+    assert shown([("q", line(flags=0x04, relay=0, flow_unit="L/min"), 8.0),
+                  ("p", line(flags=0x04, relay=0, flow_unit="L/min"), 9.0), ("r", line(device="b2"), 9.5)]) == [
+        ("b1@q", "NORMAL", 0, True, "L/min", []), ("b1", "NORMAL", 0, True, "L/min", ["duplicate_id"]),
+        ("b2", "NORMAL", 1, False, "m3/min", [])]
+    assert shown([("p", line(state="ALARM", relay=0, flags=0x04, flow_unit="L/min", ch4=2.0), 10.0)]) == [
+        ("b1", "ALARM", 0, True, "L/min", ["alarm", "duplicate_id"])]
