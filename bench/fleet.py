@@ -109,19 +109,25 @@ def telemetry(prefix: str, boards: int, seconds: int, t0: float, s0: int = 0) ->
     return out
 
 
-def publish(nodes, messages: list[tuple[str, bytes]]) -> float:
-    """Publish over one paho client per node (MQTT 3.1.1, QoS 0, as the edge sends telemetry); seconds taken."""
+def node_clients(nodes, name: str) -> list:
+    """One started paho client per node (MQTT 3.1.1 as NATS speaks it, no queue limit), ids `bench-<name>-i-…`."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     clients = []
     for i, n in enumerate(nodes):
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-loadgen-{i}-{time.monotonic_ns()}",
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{name}-{i}-{time.monotonic_ns()}",
                         protocol=mqtt.MQTTv311)
         c.max_queued_messages_set(0)
         c.connect(n.host, n.port, keepalive=30)
         c.loop_start()
         clients.append(c)
+    return clients
+
+
+def publish(nodes, messages: list[tuple[str, bytes]]) -> float:
+    """Publish over one paho client per node (MQTT 3.1.1, QoS 0, as the edge sends telemetry); seconds taken."""
+    clients = node_clients(nodes, "loadgen")
     t0 = time.monotonic()
     infos = [clients[i % len(clients)].publish(t, p, qos=0) for i, (t, p) in enumerate(messages)]
     for info in infos:
@@ -332,9 +338,7 @@ def drain(tmp: Path, cluster, pg, name: str, boards: int, seconds: int, replicas
 
 def steady(tmp: Path, cluster, pg, boards: int, seconds: int) -> dict:
     """BOARDS boards at 1 Hz in real time for `seconds` s into one running replica: does it keep up, at what CPU?"""
-    import paho.mqtt.client as mqtt
     import psycopg
-    from paho.mqtt.enums import CallbackAPIVersion
 
     name = f"s{boards}"
     dsn = pg.dsn(pg.create_db(name))
@@ -345,13 +349,7 @@ def steady(tmp: Path, cluster, pg, boards: int, seconds: int) -> dict:
         (proc,) = rep.start(1)
         rep.wait_consuming()
         conn = psycopg.connect(dsn, autocommit=True)
-        for i, n in enumerate(cluster.nodes):
-            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-steady-{i}-{time.monotonic_ns()}",
-                            protocol=mqtt.MQTTv311)
-            c.max_queued_messages_set(0)
-            c.connect(n.host, n.port, keepalive=30)
-            c.loop_start()
-            clients.append(c)
+        clients = node_clients(cluster.nodes, "steady")
 
         def count() -> int:
             try:
