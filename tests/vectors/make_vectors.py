@@ -23,6 +23,16 @@ def reading(dev, seq, up, ch4, unit, flow, funit, total, state, relay, faults, f
     return seal(body), fields
 
 
+def aux(dev, seq, up, p_kpa, t_c, std_flow, std_unit, std_total, battery_mv, run_min):
+    def f(v, places):
+        return "" if v is None else f"{v:.{places}f}"
+    body = (f"$FD1,A,{dev},{seq},{up},{f(p_kpa, 2)},{f(t_c, 2)},{f(std_flow, 3)},{std_unit},{f(std_total, 3)},"
+            f"{'' if battery_mv is None else battery_mv},{'' if run_min is None else run_min}")
+    fields = dict(type="A", device=dev, seq=seq, uptime_ms=up, p_kpa=p_kpa, t_c=t_c, std_flow=std_flow,
+                  std_unit=std_unit, std_total=std_total, battery_mv=battery_mv, run_min=run_min)
+    return seal(body), fields
+
+
 def text_frame(kind, dev, seq, up, code, text):
     key = "code" if kind == "E" else "status"
     fields = {"type": kind, "device": dev, "seq": seq, "uptime_ms": up, key: code, "text": text}
@@ -44,6 +54,16 @@ valid = [
     # every other fault bit (docs/protocol.md, firmware/bits.py): RAIL, then SETTINGS SELFTEST POWER LOOP together
     reading("pico-01", 47, 44200, None, "VOL", 0.0, "L/min", 1.0, "FAULT", 0, 0x0002, 0x00),
     reading("pico-01", 48, 44300, 0.10, "VOL", 0.0, "L/min", 1.0, "FAULT", 0, 0x0020 | 0x0040 | 0x0080 | 0x0100, 0x01),
+    # the new flag and fault bits: PT_FAULT and BATTERY_LOW flags, the BATTERY fault
+    reading("drain-3", 11, 11000, 0.40, "VOL", 72.3, "m3/min", 5120.0, "NORMAL", 1, 0, 0x10 | 0x20),
+    reading("drain-3", 13, 13000, 0.40, "VOL", 72.3, "m3/min", 5121.0, "FAULT", 0, 0x0200, 0x20),
+    # A frames: P/T and battery; P/T failed (empty P, T and standard flow); no P/T input; all at their limits
+    aux("drain-3", 12, 12000, 98.40, 21.50, 1.205, "Nm3/min", 5120.25, 3912, 415),
+    aux("drain-3", 14, 14000, None, None, None, "Nm3/min", 5120.25, 3650, None),
+    aux("port-7", 3, 3000, None, None, None, "NL/min", None, 4100, 1200),
+    aux("pico-01", 4294967295, 9223372036854775807, 9999.99, -50.0, 9999999.999, "NL/min", 999999999999.999,
+        99999, 999999),
+    aux("pico-01", 5, 5000, 0.0, 150.0, 0.0, "Nm3/min", 0.0, 0, 0),
     text_frame("E", "pico-01", 0, 15, "BOOT", "fw 0.1.0 reset=power"),
     text_frame("E", "pico-01", 1, 3015, "SELFTEST", "pass"),
     text_frame("E", "pico-01", 2, 3020, "SET", "ch4_alarm_pct 1.00 -> 0.80, uptime 3020 ms"),
@@ -55,6 +75,8 @@ valid = [
 
 good = valid[0][0]
 body = good[: good.rindex("*")]
+aux_line = valid[[v[1]["type"] for v in valid].index("A")][0]
+aux_body = aux_line[: aux_line.rindex("*")]
 invalid = [
     (good[:-1] + ("0" if good[-1] != "0" else "1"), "checksum"),
     (good.replace("0.52", "0.53"), "checksum"),
@@ -89,6 +111,20 @@ invalid = [
     (seal("$FD1,C,pico-01,1,10,MAYBE,text"), "value"),
     (seal("$FD1,E,pico-01,1,10"), "fields"),
     (seal(body) + " " * (129 - len(seal(body))), "too_long"),
+    (seal(aux_body + ",1"), "fields"),
+    (seal(aux_body.rsplit(",", 1)[0]), "fields"),
+    (seal(aux_body.replace(",98.40,", ",-1.00,")), "value"),
+    (seal(aux_body.replace(",98.40,", ",10000.00,")), "value"),
+    (seal(aux_body.replace(",21.50,", ",150.01,")), "value"),
+    (seal(aux_body.replace(",21.50,", ",-50.01,")), "value"),
+    (seal(aux_body.replace(",21.50,", ",nan,")), "value"),
+    (seal(aux_body.replace(",1.205,", ",-1.205,")), "value"),
+    (seal(aux_body.replace("Nm3/min", "m3/min")), "value"),
+    (seal(aux_body.replace(",5120.250,", ",1e3,")), "value"),
+    (seal(aux_body.replace(",3912,", ",3.9,")), "value"),
+    (seal(aux_body.replace(",3912,", ",100000,")), "value"),
+    (seal(aux_body.replace(",415", ",-5")), "value"),
+    (seal(aux_body.replace(",415", ",1000000")), "value"),
     ("$FD1,R," + "9" * 200, "too_long"),
 ]
 
