@@ -16,6 +16,15 @@ def wait_for(pred, timeout=5.0, interval=0.02):
     return False
 
 
+def wait_until(pred, timeout: float, what: str, interval: float = 0.1):
+    """Poll `pred` until it returns something true and return that; fail the test with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := pred()):
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(interval)
+    return value
+
+
 def shipped_broker_config(tmp_path: Path, certs) -> str:
     """deploy/mosquitto/firedamp.conf with its system paths pointed at the test's certs, ACL copy and folder,
     listening on the `mosquitto` fixture's `{port}` on loopback. Fails if the shipped file loses a line."""

@@ -20,17 +20,10 @@ import time
 import pytest
 
 from tests.control import kit
+from tests.helpers import wait_until as wait
 from tests.netcut import Cuttable
 
 CUT_S = 4.0  # the short version's cut-off: twice its control room's no-data timeout (board_silent_s = 2)
-
-
-def wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := pred()):
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.05)
-    return value
 
 
 class Board:

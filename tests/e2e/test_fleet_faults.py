@@ -18,6 +18,7 @@ from control.fleet import SITE, Fleet
 from control.natscluster import MISSING, NATS_SERVER
 from control.pgserver import missing as pg_missing
 from edge.demo.subscriber import Subscriber
+from tests.helpers import wait_until as wait
 
 pytest.importorskip("nats", reason="nats-py is not installed (pip install -e '.[fleet]')")
 
@@ -36,14 +37,6 @@ def Recorder(node) -> Subscriber:
 
     return Subscriber(node.host, node.port, [f"firedamp/{SITE}/+/alert"], record=first_arrival,
                       client_id=f"recorder-{time.monotonic_ns()}", persistent=True, keepalive=10, timeout=30)
-
-
-def wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := pred()):
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.1)
-    return value
 
 
 @pytest.fixture
@@ -80,17 +73,24 @@ def test_postgresql_restart_mid_burst_loses_nothing_stores_once_keeps_order(flee
         wait(lambda: sum(a["kind"] == "alarm" and a["state"] == "cleared" for a in recorder.snapshot()) == 6, 60,
              "every board's alarm cleared")
         f.stop_edges()  # each edge sends what its outbox holds
-        sent = recorder.snapshot()
         assert f.outbox_depths() == {"edge-01": 0, "edge-02": 0}
-        ids = {a["id"] for a in sent}
 
-        def all_stored():
+        def settled():
+            # the edges have stopped, but what they sent last may still be on its way to the recorder and to the
+            # replicas: read both again until the recorder's messages are all stored and the stored edge alerts
+            # are the ones it saw raised (a real loss or a doubled row never settles, and fails here)
+            sent = recorder.snapshot()
+            ids = {a["id"] for a in sent}
             rows = f.alert_messages()
-            return rows if ids <= {r["id"] for r in rows} else None
+            if not ids <= {r["id"] for r in rows}:
+                return None
+            alerts = f.report()["alerts"]
+            if sum(a["source"] == "edge" for a in alerts) != sum(a["state"] == "raised" for a in sent):
+                return None
+            return sent, ids, rows, alerts
 
-        stored = wait(all_stored, 30, "every published alert stored")
+        sent, ids, stored, alerts = wait(settled, 30, "every published alert stored once, as the recorder saw them")
         summary = f.summary()
-        alerts = f.report()["alerts"]
     finally:
         recorder.close()
     errors = [r["store_errors"] or 0 for r in summary["replicas"]]
