@@ -256,6 +256,14 @@ class EmulatedPico:
         ev = self._wait_event(i)
         return ev["t_ns"], ev["wall_s"]
 
+    def sleep_stats(self) -> dict:
+        """Where the emulated time went: {"t_ns", "asleep_ns" (CPU in WFI/WFE), "slow_ns" (clk_sys below
+        125 MHz: machine.lightsleep's crystal clock), "clk_sys_hz" (now)}; counted since the first power-on."""
+        i = self._new_id()
+        self._send({"op": "time", "id": i})
+        ev = self._wait_event(i)
+        return {k: ev[k] for k in ("t_ns", "asleep_ns", "slow_ns", "clk_sys_hz")}
+
     def command(self, cmd: dict) -> int:
         """Send a runner command and wait until it is applied; returns the emulated time (ns) it was."""
         cmd = dict(cmd, id=self._new_id())

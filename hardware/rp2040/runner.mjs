@@ -34,7 +34,6 @@ import readline from 'node:readline';
 import { BasePeripheral, GPIOPinState, RP2040, USBCDC } from 'rp2040js';
 
 const FLASH_SIZE = 2 * 1024 * 1024; // the Pico's W25Q16
-const CYCLE_NS = 8; // rp2040js counts 125 MHz
 const BKPT_ERASE = 0xf1;
 const BKPT_PROGRAM = 0xf2;
 
@@ -158,8 +157,25 @@ class ChipReset extends BasePeripheral {
   writeUint32() {}
 }
 
+// Cortex-M0+ WFI with PRIMASK set (ARMv6-M B1.5.19): a pending enabled interrupt ends the WFI (also one
+// already pending when it executes) but is taken only once PRIMASK clears. rp2040js 1.4.1 takes the handler
+// at once, inside the caller's critical section (machine.lightsleep's, with the clocks still slowed down),
+// and sleeps through an interrupt that was already pending: a wake-up that real silicon would not miss.
+function wfiUnderPrimask(core) {
+  const take = core.checkForInterrupts.bind(core);
+  core.checkForInterrupts = function checkForInterrupts() {
+    if (this.waiting && this.PM && this.inWfi) {
+      if (this.pendingInterrupts & this.enabledInterrupts) this.waiting = false;
+      return false; // not taken: interruptsUpdated stays set, so it is taken when CPSIE / MSR clears PRIMASK
+    }
+    return take();
+  };
+}
+
 // ---- the chip; rebuilt on every reset
 let chip = null;
+let cycleNs = 8; // ns per CPU cycle at the current clk_sys (125 MHz: 8; machine.lightsleep runs on the 12 MHz crystal)
+const sleepStats = { asleep: 0, slow: 0 }; // emulated ns with the CPU in WFI/WFE; ns with clk_sys below 125 MHz
 let cdc = null;
 let baseNs = 0; // emulated time before the current chip's clock started
 let boots = 0;
@@ -231,6 +247,9 @@ function build(reason, scratch) {
     pendingReset = { reason: wd.reason === 1 ? 'watchdog' : 'force', scratch: Uint32Array.from(wd.scratchData) };
   };
   mcu.onBreak = serviceBreak;
+  wfiUnderPrimask(mcu.core);
+  cycleNs = 1e9 / mcu.clkSys;
+  mcu.addClockListener((hz) => { cycleNs = 1e9 / hz; });
   if (process.env.RP2040_SKIP_BOOTROM) mcu.core.PC = 0x10000000;
   chip = mcu;
   for (const pin of mcu.gpio) {
@@ -327,7 +346,10 @@ function apply(cmd) {
       return; // "applied" is reported by the inner command when it runs
     }
     case 'speed': pace(cmd.x); break;
-    case 'time': out({ ev: 'time', id: cmd.id, t_ns: nowNs(), wall_s: performance.now() / 1000 }); return;
+    case 'time':
+      out({ ev: 'time', id: cmd.id, t_ns: nowNs(), wall_s: performance.now() / 1000, asleep_ns: Math.round(sleepStats.asleep),
+            slow_ns: Math.round(sleepStats.slow), clk_sys_hz: chip.clkSys });
+      return;
     case 'hang': hung = true; break;
     case 'run': // kick() below starts the CPU if it was held (--paused yes)
       held = false;
@@ -366,23 +388,34 @@ function runSlice() {
     const core = chip.core;
     const clock = chip.clock;
     let spent = 0;
+    const slow = cycleNs > 8.5; // clk_sys below 125 MHz (only machine.lightsleep's crystal clock here)
     for (let i = 0; i < 50000; i++) {
       if (hung || core.waiting) {
         if (!clock.nextAlarm) break; // asleep, nothing scheduled: only the host can wake it
-        const dt = clock.nanosToNextAlarm; // may be 0: an alarm due now
-        if (dt > allowance - spent) {
-          // asleep until an alarm further off than the pacing allows: let the clock run up to the limit,
-          // and wait (in wall time) for the rest
-          clock.tick(Math.max(0, allowance - spent));
+        let dt = clock.nanosToNextAlarm; // may be 0: an alarm due now
+        const capped = dt > allowance - spent;
+        // asleep until an alarm further off than the pacing allows: let the clock run up to the limit,
+        // and wait (in wall time) for the rest
+        if (capped) dt = Math.max(0, allowance - spent);
+        clock.tick(dt);
+        spent += dt;
+        if (!hung) sleepStats.asleep += dt;
+        if (slow) sleepStats.slow += dt;
+        if (capped) {
           spent = allowance;
           break;
         }
-        clock.tick(dt);
-        spent += dt;
       } else {
-        const cycles = core.executeInstruction();
-        clock.tick(cycles * CYCLE_NS);
-        spent += cycles * CYCLE_NS;
+        const ns = core.executeInstruction() * cycleNs;
+        clock.tick(ns);
+        spent += ns;
+        if (slow) sleepStats.slow += ns;
+        if (core.waiting) {
+          core.inWfi = chip.readUint16((core.PC - 2) & ~1) === 0xbf30; // WFI (not WFE: it wakes on events)
+          // WFI with PRIMASK set and an interrupt already pending does not sleep (see wfiUnderPrimask)
+          if (core.inWfi && core.PM && core.pendingInterrupts & core.enabledInterrupts) core.waiting = false;
+        }
+        if (cycleNs > 8.5 !== slow) break; // clk_sys changed: recount with the new cycle time
       }
       if (pendingReset) break;
     }
@@ -412,7 +445,11 @@ function kick() {
     idleWaiting = false;
     // the chip slept with nothing scheduled: its clock still ran (at the paced rate) while it waited
     const lag = allowanceNs();
-    if (lag > 0 && lag !== Infinity) chip.clock.tick(lag);
+    if (lag > 0 && lag !== Infinity) {
+      chip.clock.tick(lag);
+      if (!hung) sleepStats.asleep += lag;
+      if (cycleNs > 8.5) sleepStats.slow += lag;
+    }
     if (timer === null) timer = setTimeout(runSlice, 0);
   }
 }
