@@ -1,4 +1,4 @@
-"""Frames stage: one line of the wire protocol (docs/protocol.md) → a validated Reading, Event or Reply.
+"""Frames stage: one line of the wire protocol (docs/protocol.md) → a validated Reading, Aux, Event or Reply.
 
 `parse(line)` returns a frame or raises `BadFrame(reason)`, the reason being one of `REASONS`. A line that
 fails any check is never a reading. `Decoder` counts rejects by reason and tracks each device's sequence
@@ -20,12 +20,15 @@ STATES = ("WARMUP", "NORMAL", "WARNING", "ALARM", "POWEROFF", "FAULT")
 SEVERITY = ("NORMAL", "WARMUP", "WARNING", "ALARM", "FAULT", "POWEROFF")
 UNITS = ("VOL", "LEL")
 FLOW_UNITS = ("L/min", "m3/min")
+STD_UNITS = ("NL/min", "Nm3/min")  # an A frame's standard flow: normal litres / cubic metres a minute
 REPLY_STATUSES = ("OK", "ERR", "MORE")
-FAULT_NAMES = ("LINE", "RAIL", "RANGE", "STUCK", "NOFLOW", "SETTINGS", "SELFTEST", "POWER", "LOOP")
+FAULT_NAMES = ("LINE", "RAIL", "RANGE", "STUCK", "NOFLOW", "SETTINGS", "SELFTEST", "POWER", "LOOP", "BATTERY")
 FLAG_CALIBRATION_DUE = 0x01
 FLAG_LOW_FLOW = 0x02
 FLAG_ACK_AWAITED = 0x04
 FLAG_CONSOLE_UNLOCKED = 0x08
+FLAG_PT_FAULT = 0x10  # pressure/temperature input failed: the A frame's standard flow is not valid
+FLAG_BATTERY_LOW = 0x20  # battery at or below battery_low_mv (the BATTERY fault follows at the cut-off)
 
 _SEQ_MAX = 4294967295
 _UPTIME_MAX = 2**63 - 1
@@ -33,6 +36,7 @@ _HEX = "0123456789abcdefABCDEF"
 _STATES = frozenset(STATES)
 _UNITS = frozenset(UNITS)
 _FLOW_UNITS = frozenset(FLOW_UNITS)
+_STD_UNITS = frozenset(STD_UNITS)
 _REPLY_STATUSES = frozenset(REPLY_STATUSES)
 _new = tuple.__new__  # parse builds a Reading with it: all 13 fields, in order (checked below the class)
 
@@ -53,6 +57,22 @@ class Reading(NamedTuple):
     type: str = "R"
 
 
+class Aux(NamedTuple):
+    """An `A` frame: process conditions and power, sent right after a periodic reading. None = empty field."""
+
+    device: str
+    seq: int
+    uptime_ms: int
+    p_kpa: float | None  # absolute kPa at the flow meter; None: no P/T input, or it failed
+    t_c: float | None  # °C at the flow meter; None likewise
+    std_flow: float | None  # the reading's flow at base conditions, in std_unit; None while P or T is not valid
+    std_unit: str  # NL/min or Nm3/min (follows the reading's flow_unit)
+    std_total: float | None  # totaliser at base conditions (NL or Nm3); None: no P/T input configured
+    battery_mv: int | None  # None: no battery configured
+    run_min: int | None  # minutes left before the battery cut-off; None: unknown
+    type: str = "A"
+
+
 class Event(NamedTuple):
     device: str
     seq: int
@@ -71,7 +91,7 @@ class Reply(NamedTuple):
     type: str = "C"
 
 
-Frame = Reading | Event | Reply
+Frame = Reading | Aux | Event | Reply
 assert len(Reading._fields) == 13 and Reading._field_defaults == {"type": "R"}
 
 
@@ -130,8 +150,34 @@ def _text(s: str) -> str:
     return s
 
 
+def _opt_decimal(s: str, lo: float, hi: float, name: str) -> float | None:
+    return None if s == "" else _decimal(s, lo, hi, name)
+
+
+def _opt_uint(s: str, limit: int, name: str) -> int | None:
+    return None if s == "" else _uint(s, limit, name)
+
+
+def _aux(f: list[str]) -> Aux:
+    """The fields of an `A` frame (docs/protocol.md) → Aux; raises BadFrame. Not on the reading's hot path."""
+    if len(f) != 12:
+        raise BadFrame("fields", f"auxiliary reading has {len(f) - 1} fields, expected 11")
+    device = _device(f[2])
+    seq = _uint(f[3], _SEQ_MAX, "seq")
+    uptime = _uint(f[4], _UPTIME_MAX, "uptime_ms")
+    p_kpa = _opt_decimal(f[5], 0.0, 9999.99, "p_kpa")
+    t_c = _opt_decimal(f[6], -50.0, 150.0, "t_c")
+    std_flow = _opt_decimal(f[7], 0.0, 9999999.999, "std_flow")
+    if f[8] not in _STD_UNITS:
+        raise BadFrame("value", f"std_unit {f[8]!r} is not one of {', '.join(STD_UNITS)}")
+    std_total = _opt_decimal(f[9], 0.0, 999999999999.999, "std_total")
+    battery_mv = _opt_uint(f[10], 99999, "battery_mv")
+    run_min = _opt_uint(f[11], 999999, "run_min")
+    return Aux(device, seq, uptime, p_kpa, t_c, std_flow, f[8], std_total, battery_mv, run_min)
+
+
 def parse(line: bytes) -> Frame:
-    """One line (with or without its `\\n` / `\\r\\n`) → Reading, Event or Reply; raises BadFrame."""
+    """One line (with or without its `\\n` / `\\r\\n`) → Reading, Aux, Event or Reply; raises BadFrame."""
     if line[-1:] == b"\n":
         line = line[:-2] if line[-2:-1] == b"\r" else line[:-1]
     if len(line) > MAX_LINE_BYTES:
@@ -199,6 +245,8 @@ def parse(line: bytes) -> Frame:
         # tuple.__new__ is what Reading(...) runs, without its Python-level __new__ frame (~0.1 µs a reading)
         return _new(Reading, (dev, seq, up, ch4, f[6], flow, f[8], total, f[10], 1 if relay == "1" else 0, faults,
                               flags, "R"))
+    if kind == "A":  # after R: a reading's parse pays no extra comparison for it
+        return _aux(f)
     if kind == "E" or kind == "C":
         if len(f) < 7:
             raise BadFrame("fields", f"{kind} frame has {len(f) - 1} fields, expected at least 6")
@@ -232,11 +280,26 @@ def format_reading(r: Reading) -> bytes:
                 f"{r.total:.3f},{r.state},{r.relay},{r.faults:04x},{r.flags:02x}")
 
 
+def format_aux(a: Aux) -> bytes:
+    """An Aux → its wire line (the inverse of parse): None fields empty, P/T with 2 places, flows with 3."""
+    def num(v: float | None, places: int) -> str:
+        return "" if v is None else f"{v:.{places}f}"
+
+    def whole(v: int | None) -> str:
+        return "" if v is None else str(v)
+
+    return seal(f"$FD1,A,{a.device},{a.seq},{a.uptime_ms},{num(a.p_kpa, 2)},{num(a.t_c, 2)},{num(a.std_flow, 3)},"
+                f"{a.std_unit},{num(a.std_total, 3)},{whole(a.battery_mv)},{whole(a.run_min)}")
+
+
 def format_frame(frame: Frame) -> bytes:
-    """Any frame → its wire line (the inverse of parse): a Reading as format_reading, an Event or Reply as
-    `$FD1,E|C,device,seq,uptime_ms,code|status,text`. The one frame builder of tests, fuzzers and the bench."""
+    """Any frame → its wire line (the inverse of parse): a Reading as format_reading, an Aux as format_aux, an
+    Event or Reply as `$FD1,E|C,device,seq,uptime_ms,code|status,text`. The one frame builder of tests, fuzzers
+    and the bench."""
     if isinstance(frame, Reading):
         return format_reading(frame)
+    if isinstance(frame, Aux):
+        return format_aux(frame)
     head = frame.code if isinstance(frame, Event) else frame.status
     return seal(f"$FD1,{frame.type},{frame.device},{frame.seq},{frame.uptime_ms},{head},{frame.text}")
 

@@ -9,8 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.frames import (
+    FAULT_NAMES,
+    FLAG_BATTERY_LOW,
+    FLAG_PT_FAULT,
     REASONS,
     STATES,
+    Aux,
     BadFrame,
     Decoder,
     Event,
@@ -81,11 +85,47 @@ def test_the_edge_numbers_board_states_as_the_firmware_does():
 
 def test_format_frame_roundtrips_every_frame_type():
     frames = [Reading("b1", 0, 120, None, "LEL", 0.0, "L/min", 0.0, "WARMUP", 0, 0, 0),
+              Aux("drain-3", 12, 12000, 98.4, 21.5, 1.205, "Nm3/min", 5120.25, 3912, 415),
+              Aux("b1", 4294967295, 2**63 - 1, None, None, None, "NL/min", None, None, None),  # every field empty
+              Aux("b1", 1, 10, 0.0, -50.0, 0.0, "Nm3/min", 0.0, 0, 0),  # zeros stay zeros, not None
               Event("pico-01", 4294967295, 2**63 - 1, "BOOT", "fw 0.1.0 reset=power"),
               Event("b1", 3, 3000, "SET", ""),
               Reply("b1", 7, 7000, "MORE", "a, b, c")]  # commas in the text are kept
     for f in frames:
         assert parse(format_frame(f)) == f
+
+
+def test_the_new_bits_have_their_protocol_names():
+    assert FAULT_NAMES.index("BATTERY") == 9 and len(FAULT_NAMES) == 10
+    assert (FLAG_PT_FAULT, FLAG_BATTERY_LOW) == (0x10, 0x20)
+
+
+def test_an_aux_frame_with_empty_fields_gives_none_not_zero():
+    a = parse(seal("$FD1,A,b1,7,7000,,,,NL/min,,,"))
+    assert a == Aux("b1", 7, 7000, None, None, None, "NL/min", None, None, None) and a.type == "A"
+
+
+def test_hostile_aux_lines_are_counted_under_their_reason_and_tracked_in_sequence_with_readings():
+    d = Decoder()
+    good = "$FD1,A,b1,2,2000,98.40,21.50,1.205,Nm3/min,5120.250,3912,415"
+    hostile = [seal(good.replace(",3912,", ",39 12,")), seal(good.replace("98.40", "1e2")),
+               seal(good.replace("21.50", "inf")), seal(good.replace("Nm3/min", "")),
+               seal(good.replace(",415", ",+415")), seal(good.replace(",b1,", ",b 1,")),
+               seal(good.replace(",2,2000,", ",2,-1,")), seal(good.replace(",3912,", ",\x07,")),  # 8 x value
+               seal(good + ",,"), seal("$FD1,A"), seal("$FD1,A,b1,2,2000"),  # 3 x fields
+               good.encode() + b"*00000000\n",  # checksum
+               seal(good.replace("Nm3/min", "Nm3/min" + "x" * 60)),  # too_long
+               good.encode() + b"*zzzzzzzz\n"]  # no_checksum
+    for line in hostile:
+        assert d.decode(line) is None
+    assert d.rejected == {**dict.fromkeys(REASONS, 0), "value": 8, "fields": 3, "checksum": 1, "too_long": 1,
+                          "no_checksum": 1}
+    assert sum(d.rejected.values()) == len(hostile) and d.ok == 0
+    # the sequence counter covers all frame types: R 1, A 2 (this one), R 3, then an A after a gap of one
+    r = parse(seal("$FD1,R,b1,1,1000,0.40,VOL,1.000,m3/min,1.000,NORMAL,1,0000,00"))
+    assert d.track(r).first and d.track(d.decode(seal(good))).lost == 0
+    assert d.track(parse(seal("$FD1,R,b1,3,3000,0.40,VOL,1.000,m3/min,1.000,NORMAL,1,0000,00"))).lost == 0
+    assert d.track(parse(seal(good.replace(",2,2000,", ",5,5000,")))).lost == 1 and d.lost_frames == 1
 
 
 def test_decoder_counts_gaps_reboots_and_seq_wrap():
