@@ -184,6 +184,13 @@ def test_a_nodes_disk_full_is_loud_and_loses_nothing(tmp_path, monkeypatch, role
             alerts()
             print(f"{full.name} store {used:.0%} used", flush=True)
             time.sleep(0.1)  # the filler's pace, not a wait for a condition
+        # at 99 % the node can still have room in blocks it has already allocated, and its replicas stay current
+        # (seen when the disk filled in under a second): as much again as the whole disk makes its writes fail
+        for _ in range(20):  # 20 x 100 x ~2 KB = 4 MB, the tmpfs's size (and more than the stand-in limit)
+            for i in range(100):
+                filler.client.publish(f"firedamp/{filler.site}/fill-{i % 20}/telemetry", readings[i % 20], qos=0)
+            alerts()
+            time.sleep(0.1)  # the filler's pace, as above
         for _ in range(10):  # and after: the other nodes carry on, through the full node's MQTT listener too
             alerts()
         deadline = time.monotonic() + 30
