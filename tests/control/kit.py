@@ -21,6 +21,7 @@ from edge import payloads
 from edge.demo.broker import free_port
 from edge.frames import Decoder, Reading, format_reading
 from edge.policy import Alert
+from tests.helpers import wait_until
 
 USERS = {"olga": ("operator", "olga-operator-pw"), "victor": ("viewer", "victor-viewer-pw"),
          "omar": ("operator", "omar-operator-pw")}
@@ -151,13 +152,6 @@ class EdgeSim:
         self.client.disconnect()
 
 
-def wait(pred, timeout: float = 10.0, interval: float = 0.05):
-    """Poll until pred() returns something true; returns it (or fails the test after `timeout` s)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
+def wait(pred, timeout: float = 10.0, interval: float = 0.05, what: str = "the condition"):
+    """tests.helpers.wait_until with this kit's defaults: pred()'s first true value, or the test fails."""
+    return wait_until(pred, timeout, what, interval)
