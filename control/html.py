@@ -20,7 +20,7 @@ _CACHE: dict[str, Template] = {}
 # the board states in order of concern, with the word shown (colour is never the only sign)
 STATE_CLASS = {"NORMAL": "normal", "WARMUP": "warmup", "WARNING": "warning", "ALARM": "alarm",
                "POWEROFF": "poweroff", "FAULT": "fault"}
-FAULT_BITS = ("LINE", "RAIL", "RANGE", "STUCK", "NOFLOW", "SETTINGS", "SELFTEST", "POWER", "LOOP")
+FAULT_BITS = ("LINE", "RAIL", "RANGE", "STUCK", "NOFLOW", "SETTINGS", "SELFTEST", "POWER", "LOOP", "BATTERY")
 
 
 def h(value: object) -> str:

@@ -22,7 +22,7 @@ MAX_PAYLOAD = 64 * 1024  # bytes; the largest edge payload (health) is ~1.5 KB
 MAX_ID = 64  # characters in a site, edge or device id
 MAX_TEXT = 1000  # characters of a message or event text kept
 KINDS = ("power_off", "alarm", "fault", "warning", "low_flow", "calibration_due", "link", "anomaly", "forecast",
-         "frames_lost", "reboot", "duplicate_id", "ingest_overflow")
+         "frames_lost", "reboot", "duplicate_id", "ingest_overflow", "battery_low", "pt_fault")
 ONE_SHOT = frozenset({"frames_lost", "reboot", "ingest_overflow"})  # only ever "raised"
 SEVERITIES = ("critical", "warning", "info")
 REASONS = ("too_large", "encoding", "json", "not_object", "topic", "id", "field", "topic_mismatch")
@@ -207,10 +207,13 @@ def _plain(value: Any, depth: int = 0) -> Any:
 
 
 def parse(topic: str, payload: bytes, prefix: str) -> Message | None:
-    """One MQTT message → a Message; None for topics the control room does not use (e.g. discovery).
+    """One MQTT message → a Message; None for topics the control room does not use (e.g. discovery, and the
+    edges' `aux` messages: a board's last A values reach it in the retained state, which it does not store yet).
     Raises Rejected(reason, detail) for anything malformed."""
     parts = topic.split("/")
     if parts[0] != prefix:
+        return None
+    if len(parts) == 4 and parts[3] == "aux":
         return None
     if len(parts) != 4 or parts[3] not in ("telemetry", "state", "alert", "status", "health", "event"):
         raise Rejected("topic", "not <prefix>/<site>/<device or edge>/<telemetry|state|alert|event|status|health>")

@@ -1,5 +1,7 @@
 """Local history: every board's readings in SQLite — raw frames for `raw_days` (default 7) and per-minute
 min/mean/max for `minute_days` (≥ 90, mine rules); `firedamp history` (edge/commands/history.py) prints them.
+A boards' A frames (pressure, temperature, standard flow and total, battery, run time left) are kept the same
+way, as long, in tables of their own (`aux`, `aux_minutes`): a reading's rows and columns stay as they were.
 
 Written by one thread in batches (about once a second), pruned a few hundred rows per batch so the service
 never stalls on a big delete. `firedamp history --device ID --since 7d --csv` writes `time,ch4,flow,label`
@@ -18,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge.errors import DataError
-from edge.frames import SEVERITY, Reading
+from edge.frames import SEVERITY, Aux, Reading
 
 log = logging.getLogger("firedamp.history")
 
@@ -38,6 +40,32 @@ CREATE TABLE IF NOT EXISTS minutes (
 CREATE INDEX IF NOT EXISTS minutes_minute ON minutes (minute);
 CREATE TABLE IF NOT EXISTS last_seq (device TEXT PRIMARY KEY, seq INTEGER NOT NULL, uptime_ms INTEGER NOT NULL);
 """
+# Schema versions (PRAGMA user_version): 0 = the tables above (files written before the A frame), 1 = + the A
+# frame's tables. Each step only adds tables, so a file of any earlier version opens and keeps its rows.
+_MIGRATIONS = (
+    """
+    CREATE TABLE IF NOT EXISTS aux (
+        device TEXT NOT NULL, t REAL NOT NULL, seq INTEGER, uptime_ms INTEGER, p_kpa REAL, t_c REAL, std_flow REAL,
+        std_unit TEXT, std_total REAL, battery_mv INTEGER, run_min INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS aux_device_t ON aux (device, t);
+    CREATE INDEX IF NOT EXISTS aux_t ON aux (t);
+    CREATE TABLE IF NOT EXISTS aux_minutes (
+        device TEXT NOT NULL, minute INTEGER NOT NULL, std_unit TEXT, n INTEGER NOT NULL,
+        n_p INTEGER NOT NULL, p_min REAL, p_sum REAL, p_max REAL,
+        n_t INTEGER NOT NULL, t_min REAL, t_sum REAL, t_max REAL,
+        n_std INTEGER NOT NULL, std_min REAL, std_sum REAL, std_max REAL,
+        std_total REAL,
+        n_bat INTEGER NOT NULL, bat_min INTEGER, bat_sum INTEGER, bat_max INTEGER,
+        n_run INTEGER NOT NULL, run_min INTEGER, run_sum INTEGER, run_max INTEGER,
+        PRIMARY KEY (device, minute)
+    );
+    CREATE INDEX IF NOT EXISTS aux_minutes_minute ON aux_minutes (minute);
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+# per-minute columns of the A values: (name in aux_minutes, index in Aux); the totaliser keeps its highest
+_AUX_STATS = (("p", 3), ("t", 4), ("std", 5), ("bat", 8), ("run", 9))
 _SEVERITY = {s: i for i, s in enumerate(SEVERITY)}
 _SEVERITY_SQL = " ".join(SEVERITY)  # instr() of a state in it: its rank (no state is part of another)
 _PRUNE_ROWS = 500  # per batch: a few ms, never a stall
@@ -63,16 +91,32 @@ class History:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self._migrate()
         self.rows = 0
         self.pruned = 0
 
-    def write(self, batch: list[tuple[Reading, float]], now: float | None = None,
+    def _migrate(self) -> None:
+        """Bring a file of an older schema version up to SCHEMA_VERSION, one step per transaction."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            log.warning("history %s has schema version %d, newer than this edge's %d: read as far as it goes",
+                        self.path, version, SCHEMA_VERSION)
+        for step in range(version, SCHEMA_VERSION):
+            self.db.executescript(f"BEGIN; {_MIGRATIONS[step]}; PRAGMA user_version = {step + 1}; COMMIT;")
+            if version:  # (a new file goes from 0 to the latest silently)
+                log.info("history %s: schema version %d -> %d", self.path, step, step + 1)
+
+    def write(self, batch: list[tuple[Reading | Aux, float]], now: float | None = None,
               last_seq: dict[str, tuple[int, int]] | None = None) -> None:
-        """Store a batch of (reading, arrival time) and merge it into the per-minute table; prune a little.
-        `last_seq`: device -> (seq, uptime_ms) of its latest frame of any type (read back by `last_seqs`)."""
+        """Store a batch of (reading or A frame, arrival time) and merge it into the per-minute tables; prune a
+        little. `last_seq`: device -> (seq, uptime_ms) of its latest frame of any type (read back by `last_seqs`)."""
         if last_seq:
             self.db.executemany("INSERT OR REPLACE INTO last_seq VALUES (?,?,?)",
                                 [(d, seq, up) for d, (seq, up) in last_seq.items()])
+        aux = [(r, t) for r, t in batch if r.type == "A"]
+        if aux:
+            batch = [(r, t) for r, t in batch if r.type == "R"]
+            self._write_aux(aux)  # type: ignore[arg-type]
         if batch:
             self.db.executemany(
                 "INSERT INTO raw VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -106,12 +150,49 @@ class History:
         self.prune(time.time() if now is None else now)
         self.db.commit()
 
+    def _write_aux(self, batch: list[tuple[Aux, float]]) -> None:
+        self.db.executemany("INSERT INTO aux VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                            [(a.device, t, *a[1:10]) for a, t in batch])
+        agg: dict[tuple[str, int], list] = {}
+        for a, t in batch:
+            key = (a.device, int(t // 60) * 60)
+            m = agg.get(key)
+            if m is None:  # std_unit, n, then (count, min, sum, max) per value of _AUX_STATS, std_total
+                m = agg[key] = [a.std_unit, 0] + [0, None, 0, None] * len(_AUX_STATS) + [None]
+            m[1] += 1
+            for i, (_, k) in enumerate(_AUX_STATS):
+                v = a[k]
+                if v is not None:
+                    j = 2 + 4 * i
+                    m[j], m[j + 1], m[j + 2], m[j + 3] = m[j] + 1, _lo(m[j + 1], v), m[j + 2] + v, _hi(m[j + 3], v)
+            m[-1] = _hi(m[-1], a.std_total)
+        cols = ["std_unit", "n"] + [f"{c}{x}" for name, _ in _AUX_STATS
+                                    for c, x in (("n_", name), (name, "_min"), (name, "_sum"), (name, "_max"))]
+        cols.append("std_total")
+        merge = ["n = n + excluded.n", "std_unit = excluded.std_unit",
+                 "std_total = max(coalesce(std_total, excluded.std_total), coalesce(excluded.std_total, std_total))"]
+        for name, _ in _AUX_STATS:
+            merge += [f"n_{name} = n_{name} + excluded.n_{name}", f"{name}_sum = {name}_sum + excluded.{name}_sum",
+                      f"{name}_min = min(coalesce({name}_min, excluded.{name}_min), "
+                      f"coalesce(excluded.{name}_min, {name}_min))",
+                      f"{name}_max = max(coalesce({name}_max, excluded.{name}_max), "
+                      f"coalesce(excluded.{name}_max, {name}_max))"]
+        self.db.executemany(
+            f"INSERT INTO aux_minutes (device, minute, {', '.join(cols)}) VALUES ({', '.join('?' * (len(cols) + 2))}) "
+            f"ON CONFLICT(device, minute) DO UPDATE SET {', '.join(merge)}",
+            [(d, minute, *m) for (d, minute), m in agg.items()])
+        self.rows += len(batch)
+
     def prune(self, now: float) -> int:
         """Delete at most _PRUNE_ROWS expired raw rows and as many expired minutes; returns rows deleted."""
         n = self.db.execute("DELETE FROM raw WHERE rowid IN (SELECT rowid FROM raw WHERE t < ? LIMIT ?)",
                             (now - self.raw_s, _PRUNE_ROWS)).rowcount
         n += self.db.execute("DELETE FROM minutes WHERE rowid IN (SELECT rowid FROM minutes WHERE minute < ? LIMIT ?)",
                              (now - self.minute_s, _PRUNE_ROWS)).rowcount
+        n += self.db.execute("DELETE FROM aux WHERE rowid IN (SELECT rowid FROM aux WHERE t < ? LIMIT ?)",
+                             (now - self.raw_s, _PRUNE_ROWS)).rowcount
+        n += self.db.execute("DELETE FROM aux_minutes WHERE rowid IN (SELECT rowid FROM aux_minutes WHERE minute < ? "
+                             "LIMIT ?)", (now - self.minute_s, _PRUNE_ROWS)).rowcount
         self.pruned += n
         return n
 
@@ -126,12 +207,27 @@ class History:
             "flow_max, unit, flow_unit, worst_state, n FROM minutes WHERE device = ? AND minute >= ? AND minute < ? "
             "ORDER BY minute", (device, since, until)).fetchall()
 
+    def aux(self, device: str, since: float, until: float) -> list[tuple]:
+        """A frames: (t, p_kpa, t_c, std_flow, std_unit, std_total, battery_mv, run_min, seq); None = empty field."""
+        return self.db.execute(
+            "SELECT t, p_kpa, t_c, std_flow, std_unit, std_total, battery_mv, run_min, seq FROM aux "
+            "WHERE device = ? AND t >= ? AND t < ? ORDER BY t, rowid", (device, since, until)).fetchall()
+
+    def aux_minutes(self, device: str, since: float, until: float) -> list[tuple]:
+        """Per minute: (minute, then min, mean, max of p_kpa, t_c, std_flow, battery_mv, run_min (None where the
+        minute had no value), std_unit, std_total (its highest), n)."""
+        stats = ", ".join(f"{x}_min, CASE WHEN n_{x} > 0 THEN {x}_sum * 1.0 / n_{x} END, {x}_max" for x, _ in _AUX_STATS)
+        return self.db.execute(
+            f"SELECT minute, {stats}, std_unit, std_total, n FROM aux_minutes WHERE device = ? AND minute >= ? "
+            "AND minute < ? ORDER BY minute", (device, since, until)).fetchall()
+
     def last_seqs(self) -> dict[str, tuple[int, int]]:
         """device -> (seq, uptime_ms) of the last frame stored before the service stopped (or was killed)."""
         return {d: (seq, up) for d, seq, up in self.db.execute("SELECT device, seq, uptime_ms FROM last_seq")}
 
     def devices(self) -> list[str]:
-        return [d for (d,) in self.db.execute("SELECT DISTINCT device FROM minutes ORDER BY device")]
+        return [d for (d,) in self.db.execute("SELECT device FROM minutes UNION SELECT device FROM aux_minutes "
+                                              "ORDER BY device")]
 
     def close(self) -> None:
         self.db.close()
@@ -150,7 +246,7 @@ class HistoryWriter(threading.Thread):
         self._failed_t = 0.0
         self._halt = threading.Event()
 
-    def put(self, reading: Reading, t: float) -> None:
+    def put(self, reading: Reading | Aux, t: float) -> None:
         try:
             self.q.put_nowait((reading, t))
         except queue.Full:

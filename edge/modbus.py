@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from edge.errors import ConfigError
-from edge.frames import FAULT_NAMES, FLAG_CALIBRATION_DUE, FLAG_LOW_FLOW, STATES, Reading
+from edge.frames import FAULT_NAMES, FLAG_CALIBRATION_DUE, FLAG_LOW_FLOW, STATES, Aux, Reading
 
 log = logging.getLogger("firedamp.modbus")
 
@@ -57,14 +57,16 @@ MAP: tuple[tuple[int, str, str, str, str], ...] = (
     (3, "data_valid", "uint16", "", "1 = live: a reading within stale_after_s (3 s), link up, not FAULT or "
                                     "WARMUP, CH4 valid; else 0"),
     (4, "faults", "uint16", "bits", "bit " + ", ".join(f"{i} {n}" for i, n in enumerate(FAULT_NAMES))),
-    (5, "flags", "uint16", "bits", "bit 0 calibration due, 1 low flow, 2 acknowledgement awaited, 3 console unlocked"),
+    (5, "flags", "uint16", "bits", "bit 0 calibration due, 1 low flow, 2 acknowledgement awaited, 3 console unlocked, "
+                                   "4 P/T input failed, 5 battery low"),
     (6, "relay", "uint16", "", "1 = power allowed, 0 = power cut"),
     (7, "calibration_due", "uint16", "", "1 = calibration due"),
     (8, "low_flow", "uint16", "", "1 = low/no-flow alarm (ventilation)"),
     (9, "flow_unit", "uint16", "", "1 = L/min, 2 = m3/min"),
     (10, "flow", "uint32", "×100", "flow_unit"),
-    (12, "standard_flow", "uint32", "×100", "flow_unit at standard conditions; 0 until the board reports it"),
-    (14, "standard_flow_valid", "uint16", "", "1 = standard_flow is reported (0: today's frames carry none)"),
+    (12, "standard_flow", "uint32", "×100", "flow_unit at base conditions (NL/min or Nm3/min); 0 when not valid"),
+    (14, "standard_flow_valid", "uint16", "", "1 = standard_flow is live: an A frame within stale_after_s, link up, "
+                                              "P and T valid"),
     (15, "model_score", "uint16", "×100", "anomaly score of the last scored sample (advisory); 0 = none yet"),
     (16, "model_threshold", "uint16", "×100", "the model's threshold (score above it = unusual)"),
     (17, "advisory", "uint16", "", "1 = an advisory model alert (anomaly or forecast) is raised"),
@@ -78,8 +80,15 @@ MAP: tuple[tuple[int, str, str, str, str], ...] = (
     (26, "heartbeat", "uint32", "", "+1 with every reading received from the board (wraps at 2^32)"),
     (28, "seq", "uint32", "", "the board's sequence number of its last reading"),
     (30, "link_up", "uint16", "", "1 = the serial port is open"),
+    # from the board's A frames (docs/protocol.md), for boards with a P/T input or a battery
+    (31, "pressure", "uint32", "×100", "kPa absolute at the flow meter; 4294967295 = none"),
+    (33, "temperature", "int16", "×100", "°C at the flow meter; -32768 = none"),
+    (34, "standard_total", "uint32", "×1", "NL or Nm3 (as standard_flow), whole units; 4294967295 = none"),
+    (36, "battery_mv", "uint16", "mV", "battery voltage; 65535 = none"),
+    (37, "run_time_left", "uint32", "min", "estimated run time left on the battery; 4294967295 = unknown"),
+    (39, "aux_valid", "uint16", "", "1 = an A frame within stale_after_s and link up (registers 31-38 are live)"),
 )
-SIZE = 31  # registers per unit id: an address at or past it is exception 02
+SIZE = 40  # registers per unit id: an address at or past it is exception 02
 
 FUNCTION_NAMES = {1: "read_coils", 2: "read_discrete_inputs", 3: "read_holding_registers",
                   4: "read_input_registers", 5: "write_single_coil", 6: "write_single_register",
@@ -113,8 +122,10 @@ def _u32(v: float) -> tuple[int, int]:
     return n >> 16, n & 0xFFFF
 
 
-def registers(s: Snapshot | None, profile: str, link_up: bool, now: float, stale_after_s: float) -> list[int]:
-    """One unit's SIZE registers (see MAP) from its snapshot at time `now`. Pure; the tests read it directly."""
+def registers(s: Snapshot | None, profile: str, link_up: bool, now: float, stale_after_s: float,
+              aux: tuple[Aux, float] | None = None) -> list[int]:
+    """One unit's SIZE registers (see MAP) from its snapshot and last A frame (and its arrival time) at time `now`.
+    Pure; the tests read it directly."""
     unit, warn, alarm, off = PROFILES[profile]
     lscale = UNIT_SCALE[unit]
     out = [0] * SIZE
@@ -124,6 +135,7 @@ def registers(s: Snapshot | None, profile: str, link_up: bool, now: float, stale
     out[23] = PROFILE_CODES[profile]
     out[24], out[25] = NO_FRAME >> 16, NO_FRAME & 0xFFFF
     out[30] = int(link_up)
+    _aux_registers(out, aux, link_up, now, stale_after_s)
     if s is None:
         out[1] = UNIT_CODES[unit]
         return out
@@ -151,6 +163,32 @@ def registers(s: Snapshot | None, profile: str, link_up: bool, now: float, stale
     return out
 
 
+def _aux_registers(out: list[int], aux: tuple[Aux, float] | None, link_up: bool, now: float,
+                   stale_after_s: float) -> None:
+    """Registers 12-14 and 31-39 from the board's last A frame; an empty field is its `none` value, never 0."""
+    out[31], out[32], out[33] = NO_FRAME >> 16, NO_FRAME & 0xFFFF, NO_VALUE
+    out[34], out[35], out[36], out[37], out[38] = NO_FRAME >> 16, NO_FRAME & 0xFFFF, 0xFFFF, NO_FRAME >> 16, \
+        NO_FRAME & 0xFFFF
+    if aux is None:
+        return
+    a, t = aux
+    live = int(now - t <= stale_after_s and link_up)
+    if a.std_flow is not None:
+        out[12], out[13] = _u32(round(a.std_flow * 100))
+        out[14] = live
+    if a.p_kpa is not None:
+        out[31], out[32] = _u32(round(a.p_kpa * 100))
+    if a.t_c is not None:
+        out[33] = _int16(a.t_c * 100)
+    if a.std_total is not None:
+        out[34], out[35] = _u32(min(NO_FRAME - 1, int(a.std_total)))
+    if a.battery_mv is not None:
+        out[36] = min(0xFFFE, a.battery_mv)
+    if a.run_min is not None:
+        out[37], out[38] = _u32(a.run_min)
+    out[39] = live
+
+
 # ---------------------------------------------------------------------------------------------- the server
 
 class ModbusServer:
@@ -166,6 +204,7 @@ class ModbusServer:
                                                   if b.modbus_unit}
         self.link_up = link_up
         self.snapshots: dict[str, Snapshot] = {}  # port -> newest; written by the pipeline thread only
+        self.aux: dict[str, tuple[Aux, float]] = {}  # port -> newest A frame and its arrival time (likewise)
         self.requests: dict[str, int] = {}
         self.exceptions: dict[str, int] = {}
         self.connections = 0
@@ -196,10 +235,14 @@ class ModbusServer:
 
     # ------------------------------------------------------------------------------------------ pipeline side
 
-    def publish(self, snapshots: list[tuple[str, Reading, float, Any]], advisory: Callable[[str], bool]) -> None:
+    def publish(self, snapshots: list[tuple[str, Reading, float, Any]], advisory: Callable[[str], bool],
+                aux: list[tuple[str, Aux, float]] = ()) -> None:  # type: ignore[assignment]
         """A batch's readings (port, reading, time, model result) → the newest snapshot per port; `advisory(device)`
-        says whether a model alert is raised now. Called by the pipeline thread after the batch's alerts were
-        decided; dict assignments only, read by the server thread without a lock (each Snapshot is immutable)."""
+        says whether a model alert is raised now; `aux`: the batch's A frames (port, frame, time). Called by the
+        pipeline thread after the batch's alerts were decided; dict assignments only, read by the server thread
+        without a lock (each Snapshot and (Aux, time) is immutable)."""
+        for port, a, t in aux:
+            self.aux[port] = (a, t)
         cur = self.snapshots
         touched: dict[str, str] = {}
         for port, r, t, res in snapshots:
@@ -234,7 +277,8 @@ class ModbusServer:
             return fc | 0x80, b"\x02"
         port, profile = board
         try:
-            regs = registers(self.snapshots.get(port), profile, self.link_up(port), time.time(), self.stale_after_s)
+            regs = registers(self.snapshots.get(port), profile, self.link_up(port), time.time(), self.stale_after_s,
+                             self.aux.get(port))
         except Exception:  # a bug must not look like a value: the client gets 04, the log says once
             self.errors += 1
             if self.errors == 1:

@@ -4,13 +4,16 @@ history rows out. Pure: no threads, no I/O, no clock of its own (Service runs it
 Read top to bottom, a batch goes through the stages of the edge in the order data flows:
 
     link      items: (port, line bytes, arrival time) from edge/link.py, LinkChange, Overflow
-    frames    Decoder: line → Reading / Event / Reply, rejects counted by reason, sequence gaps per stream
+    frames    Decoder: line → Reading / Aux / Event / Reply, rejects counted by reason, sequence gaps per stream
     names     Policy.name: a second board under an id already used on another port gets its own name
     windows   Windows: a reading → the model's next input row for its stream (device name)
     detector  Detector: every due row of the batch in one batched ONNX Runtime call
     policy    Policy.frame: one call per frame, in frame order → alerts carrying the reading that caused them
     outbox    Batch.alerts and Batch.seqs (committed together by the service)
-    publisher Batch.telemetry, .states, .events, .devices (the publisher decides topics when it sends)
+    publisher Batch.telemetry, .aux, .states, .events, .devices (the publisher decides topics when it sends)
+
+An `A` frame (process conditions and power) skips windows and detector: the policy sees it (link, sequence, the
+battery values for alert details), and its values go to history, the aux message and the retained state.
 
 Nothing read from a board is dropped by an exception: a stage that raises on one frame costs that frame's
 later stages only (counted in `errors`, logged once with the line), and a failing model call costs that
@@ -25,7 +28,7 @@ from typing import Any, NamedTuple
 
 from edge import payloads
 from edge.config import Config
-from edge.frames import Decoder, Event, Reading, Reply
+from edge.frames import Aux, Decoder, Event, Reading, Reply
 from edge.policy import Alert, Policy
 
 log = logging.getLogger("firedamp.pipeline")
@@ -33,7 +36,13 @@ log = logging.getLogger("firedamp.pipeline")
 # the run loop compares these Reading fields by position (state, relay, faults, flags; unit, flow_unit): the
 # reading part of Pipeline._state's key
 assert Reading._fields[8:12] == ("state", "relay", "faults", "flags") and Reading._fields[4:7:2] == ("unit", "flow_unit")
-assert Reading._fields[1:3] == Event._fields[1:3] == Reply._fields[1:3] == ("seq", "uptime_ms")
+assert Reading._fields[1:3] == Aux._fields[1:3] == Event._fields[1:3] == Reply._fields[1:3] == ("seq", "uptime_ms")
+assert Aux._fields[3:10] == ("p_kpa", "t_c", "std_flow", "std_unit", "std_total", "battery_mv", "run_min")
+
+# The retained state carries a board's last A values (docs/mqtt.md): renewed with every state change, and when
+# an A frame comes this long after the values the state last carried (or a value appears or goes empty), so it
+# is at most this old while A frames arrive, without a retained QoS 1 message a second per board.
+AUX_STATE_REFRESH_S = 60.0
 
 
 class LinkChange(NamedTuple):
@@ -61,8 +70,11 @@ class Batch:
     telemetry: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (device, payload)
     states: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    history: list[tuple[Reading, float]] = field(default_factory=list)
+    history: list[tuple[Reading | Aux, float]] = field(default_factory=list)
     devices: list[tuple[str, str, str]] = field(default_factory=list)  # (device, unit, flow_unit) for discovery
+    aux: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (device, aux payload)
+    aux_devices: list[tuple[str, str, bool, bool]] = field(default_factory=list)  # (device, std_unit, P/T, battery)
+    aux_snapshots: list[tuple[str, Aux, float]] = field(default_factory=list)  # (port, A frame, t) for Modbus
     seqs: dict[str, tuple[int, int]] = field(default_factory=dict)  # device -> (seq, uptime_ms) of its last frame
     observations: list[tuple[str, Any]] = field(default_factory=list)  # (kind, data) for the live view
     snapshots: list[tuple[str, Reading, float, Any]] = field(default_factory=list)  # (port, reading, t, result)
@@ -91,6 +103,9 @@ class Pipeline:
         self._states: dict[str, tuple] = {}  # device -> what its last retained state said
         self._shown: dict[str, Any] = {}  # device -> the reading its last retained-state check saw
         self._units: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) last told to discovery
+        self._aux: dict[str, tuple[Aux, float]] = {}  # device -> its last A frame and arrival time
+        self._aux_shown: dict[str, tuple[Aux, float] | None] = {}  # device -> the A frame its last state carried
+        self._aux_kind: dict[str, tuple[str, bool, bool]] = {}  # device -> (std_unit, P/T, battery) told to discovery
         self.snapshot = cfg.modbus.enabled  # Batch.snapshots for the Modbus server (edge/modbus.py) to read
         # Batch.telemetry payloads: the service turns this off while MQTT could not send them (not connected, or
         # [mqtt] telemetry = false); building one costs ~5 µs a reading, a quarter of the pipeline's time
@@ -175,6 +190,9 @@ class Pipeline:
                 else:
                     if observe:
                         out.observations.append(("frame", frame))
+                    if frame.type == "A":
+                        self._on_aux(frame, port, t, t_now, out)
+                        continue
                     if frame.type == "E":
                         out.events.append((device, payloads.event(frame, t)))
                     state(device, t_now, out)
@@ -206,6 +224,24 @@ class Pipeline:
                               "unscored, board alerts are not affected", len(due), self.score_errors)
             return [None] * len(due)
 
+    def _on_aux(self, a: Aux, port: str, t: float, t_now: float, out: Batch) -> None:
+        """An A frame after the policy saw it: history, the aux message, Modbus, discovery, the retained state."""
+        device = a.device
+        self._aux[device] = (a, t)
+        out.history.append((a, t))
+        if self.telemetry:  # the aux message goes where telemetry goes, and is skipped when telemetry is
+            out.aux.append((device, payloads.aux(a, t)))
+        if self.snapshot:
+            out.aux_snapshots.append((port, a, t))
+        kind = (a.std_unit, a.std_total is not None, a.battery_mv is not None)  # std_total: a P/T input is fitted
+        if self._aux_kind.get(device) != kind:
+            self._aux_kind[device] = kind
+            out.aux_devices.append((device, *kind))
+        shown = self._aux_shown.get(device)
+        refresh = (shown is None or t - shown[1] >= AUX_STATE_REFRESH_S
+                   or [v is None for v in shown[0][3:10]] != [v is None for v in a[3:10]])
+        self._state(device, t_now, out, refresh)
+
     def _link_item(self, item: LinkChange | Overflow, out: Batch) -> None:
         try:
             if isinstance(item, Overflow):
@@ -224,8 +260,9 @@ class Pipeline:
             log.exception("pipeline: a stage failed on a %s (%d so far; its earlier results are kept, the other "
                           "frames are not affected): %r", what, self.errors, thing)
 
-    def _state(self, device: str, t: float, out: Batch) -> None:
-        """The board's retained state, if it changed (it says what the board and its alerts say now)."""
+    def _state(self, device: str, t: float, out: Batch, aux_refresh: bool = False) -> None:
+        """The board's retained state, if it changed (it says what the board and its alerts say now), or if
+        `aux_refresh`: its A values are due to be renewed (see AUX_STATE_REFRESH_S)."""
         r = self.policy.last.get(device)
         st = self.policy.devices.get(device)
         self._shown[device] = r
@@ -233,10 +270,13 @@ class Pipeline:
         active = sorted([k for k, on in st.active.items() if on]) if st and st.active else []
         link_up = not (st and st.active.get("link"))
         key = (r.state, r.relay, r.faults, r.flags, r.unit, r.flow_unit) if r else None, link_up, tuple(active)
-        if self._states.get(device) == key:
+        if self._states.get(device) == key and not aux_refresh:
             return
         self._states[device] = key
-        out.states.append((device, payloads.state(device, self.site, self.edge, t, r, link_up, active)))
+        last_aux = self._aux.get(device)
+        if last_aux is not None:
+            self._aux_shown[device] = last_aux
+        out.states.append((device, payloads.state(device, self.site, self.edge, t, r, link_up, active, last_aux)))
 
     # ------------------------------------------------------------------------------------------ health
 

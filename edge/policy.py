@@ -1,7 +1,7 @@
 """Alert policy stage: board states, model scores and link health → alerts (raised / cleared), one per event.
 
-The board decides safety: its ALARM, POWEROFF, FAULT, WARNING states and its calibration-due and
-low-flow flags become alerts at once, on the transition. The model is advisory: an `anomaly` or `forecast`
+The board decides safety: its ALARM, POWEROFF, FAULT, WARNING states and its calibration-due, low-flow,
+battery-low and P/T-fault flags become alerts at once, on the transition. The model is advisory: an `anomaly` or `forecast`
 alert needs `anomaly_raise_samples` consecutive samples over the threshold, clears after
 `anomaly_clear_samples` under `anomaly_clear_ratio` × threshold, and is not raised again for
 `anomaly_holdoff_samples` after a clear (hysteresis + hold-off: one event, one alert). Link lost (port
@@ -21,8 +21,11 @@ from edge.config import PolicyConfig
 from edge.frames import (
     FAULT_NAMES,
     FLAG_ACK_AWAITED,
+    FLAG_BATTERY_LOW,
     FLAG_CALIBRATION_DUE,
     FLAG_LOW_FLOW,
+    FLAG_PT_FAULT,
+    Aux,
     Frame,
     Gap,
     Reading,
@@ -44,8 +47,11 @@ KINDS: dict[str, tuple[str, bool, bool]] = {
     "reboot": ("info", False, True),
     "duplicate_id": ("critical", False, False),  # two boards send under one device id (tests/reliability)
     "ingest_overflow": ("warning", False, True),  # lines from a port dropped: the ingest queue was full
+    "battery_low": ("warning", False, False),  # flag BATTERY_LOW: charge or replace (the BATTERY fault follows)
+    "pt_fault": ("warning", False, False),  # flag PT_FAULT: standard flow not valid; gas safety not affected
 }
-_BOARD_KINDS = ("power_off", "alarm", "fault", "warning", "low_flow", "calibration_due")
+_BOARD_KINDS = ("power_off", "alarm", "fault", "warning", "low_flow", "calibration_due", "battery_low", "pt_fault")
+_ALERT_FLAGS = FLAG_LOW_FLOW | FLAG_CALIBRATION_DUE | FLAG_BATTERY_LOW | FLAG_PT_FAULT  # flags that are alerts
 
 
 def result_numbers(res: Any) -> dict[str, float | None]:
@@ -137,6 +143,7 @@ class Policy:
         self.devices: dict[str, DeviceState] = {}
         self._placeholders: dict[str, str] = {}  # port -> device name used for its link alert
         self.last: dict[str, Reading] = {}
+        self.aux: dict[str, Aux] = {}  # device -> its last A frame (battery and P/T values for the alert details)
         self.port_devices: dict[str, set[str]] = {}
         self._aliases: set[tuple[str, str]] = set()  # (port, id): a second board under an id, see `name`
         self._board_key: dict[str, tuple] = {}
@@ -199,6 +206,8 @@ class Policy:
             out += self.on_reading(frame, t)
             if result is not None:
                 out += self.on_score(frame.device, result, t, forecast_ok)
+        elif frame.type == "A":
+            self.aux[frame.device] = frame  # never an alert by itself: the flags and faults are in R
 
     def name(self, device: str, port: str, t: float, out: list[Alert]) -> str:
         """The name a frame with id `device` from `port` is reported under. Two boards sharing an id on two
@@ -250,7 +259,7 @@ class Policy:
         self.last[r.device] = r
         s = r.state
         # fast path (most readings): the same board conditions as last time, so no transition to report
-        key = (s, r.faults, r.flags & (FLAG_LOW_FLOW | FLAG_CALIBRATION_DUE))
+        key = (s, r.faults, r.flags & _ALERT_FLAGS)
         if self._board_key.get(r.device) == key:
             return []
         self._board_key[r.device] = key
@@ -287,7 +296,24 @@ class Policy:
         cal = bool(r.flags & FLAG_CALIBRATION_DUE)
         self._set(dev, st, "calibration_due", cal, t,
                   f"{dev}: sensor calibration due" if cal else f"{dev}: sensor calibrated", out)
+        if r.flags & (FLAG_BATTERY_LOW | FLAG_PT_FAULT) or st.active.get("battery_low") or st.active.get("pt_fault"):
+            self._aux_flags(dev, st, r, t, out)
         return out
+
+    def _aux_flags(self, dev: str, st: DeviceState, r: Reading, t: float, out: list[Alert]) -> None:
+        """BATTERY_LOW and PT_FAULT → alerts on their transitions; the details carry the board's last A frame's
+        battery voltage and run time left (None when it has sent none)."""
+        a = self.aux.get(dev)
+        mv, left = (a.battery_mv, a.run_min) if a is not None else (None, None)
+        low = bool(r.flags & FLAG_BATTERY_LOW)
+        when = "" if mv is None else f" ({mv} mV" + ("" if left is None else f", about {left} min left") + ")"
+        self._set(dev, st, "battery_low", low, t,
+                  f"{dev}: battery low{when}: charge or replace it" if low else f"{dev}: battery no longer low{when}",
+                  out, battery_mv=mv, run_min=left)
+        pt = bool(r.flags & FLAG_PT_FAULT)
+        self._set(dev, st, "pt_fault", pt, t,
+                  f"{dev}: pressure/temperature input failed: standard flow not valid (gas safety not affected)"
+                  if pt else f"{dev}: pressure/temperature input back: standard flow valid", out)
 
     def on_gap(self, device: str, gap: Gap, t: float, reading: Reading | None = None) -> list[Alert]:
         """Lost frames and reboots (from the sequence tracker); `reading`: the frame that showed the gap, if it

@@ -2,6 +2,7 @@
 
 Topics (docs/mqtt.md has every payload and its schema), `P` = [mqtt] topic_prefix:
   P/<site>/<device>/telemetry   QoS 0   every reading (+ model score)
+  P/<site>/<device>/aux         QoS 0   every A frame (pressure, temperature, standard flow, battery)
   P/<site>/<device>/alert       QoS 1   alerts, from the SQLite outbox, deleted on PUBACK
   P/<site>/<device>/state       QoS 1, retained   board state, link, active alerts
   P/<site>/<device>/event       QoS 1   board events (BOOT, CAL, SET, ...)
@@ -86,7 +87,7 @@ class Publisher:
         self.connected = False
         self.last_error = ""
         self.counters = {"alerts_sent": 0, "alerts_acked": 0, "alerts_refused": 0, "connects": 0, "connect_failures": 0,
-                         "telemetry_sent": 0, "telemetry_skipped": 0, "alerts_not_queued": 0, "broker_switches": 0}
+                         "telemetry_sent": 0, "telemetry_skipped": 0, "aux_sent": 0, "alerts_not_queued": 0, "broker_switches": 0}
         self.brokers = m.brokers
         self._broker_i = 0  # index into brokers: the one connected to, or being tried (paho's thread moves it)
         self._move_on = False  # the last attempt failed or the connection was lost: the next goes elsewhere
@@ -108,6 +109,7 @@ class Publisher:
         self._gate: set[int] = set()  # paho mids in flight at the last connect
         self._states: dict[str, bytes] = {}  # device -> retained state payload (re-sent on connect)
         self._devices: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) for discovery
+        self._aux: dict[str, tuple[str, bool, bool]] = {}  # device -> (std_unit, P/T input, battery): A frames
         self._discovery_due = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -399,6 +401,14 @@ class Publisher:
         self.client.publish(self._topic(device, "telemetry"), json.dumps(payload, separators=(",", ":")), qos=0)
         self.counters["telemetry_sent"] += 1
 
+    def aux(self, device: str, payload: dict[str, Any]) -> None:
+        """An A frame's values (QoS 0, not retained, like telemetry: the retained state carries the last ones)."""
+        if not (self.cfg.mqtt.telemetry and self.connected):
+            self.counters["telemetry_skipped"] += 1
+            return
+        self.client.publish(self._topic(device, "aux"), json.dumps(payload, separators=(",", ":")), qos=0)
+        self.counters["aux_sent"] += 1
+
     def event(self, device: str, payload: dict[str, Any]) -> None:
         if self.connected:
             self.client.publish(self._topic(device, "event"), json.dumps(payload, separators=(",", ":")), qos=1)
@@ -420,9 +430,19 @@ class Publisher:
         self._discovery_due.set()
         self._wake.set()
 
+    def aux_seen(self, device: str, std_unit: str, pt: bool, battery: bool) -> None:
+        """A device sends A frames (with a P/T input, a battery or both): its discovery gains those sensors."""
+        if self._aux.get(device) == (std_unit, pt, battery):
+            return
+        self._aux[device] = (std_unit, pt, battery)
+        if device in self._devices:  # otherwise they go out with its first reading's discovery
+            self._discovery_due.set()
+            self._wake.set()
+
     def _send_discovery(self) -> None:
         from edge.discovery import configs
 
         for device, (unit, flow_unit) in list(self._devices.items()):
-            for topic, payload in configs(self.cfg, device, unit, flow_unit, self.base, self.status_topic):
+            for topic, payload in configs(self.cfg, device, unit, flow_unit, self.base, self.status_topic,
+                                          self._aux.get(device)):
                 self.client.publish(topic, json.dumps(payload, separators=(",", ":")), qos=1, retain=True)

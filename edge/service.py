@@ -311,14 +311,18 @@ class Service:
                 self.publisher.telemetry(device, payload)
             # MQTT came up while this batch ran without payloads: those readings were skipped
             self.publisher.counters["telemetry_skipped"] += batch.telemetry_unbuilt
+        for device, payload in batch.aux:  # built only while telemetry goes out (Pipeline.telemetry)
+            self.publisher.aux(device, payload)
         for device, unit, flow_unit in batch.devices:
             self.publisher.device_seen(device, unit, flow_unit)
+        for device, std_unit, pt, battery in batch.aux_devices:
+            self.publisher.aux_seen(device, std_unit, pt, battery)
         for device, payload in batch.events:
             self.publisher.event(device, payload)
         for kind, data in batch.observations:
             self._emit(kind, data)
-        if self.modbus and batch.snapshots:
-            self.modbus.publish(batch.snapshots, self._advisory)
+        if self.modbus and (batch.snapshots or batch.aux_snapshots):
+            self.modbus.publish(batch.snapshots, self._advisory, batch.aux_snapshots)
         self._states += batch.states
 
     def _commit(self, alerts: list[Alert], tick: bool = False) -> None:

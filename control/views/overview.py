@@ -24,6 +24,7 @@ def board_data(app, b: dict[str, Any], now: float) -> dict[str, Any]:
         "flow_unit": b["flow_unit"], "total": b["total"], "relay": b["relay"],
         "faults": html.fault_names(b["faults"]), "calibration_due": bool(flags & 0x01),
         "low_flow": bool(flags & 0x02), "ack_awaited": bool(flags & 0x04),
+        "pt_fault": bool(flags & 0x10), "battery_low": bool(flags & 0x20),
         "levels": {"warning": lv.warning, "alarm": lv.alarm, "poweroff": lv.poweroff, "source": lv.source},
         "score": b["score"], "threshold": b["threshold"], "forecast": b["forecast"], "ready": b["ready"],
         "link": b["link"], "active": b["active"], "seq": b["seq"],
@@ -52,8 +53,13 @@ def board_row(app, d: dict[str, Any], now: float) -> str:
     flow = "—" if d["flow"] is None else f'{last}{html.num(d["flow"], 1)} {h(d["flow_unit"] or "")}'
     if d["low_flow"]:
         flow += ' <span class="flag">LOW FLOW</span>'
+    if d["pt_fault"]:  # the board's standard flow (A frame) is not valid; its measured flow still is
+        flow += ' <span class="flag">P/T FAULT</span>'
     relay = {1: "power on", 0: '<span class="flag">power cut</span>'}.get(d["relay"], "—")
     faults = " ".join(f'<span class="flag">{h(f)}</span>' for f in d["faults"]) or "none"
+    if d["battery_low"]:
+        faults = ("" if faults == "none" else faults + " ") + '<span class="flag">BATTERY LOW</span>'
+
     cal = '<span class="flag">DUE</span>' if d["calibration_due"] else "ok"
     if d["score"] is None:
         model = "—"

@@ -18,7 +18,9 @@ from firedamp.times import iso
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = textwrap.fill("Print the readings the edge service stored for one board: every reading of the last "
                      "7 days (by default), or per-minute minimum/mean/maximum for months (--minutes). "
-                     "--csv gives a file to retrain or evaluate the model on this site's own data.")
+                     "--csv gives a file to retrain or evaluate the model on this site's own data. For a board "
+                     "with a pressure/temperature input or a battery, the table also shows its pressure (kPa), "
+                     "temperature (°C), standard flow and total, battery (mV) and run time left (min).")
     p.epilog = ("Examples:  firedamp history --device pico-01 --since 2h\n"
                 "           firedamp history --device pico-01 --since 30d --minutes\n"
                 "           firedamp history --device pico-01 --since 7d --csv > normal.csv"
@@ -36,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", action="store_true", help="CSV on standard output: time,ch4,flow,label, the format "
                    "`firedamp train` and `firedamp evaluate` read (units: see the table output)")
     p.add_argument("--all-columns", action="store_true", help="with --csv: also units, total, state, relay, "
-                   "faults, flags, seq (or min/max per minute)")
+                   "faults, flags, seq (or min/max per minute), and the pressure, temperature, standard flow, "
+                   "battery and run time columns of a board that sends them")
     p.add_argument("--config", default="/etc/firedamp/edge.toml", help="edge.toml, for where the history is "
                    "stored (default: /etc/firedamp/edge.toml)")
     p.add_argument("--db", default=None, help="history database file (overrides --config)")
@@ -80,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
                     "worst_state", "samples"]
             table = [[iso(m), _f(mean), _f(fmean), int(ws != "NORMAL" or mean is None), _f(cmin), _f(cmax), _f(fmin),
                       _f(fmax), _unit(u), fu, ws, n] for m, cmin, mean, cmax, fmin, fmean, fmax, u, fu, ws, n in rows]
+            aux_rows = h.aux_minutes(args.device, since, until)
+            if aux_rows:  # the minute's means (the totaliser: its highest), beside the same minute's readings
+                by_minute = {a[0]: [_f(a[2]), _f(a[5]), _f(a[8]), a[16], _f(a[17]), _f(a[11]), _f(a[14])]
+                             for a in aux_rows}
+                head += AUX_HEAD
+                blank = [""] * len(AUX_HEAD)
+                table = [row + by_minute.get(m, blank) for row, (m, *_) in zip(table, rows, strict=True)]
         else:
             rows = h.raw(args.device, since, until)
             head = ["time", "ch4", "flow", "label", "unit", "flow_unit", "total", "state", "relay", "faults", "flags",
@@ -87,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
             table = [[iso(t), _f(ch4), _f(flow), int(state != "NORMAL" or ch4 is None), _unit(u), fu, _f(total), state,
                       relay, f"{faults:04x}", f"{flags:02x}", seq]
                      for t, ch4, flow, u, fu, total, state, relay, faults, flags, seq in rows]
+            aux_rows = h.aux(args.device, since, until)
+            if aux_rows:
+                head += AUX_HEAD
+                table = _with_aux(table, [r[0] for r in rows], aux_rows)
         if not table:
             hint = "" if args.minutes else f" (every reading is kept {h.raw_s / 86400:g} days; older: --minutes)"
             what = "minutes" if args.minutes else "readings"
@@ -103,6 +117,24 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         h.close()
+
+
+AUX_HEAD = ["p_kpa", "t_c", "std_flow", "std_unit", "std_total", "battery_mv", "run_min"]
+
+
+def _with_aux(table: list[list], times: list[float], aux_rows: list[tuple]) -> list[list]:
+    """Each A frame's values on the row of the reading it followed (the last one at or before it: a board sends
+    A right after each periodic reading); rows without one get empty cells. An A frame before the first reading
+    of the span has no row and is not shown."""
+    cells: dict[int, list] = {}
+    i = -1
+    for t, p, tc, std, unit, total, mv, run, _seq in aux_rows:
+        while i + 1 < len(times) and times[i + 1] <= t:
+            i += 1
+        if i >= 0:
+            cells[i] = [_f(p), _f(tc), _f(std), unit, _f(total), "" if mv is None else mv, "" if run is None else run]
+    blank = [""] * len(AUX_HEAD)
+    return [row + cells.get(k, blank) for k, row in enumerate(table)]
 
 
 def _f(v: float | None) -> str:

@@ -115,3 +115,35 @@ def test_the_kinds_states_and_faults_checked_are_those_docs_mqtt_md_documents():
     assert tuple(state["state"]["enum"]) == m.STATES
     one_shot = re.search(r"One-shot kinds \(([^)]*)\)", doc)
     assert one_shot and set(re.findall(r"`(\w+)`", one_shot.group(1))) == set(m.ONE_SHOT)
+
+
+def test_the_a_frame_messages_and_bits_are_taken_and_shown_by_name():
+    """An edge's aux message is not refused (nor stored); its new alert kinds, the BATTERY fault and the
+    battery-low / P/T-fault flags reach the page by name."""
+    from control.views.overview import board_row
+    from edge.frames import Aux
+
+    checker = m.Checker("firedamp")
+    aux = payloads.aux(Aux("pico-01", 8, 8000, 98.4, 21.5, 1.2, "Nm3/min", 5.0, 3650, 40), 1795632431.7)
+    assert checker.check("firedamp/mine-a/pico-01/aux", json.dumps(aux).encode()) is None
+    assert sum(checker.rejected.values()) == 0
+    r = _reading(state="FAULT", relay=0, faults=0x0200, flags=0x30)
+    state = m.parse("firedamp/mine-a/pico-01/state", json.dumps(payloads.state(
+        "pico-01", "mine-a", "pi-01", 1795632431.7, r, True, ["battery_low", "fault", "pt_fault"],
+        (Aux("pico-01", 8, 8000, None, None, None, "Nm3/min", 5.0, 3650, None), 1795632431.7))).encode(), "firedamp")
+    assert isinstance(state, m.State) and state.faults == ["BATTERY"]
+    assert state.active == ["battery_low", "fault", "pt_fault"]
+    for kind in ("battery_low", "pt_fault"):
+        a = Alert(str(uuid.uuid4()), "mine-a", "pi-01", "pico-01", kind, "warning", "raised", 1795632431.7, "x", False,
+                  None, {"battery_mv": 3650, "run_min": None})
+        assert isinstance(m.parse("firedamp/mine-a/pico-01/alert", a.to_json(), "firedamp"), m.Alert)
+    d = {"site": "mine-a", "device": "pico-01", "data": "live", "state": "FAULT", "ch4": 0.4, "unit": "VOL",
+         "flow": 1.0, "flow_unit": "m3/min", "relay": 0, "faults": ["BATTERY"], "calibration_due": False,
+         "low_flow": False, "pt_fault": True, "battery_low": True, "levels": {"warning": 1.0, "alarm": 1.0,
+                                                                             "poweroff": 1.5},
+         "score": None, "threshold": None, "forecast": None, "ready": False, "heard_at": None, "heard_s_ago": None}
+    from control import html
+
+    assert html.fault_names(0x0201) == ["LINE", "BATTERY"]  # the overview's names of the telemetry's fault mask
+    row = board_row(None, d, 1795632431.7)
+    assert ">BATTERY<" in row and ">BATTERY LOW<" in row and ">P/T FAULT<" in row

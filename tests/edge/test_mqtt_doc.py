@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from edge.config import parse_config
+from edge.frames import Aux, format_frame
 from edge.service import Service
 from tests.helpers import board_event, board_line
 
@@ -43,7 +44,7 @@ def reading(seq, state="NORMAL", ch4=0.4, faults=0, flags=0, relay=1, uptime=Non
 
 
 def test_every_published_payload_matches_the_documented_schema(edge_config, mosquitto, pty_pair, mqtt_subscriber):
-    assert set(SCHEMAS) == {"alert", "telemetry", "state", "event", "health"}
+    assert set(SCHEMAS) == {"alert", "telemetry", "aux", "state", "event", "health"}
     broker = mosquitto()
     board = pty_pair()
     sub = mqtt_subscriber(broker, ["#"])
@@ -52,11 +53,13 @@ def test_every_published_payload_matches_the_documented_schema(edge_config, mosq
     try:
         assert svc.wait_ready()
         lines = [reading(i, ch4=0.4 + 0.001 * (i % 3)) for i in range(70)]  # the model warms up
-        lines += [reading(70, "ALARM", 1.2), reading(71, "POWEROFF", 1.6, relay=0, flags=4),
-                  reading(75, "FAULT", None, faults=0x11, flags=3, relay=0), reading(76, ch4=9.99)]
+        lines += [reading(70, "ALARM", 1.2), reading(71, "POWEROFF", 1.6, relay=0, flags=4),  # A frames: all fields,
+                  format_frame(Aux("b1", 72, 71_000, 98.4, 21.5, 1.205, "Nm3/min", 5120.25, 3912, 415)),  # then
+                  format_frame(Aux("b1", 73, 72_000, None, None, None, "Nm3/min", 5120.25, 3650, None)),  # P/T failed
+                  reading(75, "FAULT", None, faults=0x211, flags=0x33, relay=0), reading(76, ch4=9.99)]
         lines += [board_event(0, "BOOT", "fw 0.1.0 reset=power", uptime_ms=10), reading(1, uptime=1000)]
         board.write(b"".join(lines))
-        assert sub.wait(lambda m: {t.rsplit("/", 1)[-1] for t, *_ in m} >= {"alert", "telemetry", "state", "event",
+        assert sub.wait(lambda m: {t.rsplit("/", 1)[-1] for t, *_ in m} >= {"alert", "telemetry", "aux", "state", "event",
                                                                            "health", "status", "config"}, timeout=10)
         time.sleep(0.5)
     finally:
@@ -76,5 +79,9 @@ def test_every_published_payload_matches_the_documented_schema(edge_config, mosq
         if not topic.startswith("homeassistant/"):
             assert topic.startswith("firedamp/testmine/") and len(topic.split("/")) == 4, topic
     kinds = {a["kind"] for a in seen["alert"]}
-    assert {"alarm", "power_off", "fault", "low_flow", "calibration_due", "frames_lost", "reboot"} <= kinds
+    assert {"alarm", "power_off", "fault", "low_flow", "calibration_due", "frames_lost", "reboot", "battery_low",
+            "pt_fault"} <= kinds
+    assert [(a["p_kpa"], a["battery_mv"], a["run_min"]) for a in seen["aux"]] == [(98.4, 3912, 415), (None, 3650, None)]
+    assert any(s.get("aux", {}).get("battery_mv") == 3650 for s in seen["state"])
+    assert any("BATTERY" in s.get("faults", []) and s["flags"]["battery_low"] for s in seen["state"])
     assert any(t["score"] is not None for t in seen["telemetry"])
