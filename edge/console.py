@@ -20,7 +20,7 @@ from edge.link import LineSplitter
 
 MAX_COMMAND_BYTES = 64  # docs/protocol.md: longer console lines are refused by the board
 FAULTS = frames.FAULT_NAMES
-FLAGS = ("calibration due", "low flow", "ack awaited", "console unlocked")  # bits 0..3 of `flags`
+FLAGS = ("calibration due", "low flow", "ack awaited", "console unlocked", "P/T fault", "battery low")  # bits 0..5
 
 
 def describe_reading(r: frames.Reading) -> str:
@@ -38,8 +38,27 @@ def describe_reading(r: frames.Reading) -> str:
     return text
 
 
+def describe_aux(a: frames.Aux) -> str:
+    """An A frame as one line: only the values the board sent (an empty field is left out, never shown as 0)."""
+    parts = [a.device]
+    if a.p_kpa is not None:
+        parts.append(f"  P {a.p_kpa:.2f} kPa")
+    if a.t_c is not None:
+        parts.append(f"  T {a.t_c:.2f} °C")
+    normal = a.std_unit.split("/")[0]
+    parts.append(f"  std flow {a.std_flow:.3f} {a.std_unit}" if a.std_flow is not None else
+                 "  std flow ----" if a.std_total is not None else "")
+    if a.std_total is not None:
+        parts.append(f"  std total {a.std_total:.3f} {normal}")
+    if a.battery_mv is not None:
+        parts.append(f"  battery {a.battery_mv} mV")
+        parts.append(f"  {a.run_min} min left" if a.run_min is not None else "")
+    return "".join(parts)
+
+
 class Printer:
-    """Writes frames for a person: readings (all, on change, or none), events, replies, rejected lines."""
+    """Writes frames for a person: readings and A frames (all; readings on change; or none), events, replies,
+    rejected lines."""
 
     def __init__(self, out: TextIO, readings: str = "all"):
         self._out = out
@@ -59,6 +78,9 @@ class Printer:
             self._last[frame.device] = key
             if self._readings == "all" or self._readings == "changes" and changed:
                 self.note(f"{stamp} {describe_reading(frame)}")
+        elif frame.type == "A":  # process conditions and battery, after each periodic reading
+            if self._readings == "all":
+                self.note(f"{stamp} {describe_aux(frame)}")
         elif frame.type == "E":
             self.note(f"{stamp} {frame.device}  event {frame.code}: {frame.text}")
         else:

@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baud", type=int, default=115200, help="baud rate for a UART (default 115200; "
                         "USB boards and virtual boards ignore it)")
     parser.add_argument("--readings", choices=("all", "changes", "none"), default="all",
-                        help="interactive mode: show every reading (default), only those where the state, "
-                             "relay, faults or flags change, or none")
+                        help="interactive mode: show every reading and A frame (pressure, temperature, standard "
+                             "flow, battery; default), only the readings where the state, relay, faults or flags "
+                             "change, or none")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -272,3 +272,26 @@ def test_modbus_serves_the_a_values_and_none_for_empty_fields():
                                   "aux_valid"])
 def test_the_new_registers_come_after_the_old_map(name):
     assert next(a for a, n, *_ in modbus.MAP if n == name) > 30
+
+
+def test_the_console_shows_a_frames_and_the_new_flags_and_never_fails_on_them():
+    import io
+
+    from edge.console import Printer, describe_reading
+    from edge.frames import parse
+
+    out = io.StringIO()
+    printer = Printer(out, readings="all")
+    for line in (a_line(2), a_line(4, p=None, t=None, std=None, run=None), a_line(6, total=None, p=None, t=None,
+                                                                                    std=None, unit="NL/min")):
+        printer.frame(parse(line))
+    shown = [x.split(" ", 1)[1] for x in out.getvalue().splitlines()]
+    assert shown == ["d3  P 98.40 kPa  T 21.50 °C  std flow 1.205 Nm3/min  std total 5120.250 Nm3  battery 3912 mV"
+                     "  415 min left",
+                     "d3  std flow ----  std total 5120.250 Nm3  battery 3912 mV",
+                     "d3  battery 3912 mV  415 min left"]
+    quiet = io.StringIO()
+    Printer(quiet, readings="changes").frame(parse(a_line(2)))
+    assert quiet.getvalue() == ""
+    text = describe_reading(parse(r_line(1, "FAULT", flags=0x30, faults=0x0200)))
+    assert "FAULT BATTERY" in text and "[P/T fault, battery low]" in text
