@@ -295,3 +295,50 @@ def test_the_console_shows_a_frames_and_the_new_flags_and_never_fails_on_them():
     assert quiet.getvalue() == ""
     text = describe_reading(parse(r_line(1, "FAULT", flags=0x30, faults=0x0200)))
     assert "FAULT BATTERY" in text and "[P/T fault, battery low]" in text
+
+
+# ---------------------------------------------------------------------------------------------- the service
+
+def test_a_running_edge_publishes_aux_discovers_the_a_sensors_serves_them_over_modbus_and_stores_them(
+        edge_config, mosquitto, pty_pair, mqtt_subscriber, service_factory):
+    import json
+
+    from pymodbus.client import ModbusTcpClient
+
+    from tests.conftest import free_port
+    from tests.helpers import wait_for
+
+    broker = mosquitto()
+    board = pty_pair()
+    sub = mqtt_subscriber(broker, ["firedamp/testmine/#", "homeassistant/+/+/+/config"])
+    mb_port = free_port()
+    settings = edge_config(broker, [board.device], model={"enabled": False},
+                           modbus={"enabled": True, "host": "127.0.0.1", "port": mb_port})
+    settings["boards"][0].update(modbus_unit=3, profile="drainage")
+    svc = service_factory(settings).start()
+    assert svc.wait_ready()
+    board.write(r_line(1) + a_line(2, total=5120.0, run=None) + r_line(3) + a_line(4, p=101.33, total=5121.5))
+
+    def topics():
+        return {t for t, *_ in sub.messages}
+
+    wanted = {"d3_pressure", "d3_temperature", "d3_std_flow", "d3_std_total", "d3_battery", "d3_run_time_left",
+              "d3_battery_low", "d3_ch4"}
+    assert sub.wait(lambda m: wanted <= {t.split("/")[-2] for t in topics() if t.startswith("homeassistant/")}
+                    and len([1 for t, *_ in m if t.endswith("/d3/aux")]) == 2, timeout=10), topics()
+    aux = [json.loads(p) for t, p, _ in sub.messages if t == "firedamp/testmine/d3/aux"]
+    assert [(a["seq"], a["p_kpa"], a["run_min"]) for a in aux] == [(2, 98.4, None), (4, 101.33, 415)]
+    c = ModbusTcpClient("127.0.0.1", port=mb_port, timeout=2)
+    assert c.connect()
+    try:
+        assert wait_for(lambda: _u32(c.read_input_registers(0, count=modbus.SIZE, device_id=3).registers,
+                                     "pressure") == 10133)
+        regs = c.read_input_registers(0, count=modbus.SIZE, device_id=3).registers
+        assert _u32(regs, "standard_total") == 5121 and _u32(regs, "run_time_left") == 415
+        assert _reg(regs, "aux_valid") == 1 and _reg(regs, "standard_flow_valid") == 1
+    finally:
+        c.close()
+    svc.stop()
+    h = History(svc.cfg.history_path)
+    assert [(r[0] > 0, r[-1], r[-2]) for r in h.aux("d3", 0, 1e10)] == [(True, 2, None), (True, 4, 415)]
+    h.close()
