@@ -84,6 +84,7 @@ class EmulatedPico:
         self.link: PtyLink | None = None  # the serial port (links[0])
         self.links: list[PtyLink] = []  # every port on the chip's USB serial: the link, then add_link()'s
         self.changes: list[tuple[int, int, int]] = []  # (t_ns, gpio, level) of watched pins
+        self.conversions: list[int] = []  # t_ns of each conversion on the channels adc_watch() names
         self.boots: list[dict] = []
         self.usb_ready = 0  # USB enumerations seen (one per boot)
         self.errors: list[str] = []
@@ -270,6 +271,10 @@ class EmulatedPico:
         self._send(cmd)
         return self._wait_event(cmd["id"])["t_ns"]
 
+    def adc_watch(self, *channels: int) -> int:
+        """Record in `conversions` when the firmware converts these ADC channels (when its loop samples)."""
+        return self.command({"op": "adc_watch", "chs": list(channels)})
+
     def level(self, gpio: int) -> int | None:
         """The last recorded level of a watched pin."""
         with self._cond:
@@ -368,6 +373,8 @@ class EmulatedPico:
                 kind = ev.get("ev")
                 if kind == "pin":
                     self.changes.append((ev["t_ns"], ev["gpio"], ev["v"]))
+                elif kind == "adc":
+                    self.conversions.append(ev["t_ns"])
                 elif kind == "boot":
                     self.boots.append(ev)
                 elif kind == "usb":

@@ -11,6 +11,7 @@
 //           {"op":"wave","gpio":14,"hz":600,"high_us":0}  square wave (high_us 0: 50 %), hz 0 stops it
 //           {"op":"follow","gpio":19,"source":16,"invert":true}  drive gpio from another pin's level
 //           {"op":"watch","gpios":[16,17,18]}       report level changes of these pins
+//           {"op":"adc_watch","chs":[0]}              report every conversion of these ADC channels
 //           {"op":"at","t_ns":N,"cmd":{...}}       run cmd when the emulated clock reaches N
 //           {"op":"speed","x":1}                   pace emulated time at x times wall time (0: flat out)
 //           {"op":"time","id":N}                   report the emulated time
@@ -18,7 +19,8 @@
 //           {"op":"run"}                           start the CPU held by --paused yes
 //           {"op":"stop"}                          power off (flash file is already up to date)
 // Events:   {"ev":"boot","n":N,"reason":"power|watchdog|force","t_ns":N}  {"ev":"usb","t_ns":N}
-//           {"ev":"pin","gpio":G,"v":0|1,"t_ns":N}  {"ev":"time","id":N,"t_ns":N,"wall_s":S}
+//           {"ev":"pin","gpio":G,"v":0|1,"t_ns":N}  {"ev":"adc","ch":C,"t_ns":N}
+//           {"ev":"time","id":N,"t_ns":N,"wall_s":S,"asleep_ns":N,"slow_ns":N,"clk_sys_hz":F}
 //           {"ev":"applied","id":N,"t_ns":N}  (any command with an "id")  {"ev":"error","msg":"..."}
 //
 // rp2040js 1.4.1 gaps worked around here (see ../shared/rp2040/README.md): flash writes are no-ops (the
@@ -189,6 +191,7 @@ const follows = new Map(); // target gpio -> {source, invert}
 const adcRaw = [[0], [0], [0], [0], [0]];
 const adcIdx = [0, 0, 0, 0, 0];
 const waves = new Map(); // gpio -> {alarm, hz, highNs, level}
+const adcWatched = new Set(); // ADC channels whose conversions are reported (when the firmware samples)
 
 const nowNs = () => Math.round(baseNs + (chip ? chip.clock.nanos : 0));
 
@@ -266,6 +269,7 @@ function build(reason, scratch) {
   for (const [g, v] of drive) mcu.gpio[g].setInputValue(v === 1);
   for (const [g, w] of waves) startWave(g, w.hz, w.highUs);
   mcu.adc.onADCRead = (channel) => {
+    if (adcWatched.has(channel)) out({ ev: 'adc', ch: channel, t_ns: nowNs() });
     const list = adcRaw[channel] || [0];
     const value = list[adcIdx[channel] % list.length];
     adcIdx[channel] = (adcIdx[channel] + 1) % list.length;
@@ -339,6 +343,10 @@ function apply(cmd) {
         watched.add(g);
         out({ ev: 'pin', gpio: g, v: padLevel(chip.gpio[g]) ? 1 : 0, t_ns: nowNs() });
       }
+      break;
+    case 'adc_watch':
+      adcWatched.clear();
+      for (const ch of cmd.chs) adcWatched.add(ch);
       break;
     case 'at': {
       const alarm = chip.clock.createAlarm(() => apply(cmd.cmd));
