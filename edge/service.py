@@ -5,7 +5,8 @@
 In-process use (the demo): `svc = Service(config); q = svc.observe(); svc.start(); ...; svc.stop()`;
 `observe()` returns a bounded queue of `Observation(kind, data)` with kind "reading" (data: dict with the
 reading, its model result or None and the arrival time), "alert" (a policy.Alert), "link" (port, up,
-detail) or "frame" (board events and console replies). `add_observer(fn)` calls fn(kind, data) instead.
+detail) or "frame" (A frames, board events and console replies). `add_observer(fn)` calls fn(kind, data)
+instead.
 
 Threads: one reader per port → a bounded queue → one pipeline thread (edge/pipeline.py makes every decision:
 parse, score, alert; this module commits its alerts to the outbox and hands the rest out) → the MQTT sender
