@@ -37,8 +37,8 @@ def configs(cfg: Config, device: str, unit: str, flow_unit: str, base: str, stat
         site_node = f"firedamp_{cfg.site}".replace("-", "_")
         return f"{prefix}/{component}/{site_node}/{node[len(site_node) + 1:]}_{key}/config", payload
 
-    def value(key: str) -> str:  # an empty A field is null: unknown in Home Assistant, never 0
-        return f"{{{{ value_json.{key} if value_json.{key} is not none else 'unknown' }}}}"
+    def value(key: str) -> str:  # an empty A field is null, rendered None: unknown in Home Assistant (as ch4), never 0
+        return f"{{{{ value_json.{key} }}}}"
 
     extra: list[tuple[str, dict[str, Any]]] = []
     if aux is not None:

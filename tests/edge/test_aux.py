@@ -233,7 +233,8 @@ def test_discovery_has_the_a_sensors_only_for_boards_that_send_them(tmp_path):
     assert extra["std_total"]["state_class"] == "total_increasing"
     assert extra["battery"]["unit_of_measurement"] == "mV" and extra["run_time_left"]["unit_of_measurement"] == "min"
     assert extra["battery"]["state_topic"] == "firedamp/testmine/d3/aux"
-    assert "none" in extra["battery"]["value_template"]  # an empty field is unknown, not 0
+    # an empty field (null) renders None, which Home Assistant shows as unknown (as the ch4 sensor's), never 0
+    assert extra["battery"]["value_template"] == "{{ value_json.battery_mv }}"
     battery_only = configs(c, "d3", "VOL", "L/min", "firedamp/testmine", "s", ("NL/min", False, True))
     assert [t.split("/")[-2] for t, _ in battery_only[7:]] == ["d3_battery", "d3_run_time_left", "d3_battery_low"]
 
