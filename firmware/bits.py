@@ -17,7 +17,8 @@ F_SETTINGS = const(0x0020)  # settings file unreadable: running on last good or 
 F_SELFTEST = const(0x0040)  # self-test failed, or relay_sense did not follow the relay
 F_POWER = const(0x0080)     # supply brown-out
 F_LOOP = const(0x0100)      # control loop overran its period badly
-FAULT_NAMES = ("LINE", "RAIL", "RANGE", "STUCK", "NOFLOW", "SETTINGS", "SELFTEST", "POWER", "LOOP")
+F_BATTERY = const(0x0200)   # battery at or below battery_cutoff_mv (battery.py; clears above battery_low_mv)
+FAULT_NAMES = ("LINE", "RAIL", "RANGE", "STUCK", "NOFLOW", "SETTINGS", "SELFTEST", "POWER", "LOOP", "BATTERY")
 F_SENSOR = const(0x000F)    # LINE RAIL RANGE STUCK: masked during warm-up (sensors start out of band)
 
 # flags, bit 0 up
@@ -25,6 +26,8 @@ FLAG_CALIBRATION_DUE = const(0x01)   # not calibrated, or older than cal_interva
 FLAG_LOW_FLOW = const(0x02)          # flow below flow_low_per_min (ventilation loss)
 FLAG_ACK_AWAITED = const(0x04)       # power-off latched and the reading already below restore
 FLAG_CONSOLE_UNLOCKED = const(0x08)  # the console is unlocked
+FLAG_PT_FAULT = const(0x10)          # pressure/temperature input failed: no standard flow (process.py)
+FLAG_BATTERY_LOW = const(0x20)       # battery at or below battery_low_mv (battery.py)
 
 
 def fault_names(mask):

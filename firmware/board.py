@@ -23,6 +23,8 @@ PINMAPS: dict[str, dict[str, int]] = {
         "uart_tx": 0,      # UART0 TX: optional RS-485/UART link instead of USB
         "uart_rx": 1,      # UART0 RX
         "led": 25,         # on-board LED: heartbeat
+        "pressure_adc": 27,     # ADC1: gas pressure transmitter, 4-20 mA through its own shunt (shunt_ohm)
+        "temperature_adc": 28,  # ADC2: gas temperature, NTC thermistor divider (ntc_series_ohm from ADC_VREF)
     },
     "esp32": {
         "ch4_adc": 36,     # ADC1_CH0 (VP), 11 dB attenuation
@@ -37,11 +39,14 @@ PINMAPS: dict[str, dict[str, int]] = {
         "uart_tx": 17,     # UART2
         "uart_rx": 16,
         "led": 2,
+        "pressure_adc": 39,     # ADC1_CH3 (VN), 11 dB attenuation
+        "temperature_adc": 33,  # ADC1_CH5, 11 dB attenuation
     },
 }
 
-# ADC channel reading the supply through the Pico's on-board VSYS/3 divider (brown-out detection); the ESP32
-# DevKitC has no such divider, so there a brown-out shows only as the reset cause.
+# ADC channel reading the supply through the Pico's on-board VSYS/3 divider (brown-out detection, and the
+# battery of a portable board); the ESP32 DevKitC has no such divider, so there a brown-out shows only as the
+# reset cause and no battery can be configured.
 VSYS_ADC = {"pico": 29, "esp32": None}
 
 
@@ -156,6 +161,11 @@ class Board:
             adc.atten(machine.ADC.ATTN_11DB)  # full 0-3.3 V range
             return adc
         return machine.ADC(gpio)
+
+    def adc(self, name):
+        """The ADC on pin-map signal `name`, built when a setting first needs it (pressure_adc, temperature_adc:
+        pt_input analog)."""
+        return self._adc(self.pins[name])
 
     def i2c(self):
         """The display bus (may raise OSError/ValueError: the display is optional)."""

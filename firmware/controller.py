@@ -2,7 +2,8 @@
 
 One `Controller.step()` is one loop iteration at the injected clock's time (see main.py for the API). The
 parts decide for themselves (methane.py, flow.py, alarm.py, health.py); this module wires them, runs them in
-order, and is the one place the console changes the board through (`change`, `acknowledge`, `save`, ...).
+order, and is the one place the console changes the board through (`change`, `acknowledge`, `save`, ...). auxiliary.py (pressure,
+temperature, standard flow, battery: the A frame) is imported only by a board configured with them.
 """
 
 import alarm
@@ -52,6 +53,7 @@ class Controller:
         self.flow = flow.Flow(self.flow_counter, clock.ticks_diff)
         self.alarm = alarm.Alarm()
         self.runtime = runtime.Runtime(board.root, self.flow, self.alarm)
+        self.auxiliary = None   # auxiliary.Auxiliary: pt_input not "none", or battery_low_mv > 0
         self.console = console.Console(self)
         values, problem = self.store.load()
         self.s = values
@@ -89,6 +91,16 @@ class Controller:
         self.report_ms = s["report_period_ms"]
         self.warmup_s = s["warmup_s"]
         self.cal_due_s = s["cal_interval_days"] * 86400
+        if s["pt_input"] != "none" or s["battery_low_mv"]:
+            if self.auxiliary is None:
+                import auxiliary  # not at start: a board without P/T or battery never loads it
+
+                self.auxiliary = auxiliary.Auxiliary(self)
+            self.auxiliary.configure(s)
+        elif self.auxiliary is not None:
+            self.auxiliary.configure(s)   # hands its standard totaliser to runtime.json
+            self.auxiliary = None
+        self.runtime.auxiliary = self.auxiliary
 
     # ---- what the console may change (each: None, or why not, with nothing changed) ------------------
     def change(self, updates):
@@ -205,7 +217,11 @@ class Controller:
         m.sample(dt)
         fl = self.flow
         fl.update(dt)
+        x = self.auxiliary
         faults = self.health.faults(m, fl, st, warming, dt, self.flash_pause, self._relay_out)
+        if x is not None:
+            x.step(dt)
+            faults |= x.faults   # BATTERY: not masked during warm-up
         self.flash_pause = False
         self.faults = faults
         flow_low = (not warming) and self.flow_low_x1000 > 0 and fl.rate_x1000 < self.flow_low_x1000
@@ -227,6 +243,8 @@ class Controller:
         self._iter += 1
         flags = self.health.flags(not m.calibrated or self.runtime.cal_age_s >= self.cal_due_s, flow_low,
                                   a.ack_awaited, self.console.unlocked(now))
+        if x is not None:
+            flags |= x.flags
         self.flags = flags
         # serial: console input, then state-change frames at once, else the periodic frame
         self.console.poll(now)
@@ -239,6 +257,8 @@ class Controller:
             self._last_report = now
         elif clock.ticks_diff(now, self._last_report) >= self.report_ms:
             self.report()
+            if x is not None:
+                x.report()   # the A frame, after each periodic R only
             self._last_report = now
         # flash writes, after the relay is set: the latch at once, the totaliser and calibration age sparingly
         if self.runtime.due(self.uptime.s, self.s["total_save_s"]):

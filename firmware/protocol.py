@@ -1,4 +1,5 @@
-"""Wire protocol v1 (docs/protocol.md): R readings, E events, C console replies, sealed with CRC-32.
+"""Wire protocol v1 (docs/protocol.md): R readings, A auxiliary readings, E events, C console replies, sealed
+with CRC-32.
 
 `Frames` builds every line the board sends in one buffer allocated at start, numbers it (`seq`) and writes
 it to the stream. Numbers arrive as integers in fixed point (gas in hundredths, flow and total in
@@ -72,29 +73,15 @@ class Frames:
         (the edge rejects a frame outside them); a RANGE fault says the reading is off scale."""
         self.head(b"R")
         if ch4_x100 is not None:
-            v = -50 if ch4_x100 < -50 else (10000 if ch4_x100 > 10000 else ch4_x100)
-            if v < 0:
-                self._put(_MINUS)
-                v = -v
-            self._num(v // 100, 1, 10)
-            self._put(_DOT)
-            self._num(v % 100, 2, 10)
+            self.fixed(-50 if ch4_x100 < -50 else (10000 if ch4_x100 > 10000 else ch4_x100), 2)
         self._put(_COMMA)
         self._write(self.unit)
         self._put(_COMMA)
-        v = 9999999999 if flow_x1000 > 9999999999 else flow_x1000  # flow < 10^7
-        self._num(v // 1000, 1, 10)
-        self._put(_DOT)
-        self._num(v % 1000, 3, 10)
+        self.fixed(9999999999 if flow_x1000 > 9999999999 else flow_x1000, 3)  # flow < 10^7
         self._put(_COMMA)
         self._write(self.flow_unit)
         self._put(_COMMA)
-        total_m %= 1000000000     # total < 10^12: it rolls over, like a meter's register
-        if total_m:
-            self._num(total_m, 1, 10)
-        self._num(total_r // 1000, 3 if total_m else 1, 10)
-        self._put(_DOT)
-        self._num(total_r % 1000, 3, 10)
+        self.total(total_m, total_r)
         self._put(_COMMA)
         a = 0
         for i in range(state):         # where STATES[state] starts in _NAMES
@@ -108,6 +95,56 @@ class Frames:
         self._put(_COMMA)
         self._num(flags, 2, 16)
         self.seal()
+
+    def auxiliary(self, p, t, flow, total_m, total_r, mv, left):
+        """An A frame. p (hundredths of kPa) None: no valid P/T (p, t and the standard flow empty); t in
+        hundredths of a degree C; flow: the standard flow in thousandths; total_m None: no P/T input (the
+        standard total empty too), else total = total_m * 10^6 + total_r thousandths; mv None: no battery;
+        left (run time, minutes) None: unknown. Clamped to the ranges of docs/protocol.md, as reading() does.
+        (Short names, reused from elsewhere: each new name is a qstr, and a few more would make MicroPython
+        allocate its next qstr pool, ~7 KB of heap, on every board.)"""
+        self.head(b"A")
+        if p is not None:
+            self.fixed(0 if p < 0 else (999999 if p > 999999 else p), 2)
+            self._put(_COMMA)
+            self.fixed(-5000 if t < -5000 else (15000 if t > 15000 else t), 2)
+            self._put(_COMMA)
+            self.fixed(0 if flow < 0 else (9999999999 if flow > 9999999999 else flow), 3)
+        else:
+            self._put(_COMMA)
+            self._put(_COMMA)
+        self._put(_COMMA)
+        self._put(78)               # "N": NL/min, Nm3/min (normal litres or cubic metres) after flow_unit
+        self._write(self.flow_unit)
+        self._put(_COMMA)
+        if total_m is not None:
+            self.total(total_m, total_r)
+        self._put(_COMMA)
+        if mv is not None:
+            self._num(0 if mv < 0 else (99999 if mv > 99999 else mv), 1, 10)
+        self._put(_COMMA)
+        if left is not None:
+            self._num(0 if left < 0 else (999999 if left > 999999 else left), 1, 10)
+        self.seal()
+
+    def total(self, total_m, total_r):
+        """A totaliser field: total_m * 10^6 + total_r thousandths, rolling over at 10^12 like a meter's register."""
+        total_m %= 1000000000
+        if total_m:
+            self._num(total_m, 1, 10)
+        self._num(total_r // 1000, 3 if total_m else 1, 10)
+        self._put(_DOT)
+        self._num(total_r % 1000, 3, 10)
+
+    def fixed(self, v, places):
+        """v in hundredths (places 2) or thousandths (3) as a decimal field, "-" first if negative."""
+        if v < 0:
+            self._put(_MINUS)
+            v = -v
+        d = 100 if places == 2 else 1000
+        self._num(v // d, 1, 10)
+        self._put(_DOT)
+        self._num(v % d, places, 10)
 
     def text(self, kind, code, message):
         """An E frame (kind b"E": event `code`) or a C frame (b"C": console reply, code OK, ERR or MORE);

@@ -1,7 +1,9 @@
-"""What survives a reboot besides the settings: totaliser, calibration age and the power-off latch.
+"""What survives a reboot besides the settings: totalisers, calibration age and the power-off latch.
 
 They live in runtime.json (store.py). The latch is written whenever it changes (a reboot is no
-acknowledgement); the totaliser and the calibration age at most every total_save_s (flash wear).
+acknowledgement); the totalisers and the calibration age at most every total_save_s (flash wear). The
+standard totaliser (std_total_x1000, auxiliary.py's) came after 0.1.0: a file without it counts from 0,
+unreported, and a board without a P/T input keeps the value it found.
 """
 
 from store import Store
@@ -14,6 +16,8 @@ class Runtime:
         self.store = Store(root, "runtime")
         self.flow = flow
         self.alarm = alarm
+        self.auxiliary = None   # auxiliary.Auxiliary (set by the controller): its total_x1000 is kept too
+        self.raw: dict = {}     # runtime.json as last read or written
         self.cal_age_s = 0
         self.cal_pending = False   # a span calibration not saved yet: its age starts when it is (saved)
         self._cal_ms = 0
@@ -36,6 +40,13 @@ class Runtime:
                     self.flow.total_x1000 = v
             else:
                 bad.append(key)
+        self.raw = raw if isinstance(raw, dict) else {}
+        v = self.raw.get("std_total_x1000")
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            v = 0
+        self.raw["std_total_x1000"] = v
+        if self.auxiliary is not None:
+            self.auxiliary.total_x1000 = v
         # a power-off latched before a reset stays latched: a reboot is no acknowledgement. A runtime file
         # that exists but cannot be read may have held one: latched too (safe side).
         if isinstance(raw, dict) and raw.get("latched") or problem and " missing" not in problem:
@@ -81,9 +92,13 @@ class Runtime:
     def save(self):
         """Write runtime.json. -> None, or the text of a SETTINGS event when flash refused it."""
         latched = self.alarm.latched
+        a = self.auxiliary
+        v = None if a is None else a.total_x1000
+        data = {"total_x1000": self.flow.total_x1000, "cal_age_s": self.cal_age_s, "latched": 1 if latched else 0,
+                "std_total_x1000": self.raw.get("std_total_x1000", 0) if v is None else v}
         try:
-            self.store.save({"total_x1000": self.flow.total_x1000, "cal_age_s": self.cal_age_s,
-                             "latched": 1 if latched else 0})
+            self.store.save(data)
+            self.raw = data
             self._saved_total = self.flow.total_x1000
             self._saved_cal_age = self.cal_age_s
             self._saved_latch = latched

@@ -54,7 +54,21 @@ SCHEMA = (
     "relay_sense", _INT, 0, 0, 1,                   # 1 = relay auxiliary contact wired to relay_sense
     "link", _ENUM, "usb", ("usb", "uart"), None,    # serial link for frames and console (at next boot)
     "uart_baud", _INT, 115200, 1200, 921600,        # with link uart (at next boot)
+    # ---- added after 0.1.0 (issue 12 s.4): a settings.json without them takes their defaults silently ----
+    "pt_input", _ENUM, "none", ("none", "analog"), None,  # gas pressure + temperature at the flow meter
+    "p_min_kpa", _FLOAT, 0.0, 0.0, 9999.0,          # absolute kPa the transmitter gives at 4 mA
+    "p_max_kpa", _FLOAT, 200.0, 1.0, 9999.0,        # ... and at 20 mA
+    "ntc_r25_ohm", _INT, 10000, 100, 1000000,       # thermistor resistance at 25 C
+    "ntc_beta", _INT, 3950, 1000, 10000,            # its Beta (K), from the datasheet (25/85 C)
+    "ntc_series_ohm", _INT, 10000, 100, 1000000,    # divider resistor from the ADC reference to the pin
+    "base_kpa", _FLOAT, 101.325, 50.0, 200.0,       # base (standard) pressure for the standard flow
+    "base_c", _FLOAT, 0.0, 0.0, 40.0,               # base temperature: 0 C normal, 15/20 C "standard"
+    "battery_low_mv", _INT, 0, 0, 5500,             # battery warning level; 0 = no battery (mains powered)
+    "battery_cutoff_mv", _INT, 3300, 2000, 5500,    # BATTERY fault (power off) at or below this
+    "battery_full_mv", _INT, 4200, 2000, 5500,      # a full battery (the run-time estimate's 100 %)
+    "sleep", _INT, 0, 0, 1,                         # 1 = light sleep between loop iterations (main.py)
 )
+# The first 34 keys are firmware 0.1.0's: only those must be in settings.json (validate())
 REBOOT_KEYS = ("link", "uart_baud")  # read by main() before the controller exists
 KEYS: tuple[str, ...] = tuple(SCHEMA[i] for i in range(0, len(SCHEMA), 5))  # type: ignore[misc]
 
@@ -137,12 +151,17 @@ def parse(key, text):
 
 # The cross-field rules, each with the keys it checks: validate() puts a broken rule's keys back to the defaults
 _RULES = (("ch4_alarm_pct", "ch4_poweroff_pct", "ch4_restore_pct"), ("k_pulses_per_l", "k_pulses_per_m3"),
-          ("cal_zero_raw", "cal_span_raw", "cal_span_pct"))
+          ("cal_zero_raw", "cal_span_raw", "cal_span_pct"), ("p_min_kpa", "p_max_kpa"),
+          ("battery_low_mv", "battery_cutoff_mv", "battery_full_mv", "supply_min_mv"))
 
 
 def check(values):
     """Cross-field rules. Returns None or the error text (nothing is changed by the caller on error)."""
-    return _rule(values, 0) or _rule(values, 1) or _rule(values, 2)
+    for i in range(len(_RULES)):
+        err = _rule(values, i)
+        if err:
+            return err
+    return None
 
 
 def _rule(values, i):
@@ -156,6 +175,19 @@ def _rule(values, i):
     if i == 1:
         if (values["k_pulses_per_l"] > 0) == (values["k_pulses_per_m3"] > 0):
             return "exactly one of k_pulses_per_l, k_pulses_per_m3 must be > 0"
+        return None
+    if i == 3:
+        if not values["p_min_kpa"] < values["p_max_kpa"]:
+            return "p_min_kpa must be < p_max_kpa"
+        return None
+    if i == 4:
+        lo = values["battery_low_mv"]
+        v = (values["supply_min_mv"], values["battery_cutoff_mv"], lo, values["battery_full_mv"])
+        if lo and not (v[0] < v[1] < v[2] < v[3]):
+            # the cut-off must come before the brown-out (it alarms while there is power to), and the
+            # default supply_min_mv (4200) is for USB: a battery board sets it lower
+            return ("a battery needs supply_min_mv < battery_cutoff_mv < battery_low_mv < battery_full_mv (now %d, %d, "
+                    "%d, %d): supply_min_mv 4200 is for USB, set it lower" % v)
         return None
     # the calibration must map the signal onto the scale: zero below span by 1/20 of the nominal scale, and
     # a span gas within the range (else a reading could sit at 0.00 % whatever the gas: no alarm, ever)
@@ -182,9 +214,11 @@ def validate(raw):
     problems = []
     if not isinstance(raw, dict):
         return values, ["not a JSON object"]
-    for key in KEYS:
+    for i in range(len(KEYS)):
+        key = KEYS[i]
         if key not in raw:
-            problems.append("%s missing" % key)
+            if i < 34:   # a key added after 0.1.0: an older file is still good (its default, saved at the next save)
+                problems.append("%s missing" % key)
             continue
         v = raw[key]
         row = row_of(key)

@@ -34,6 +34,23 @@ def reading(device, seq, uptime_ms, ch4_x100, unit, flow_x1000, flow_unit, total
     return out.lines[0]
 
 
+def aux(device, seq, uptime_ms, p_kpa, t_c, std_flow, std_unit, std_total, battery_mv, run_min):
+    """An A frame from the vector's fields (floats to the firmware's fixed point; None stays empty)."""
+    f, out = frames(device, seq, uptime_ms, "VOL", "L/min" if std_unit == "NL/min" else "m3/min")
+    p = None if p_kpa is None else int(round(p_kpa * 100))
+    t = None if t_c is None else int(round(t_c * 100))
+    std = None if std_flow is None else int(round(std_flow * 1000))
+    total = None if std_total is None else int(round(std_total * 1000))
+    if p is not None:
+        assert t is not None and std is not None   # the firmware sends P, T and std flow together or none
+    else:
+        assert t is None and std is None
+    f.auxiliary(p, t, std, None if total is None else total // 1000000, 0 if total is None else total % 1000000,
+          battery_mv, run_min)
+    assert len(out.lines) == 1 and f.seq == (seq + 1) % 4294967296
+    return out.lines[0]
+
+
 def text(kind, device, seq, uptime_ms, code, message):
     f, out = frames(device, seq, uptime_ms)
     f.text(kind.encode(), code, message)
@@ -51,12 +68,36 @@ def test_every_valid_vector_is_reproduced_from_its_fields():
             line = reading(f["device"], f["seq"], f["uptime_ms"], ch4, f["unit"], int(round(f["flow"] * 1000)),
                            f["flow_unit"], int(round(f["total"] * 1000)), f["state"], f["relay"], f["faults"],
                            f["flags"])
+        elif f["type"] == "A":
+            line = aux(f["device"], f["seq"], f["uptime_ms"], f["p_kpa"], f["t_c"], f["std_flow"], f["std_unit"],
+                       f["std_total"], f["battery_mv"], f["run_min"])
         else:
             code = f["code"] if f["type"] == "E" else f["status"]
             line = text(f["type"], f["device"], f["seq"], f["uptime_ms"], code, f["text"])
         assert line == item["line"] + "\n", (line, item["line"])
         n += 1
     assert n == len(vectors["valid"]) and n >= 10
+    assert len([v for v in vectors["valid"] if v["fields"]["type"] == "A"]) >= 4
+
+
+def test_aux_frame_clamped_and_at_its_widest_fits_the_line():
+    # the widest fields the firmware can send (all clamped), a 16-character id, the last seq and 34 years of
+    # uptime (Uptime.s reaches 2**30 s): the longest A line the board can write
+    f, out = frames("abcdefghijklmnop", 4294967295, (2 ** 30 - 1) * 1000 + 999, "VOL", "m3/min")
+    f.auxiliary(10 ** 9, -10 ** 6, 10 ** 13, 999999999, 999999, 10 ** 6, 10 ** 8)  # (the total rolls over)
+    line = out.lines[0]
+    assert len(line) <= protocol.MAX_LINE and fwkit.check(line[:-1]) is None, (len(line), line)
+    fields = line[: line.rindex("*")].split(",")
+    assert fields[5:] == ["9999.99", "-50.00", "9999999.999", "Nm3/min", "999999999999.999", "99999", "999999"]
+    print("A frame at its widest: %d bytes with the newline" % len(line))
+    f.auxiliary(-5, 20000, -1, 0, 0, -1, -1)
+    assert out.lines[1][: out.lines[1].rindex("*")].split(",")[5:] == ["0.00", "150.00", "0.000", "Nm3/min",
+                                                                      "0.000", "0", "0"]
+    f.auxiliary(None, 0, None, None, 0, None, None)     # no P/T input, no battery: the empty fields stay in place
+    assert out.lines[2][: out.lines[2].rindex("*")].split(",")[5:] == ["", "", "", "Nm3/min", "", "", ""]
+    f.configure("d", "VOL", "L/min")
+    f.auxiliary(None, 0, None, 0, 1500, 3700, None)     # P/T failed: std total still shown (it stopped counting)
+    assert out.lines[3][: out.lines[3].rindex("*")].split(",")[5:] == ["", "", "", "NL/min", "1.500", "3700", ""]
 
 
 def test_framing_check_agrees_with_the_invalid_vectors_it_can_judge():

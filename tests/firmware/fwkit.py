@@ -89,6 +89,24 @@ def ma_counts(ma, shunt_ohm=150, vref_mv=3300):
     return min(65535, int(uv * 65535 / (vref_mv * 1000)) + 1)
 
 
+def mv_counts(mv, divider=3, vref_mv=3300):
+    """ADC counts of VSYS (a battery) at `mv` through the Pico's VSYS/3 divider."""
+    return min(65535, int(mv * 65535 / (divider * vref_mv)) + 1)
+
+
+def ntc_counts(t_c, r25=10000, beta=3950, series=10000):
+    """ADC counts of the thermistor divider (series resistor from the reference, NTC to GND) at t_c."""
+    import math
+
+    r = r25 * math.exp(beta * (1 / (t_c + 273.15) - 1 / 298.15))
+    return int(round(65535 * r / (series + r)))
+
+
+def pressure_counts(kpa, p_min=0.0, p_max=200.0, shunt_ohm=150):
+    """ADC counts of the pressure transmitter's loop current at `kpa` (4-20 mA over p_min..p_max)."""
+    return ma_counts(4.0 + 16.0 * (kpa - p_min) / (p_max - p_min), shunt_ohm)
+
+
 def check(line):
     """None if `line` (str, without newline) is a well-sealed v1 frame, else the reason (the edge's names)."""
     if len(line) + 1 > protocol.MAX_LINE:
@@ -160,6 +178,18 @@ class Rig:
     def set_pct(self, pct, full=4.0):
         """A nominal (uncalibrated) 4-20 mA sensor reading `pct` of `full`."""
         self.set_ma(4.0 + 16.0 * pct / full)
+
+    def set_pt(self, kpa, t_c):
+        """Gas pressure and temperature at the default transmitter range and thermistor."""
+        machine.ADC.set(27, pressure_counts(kpa))
+        machine.ADC.set(28, ntc_counts(t_c))
+
+    def set_battery(self, mv):
+        machine.ADC.set(29, mv_counts(mv))
+
+    def aux(self):
+        """The A frames since the last call (frames of other types are dropped), as field lists."""
+        return [f for f in self.frames() if f[0] == "A"]
 
     def pin(self, name):
         return machine.Pin.get(board.PINMAPS["pico"][name])
