@@ -1,0 +1,78 @@
+"""Light sleep between loop iterations (setting `sleep 1`, main.py's LightSleep) on the real RP2040 port
+(emulated; issue 12 s.4): the board really sleeps on the crystal, its frames keep coming over USB, gas over the
+power-off level cuts the relay within one loop period, and flow pulses that wake it ~1000 times a second are
+all counted. The figures of longer runs are in docs/safety.md s.3 (`relay_time --sleep 1`)."""
+
+import random
+
+from hardware.rp2040.board import PINS, ready
+from hardware.rp2040.relay_time import VSYS_CH, levels
+
+ONE_PERIOD_MS = 130.0  # as test_relay_on_rp2040: one period (100 ms) plus the iteration's work
+PULSES = 2000  # 2 emulated s at 1 kHz
+HZ = 1000
+PERIOD_NS = 1_000_000_000 // HZ
+HIGH_US = 50  # Instruments.flow's pulse width
+
+
+def test_light_sleep_cuts_the_relay_within_one_period_and_counts_every_pulse(board):
+    b = board("ma", "coal_face", seed=4)
+    pico, probe, inst = b.pico, b.probe, b.inst
+    ready(probe)
+    assert probe.console("unlock 1234").status == "OK"
+    assert probe.console("set sleep 1").status == "OK"  # in force from the next iteration, no reboot
+    pico.adc_watch(VSYS_CH)  # one conversion per loop iteration: when each iteration ran
+
+    # asleep on the crystal (PLL off) most of the time, and the frames still come over USB
+    start = probe.reading().seq
+    s0 = pico.sleep_stats()
+    last = probe.reading(lambda r: r.seq >= start + 3, 60, "three more readings while asleep")
+    s1 = pico.sleep_stats()
+    crystal = (s1["slow_ns"] - s0["slow_ns"]) / (s1["t_ns"] - s0["t_ns"])
+    assert crystal > 0.8, crystal  # sleep 0: 0 (clk_sys never leaves the PLL)
+    assert last.state == "NORMAL" and last.relay == 1 and probe.bad == 0
+    with pico._cond:  # noqa: SLF001
+        loop = [t for t in pico.conversions if s0["t_ns"] <= t <= s1["t_ns"]]
+    gaps_ms = [(q - p) / 1e6 for p, q in zip(loop, loop[1:], strict=False)]
+    assert len(gaps_ms) >= 20 and max(gaps_ms) < 101.0, gaps_ms  # asleep, never past the next iteration
+
+    # gas over power-off at random instants of quiet iterations (not one that writes flash: see safety.md)
+    over, clean = levels("coal_face")
+    rng = random.Random(9)
+    latencies = []
+    for _ in range(2):
+        seq = probe.reading(lambda r: r.relay == 1, 60, "power on").seq
+        probe.reading(lambda r, seq=seq: r.seq >= seq + 2, 60, "two readings with power on")  # ack's writes done
+        t_cross = pico.at(pico.now_ns() + rng.randrange(20_000_000, 220_000_000), inst.gas_command(over))
+        t_drop = pico.wait_level(PINS["relay"], 0, 60, after_ns=t_cross)
+        latencies.append((t_drop - t_cross) / 1e6)
+        probe.reading(lambda r: r.state == "POWEROFF", 60, "a POWEROFF reading")
+        inst.gas(clean)
+        probe.reading(lambda r: r.flags & 0x04, 60, "acknowledgement awaited")
+        assert probe.console("unlock 1234").status == "OK"
+        assert probe.console("ack").status == "OK"
+    print(f"sleep 1: relay cut {', '.join(f'{x:.1f}' for x in latencies)} ms after the crossing; "
+          f"{crystal:.0%} of the time on the crystal")
+    assert all(0 < x < ONE_PERIOD_MS for x in latencies), latencies
+
+    # flow pulses at 1 kHz: each one ends a lightsleep; the totaliser must grow by exactly the edges made
+    before = probe.reading(lambda r: r.relay == 1, 60, "power back on")
+    before = probe.reading(lambda r, seq=before.seq: r.seq >= seq + 2, 60, "two quiet readings")
+    boot_ns = pico.boots[-1]["t_ns"]
+    pico.set_pin(PINS["flow"], 0)
+    s2 = pico.sleep_stats()
+    start_ns = pico.wave(PINS["flow"], HZ, high_us=HIGH_US)
+    stop_at = start_ns + PULSES * PERIOD_NS - HIGH_US * 1000 + PERIOD_NS // 2  # between two edges
+    stop_ns = pico.at(stop_at, {"op": "wave", "gpio": PINS["flow"], "hz": 0})
+    s3 = pico.sleep_stats()
+    assert abs(stop_ns - stop_at) < 50_000, (stop_ns, stop_at)
+    made = (stop_ns - start_ns - (PERIOD_NS - HIGH_US * 1000)) // PERIOD_NS + 1
+    assert made == PULSES
+    after_ms = (stop_ns - boot_ns) // 1_000_000 + 1000
+    after = probe.reading(lambda r: r.uptime_ms >= after_ms, 60, "a reading after the pulses")
+    counted = round((after.total - before.total) * inst.k, 6)
+    asleep = (s3["slow_ns"] - s2["slow_ns"]) / (s3["t_ns"] - s2["t_ns"])
+    print(f"{made} pulses at {HZ} Hz with sleep 1: counted {counted:g}; {asleep:.0%} of that time on the crystal")
+    assert counted == made
+    assert 0.3 < asleep < crystal  # still asleep between edges, if less than with no edges to wake it
+    assert probe.bad == 0
