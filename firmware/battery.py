@@ -8,9 +8,9 @@ clears only when the battery reads above battery_low_mv (charged or replaced): w
 beacon switched, the load falls and the voltage recovers by tens of mV, which must not clear it.
 
 Run time left: the state of charge from a single-cell Li-ion open-circuit-voltage curve scaled between
-battery_cutoff_mv (0 %) and battery_full_mv (100 %); its fall over the last _WINDOW_MIN minutes (means of
-whole minutes at both ends, so ADC noise of a few LSB averages out) gives the rate, and the charge left
-divided by that rate the minutes left (a constant load discharges the charge linearly in time). Unknown
+battery_cutoff_mv (0 %) and battery_full_mv (100 %); its rate of fall over the last _WINDOW_MIN minutes (a
+least-squares line through one-minute means, so ADC noise of a few LSB averages out) gives the minutes left:
+the charge left divided by that rate (a constant load discharges the charge linearly in time). Unknown
 (None) until one window is measured, and while the charge is not falling (charging, or on mains).
 """
 
@@ -19,16 +19,21 @@ from array import array
 from compat import const
 
 _ONE = const(16384)           # Q14: 1.0 of the span / a full battery
-_WINDOW_MIN = const(10)       # minutes the rate is measured over: at a 10 h discharge the charge falls 1.7 %
-#                               in 10 min, ~25 times the noise of two one-minute means (~0.1 mV each)
+_WINDOW_MIN = const(20)       # minutes the rate is fitted over (least squares through 21 one-minute means):
+#                               long enough to ride over the RP2040's wide ADC codes (erratum E11: near
+#                               3.71 V a VSYS/3 input reads one code over ~19 mV, a plateau of ~19 min at a
+#                               6 h discharge); 10 min gave estimates 2x off there (tests/firmware/
+#                               test_battery_runtime.py)
+_SXX = const(770)             # sum of (i - 10)**2 for i = 0..20: the least-squares slope's denominator
 _MIN_FALL = const(16)         # Q14 (0.1 % of a full battery per window): less is "not discharging" (a
-#                               charger, mains, or a run time over ~160 h, past what a window can resolve)
+#                               charger, mains, or a run time over ~300 h, past what a window can resolve)
 _LOW_HYST_MV = const(50)      # BATTERY_LOW clears 50 mV above battery_low_mv: the voltage recovers that much
 #                               when the load drops (relay coil, beacon), which must not toggle the flag
-# State of charge (Q14) at 0, 10, ... 100 % of the span battery_cutoff_mv..battery_full_mv: a typical NMC/LCO
-# Li-ion cell at rest, 3.30 V = 0 % to 4.20 V = 100 % (3, 6, 10, 20, 37, 55, 68, 80, 90 % between: the
-# shape of published OCV-SOC curves, flat in the middle and steep at both ends, not one measured cell).
-_CURVE = (0, 492, 983, 1638, 3277, 6062, 9011, 11141, 13107, 14746, 16384)
+# State of charge (Q14) at 0, 10, ... 100 % of the span battery_cutoff_mv..battery_full_mv: a typical NMC
+# Li-ion cell at rest, 3.30 V = 0 % to 4.20 V = 100 % (3, 11, 23, 36, 49, 61, 72, 81, 90 % between: the
+# shape of published OCV-SOC curves of 18650 cells, steep at both ends and flatter in the middle; typical,
+# not one measured cell. An LFP cell, flat from 10 to 90 %, would need a curve of its own).
+_CURVE = (0, 492, 1802, 3768, 5898, 8028, 9994, 11796, 13271, 14746, 16384)
 
 
 def charge_q14(x):
@@ -132,8 +137,14 @@ class Battery:
             self._count += 1
             if self._count <= _WINDOW_MIN:
                 return
-        fall = ring[(self._i + 1) % (_WINDOW_MIN + 1)] - c   # the oldest: _WINDOW_MIN minutes ago
-        self.run_min = c * _WINDOW_MIN // fall if fall >= _MIN_FALL else None
+        # least squares over the window, oldest (k = 0) to now (k = 20): slope = sum((k - 10) * c_k) / _SXX
+        num = 0
+        j = self._i
+        for k in range(_WINDOW_MIN, -1, -1):
+            num += (k - _WINDOW_MIN // 2) * ring[j]
+            j = j - 1 if j else _WINDOW_MIN
+        fall = -num        # charge fallen per minute, times _SXX
+        self.run_min = c * _SXX // fall if fall * _WINDOW_MIN >= _MIN_FALL * _SXX else None
 
     def left(self):
         """The run time left as the console and events say it."""
