@@ -5,6 +5,8 @@ all counted. The figures of longer runs are in docs/safety.md s.3 (`relay_time -
 
 import random
 
+import pytest
+
 from hardware.rp2040.board import PINS, ready
 from hardware.rp2040.relay_time import VSYS_CH, levels
 
@@ -75,4 +77,37 @@ def test_light_sleep_cuts_the_relay_within_one_period_and_counts_every_pulse(boa
     print(f"{made} pulses at {HZ} Hz with sleep 1: counted {counted:g}; {asleep:.0%} of that time on the crystal")
     assert counted == made
     assert 0.3 < asleep < crystal  # still asleep between edges, if less than with no edges to wake it
+    assert probe.bad == 0
+
+
+@pytest.mark.long
+def test_top_rate_pulses_with_the_1_khz_methane_input_are_counted_exactly_in_light_sleep(board):
+    """test_pulses_on_rp2040's run with sleep 1: 12,000 flow pulses at 2 kHz (the meter's top rate) with
+    1 kHz on the methane frequency input, both waking every lightsleep; the totaliser counts every one."""
+    b = board("freq", "intake_air", seed=5)
+    pico, probe, k = b.pico, b.probe, b.inst.k
+    ready(probe)
+    assert probe.console("unlock 1234").status == "OK"
+    assert probe.console("set sleep 1").status == "OK"
+    pico.wave(PINS["ch4_freq"], 1000)  # full scale: POWEROFF, its latch written before the pulses start
+    before = probe.reading(lambda r: r.state == "POWEROFF", 60, "the power-off at 1 kHz")
+    before = probe.reading(lambda r: r.seq > before.seq + 1, 60, "two more readings")
+    boot_ns = pico.boots[-1]["t_ns"]
+    pico.set_pin(PINS["flow"], 0)
+    period_ns, pulses = 500_000, 12_000
+    s0 = pico.sleep_stats()
+    start_ns = pico.wave(PINS["flow"], 2000, high_us=HIGH_US)
+    stop_at = start_ns + pulses * period_ns - HIGH_US * 1000 + period_ns // 2
+    stop_ns = pico.at(stop_at, {"op": "wave", "gpio": PINS["flow"], "hz": 0})
+    s1 = pico.sleep_stats()
+    assert abs(stop_ns - stop_at) < 50_000, (stop_ns, stop_at)
+    made = (stop_ns - start_ns - (period_ns - HIGH_US * 1000)) // period_ns + 1
+    assert made == pulses
+    after_ms = (stop_ns - boot_ns) // 1_000_000 + 1000
+    after = probe.reading(lambda r: r.uptime_ms >= after_ms, 60, "a reading after the stop")
+    counted = round((after.total - before.total) * k, 6)
+    asleep = (s1["slow_ns"] - s0["slow_ns"]) / (s1["t_ns"] - s0["t_ns"])
+    print(f"{made} pulses at 2000 Hz with 1000 Hz on the methane input, sleep 1: counted {counted:g}; "
+          f"{asleep:.0%} of the time on the crystal")
+    assert counted == made
     assert probe.bad == 0
