@@ -12,6 +12,7 @@ Examples:
     firedamp board --scenario story --link /tmp/board-1 --speed 10
     firedamp board --scenario normal --link /tmp/board-2 --device-id face-2 --seed 7
     firedamp board --target rp2040 --scenario story --link /tmp/pico-1   # MicroPython's RP2040 port, emulated
+    firedamp board --link /tmp/drain-3 --pressure-kpa 98.4 --temperature-c 21.5 --battery-hours 8 --speed 60
 """
 
 from __future__ import annotations
@@ -66,6 +67,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adc-noise", choices=("on", "off"), default=None,
                         help="the RP2040 ADC's read-to-read noise and DNL errors on the methane and supply inputs "
                              "(default: on with --target rp2040, off on the CPython twin)")
+    parser.add_argument("--pressure-kpa", type=float, default=None, metavar="KPA",
+                        help="gas pressure (kPa absolute) at the flow meter: a new board gets the pressure and "
+                             "temperature input (pt_input analog) and reports standard flow in A frames")
+    parser.add_argument("--temperature-c", type=float, default=15.0, metavar="C",
+                        help="gas temperature at the flow meter with --pressure-kpa (default 15)")
+    parser.add_argument("--pt-swing", type=float, default=0.0, metavar="FRACTION",
+                        help="pressure and temperature swing slowly (10 min sine) by this fraction of their "
+                             "level, pressure in kPa and temperature in kelvin (default 0: steady)")
+    parser.add_argument("--battery-hours", type=float, default=None, metavar="H",
+                        help="the board runs on a full Li-ion cell whose constant load takes it to the cut-off "
+                             "(3300 mV) in H simulated hours; a new board gets the battery levels")
     parser.add_argument("--target", choices=("cpython", "rp2040"), default="cpython",
                         help="cpython (default, fast): the firmware modules on CPython with a fake machine; "
                              "rp2040: MicroPython's own RP2040 port on an emulated chip (rp2040js under Node.js), "
@@ -86,6 +98,28 @@ def check_scenario_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--duration must be at least 60 simulated seconds, got {args.duration}")
 
 
+def instruments(args: argparse.Namespace):
+    """(ProcessConditions or None, LiIonCell or None) from --pressure-kpa / --temperature-c / --battery-hours."""
+    from hardware.twin.signals import LiIonCell, ProcessConditions
+
+    process = battery = None
+    kpa = getattr(args, "pressure_kpa", None)
+    if kpa is not None:
+        if not 0 < kpa < 10000:
+            raise ConfigError(f"--pressure-kpa must be 0..10000 kPa absolute, got {kpa}")
+        t_c = args.temperature_c
+        if not -50 <= t_c <= 150:
+            raise ConfigError(f"--temperature-c must be -50..150, got {t_c}")
+        swing = args.pt_swing
+        process = ProcessConditions(kpa, t_c, kpa * swing, (t_c + 273.15) * swing)
+    hours = getattr(args, "battery_hours", None)
+    if hours is not None:
+        if not hours > 0:
+            raise ConfigError(f"--battery-hours must be > 0, got {hours}")
+        battery = LiIonCell.lasting(hours)
+    return process, battery
+
+
 def run(args: argparse.Namespace) -> int:
     from hardware.twin.virtual import VirtualBoard
     from models import scenarios
@@ -100,12 +134,14 @@ def run(args: argparse.Namespace) -> int:
 
         return emulated_board.run(args)
     scenario = scenarios.make(args.scenario, seed=args.seed, duration_s=args.duration)
+    process, battery = instruments(args)
     flash = Path(args.flash) if args.flash else Path(str(link) + ".flash")
     board = VirtualBoard(scenario, str(link), flash, device_id=device_id, speed=args.speed,
                          front_end=args.front_end, console_link=args.console_link,
                          record=Path(args.record) if args.record else None,
                          sensor_offset_pct=args.sensor_offset, sensor_gain=args.sensor_gain,
-                         adc_noise_seed=args.seed if getattr(args, "adc_noise", None) == "on" else None)
+                         adc_noise_seed=args.seed if getattr(args, "adc_noise", None) == "on" else None,
+                         process=process, battery=battery)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     parent = os.getppid()

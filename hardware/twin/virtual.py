@@ -21,7 +21,15 @@ from pathlib import Path
 from firedamp.errors import ConfigError
 from hardware.twin.adc_noise import AdcNoise
 from hardware.twin.pty_link import PtyLink
-from hardware.twin.signals import MethaneSensor, PulseTrain
+from hardware.twin.signals import (
+    LiIonCell,
+    MethaneSensor,
+    PressureTransmitter,
+    ProcessConditions,
+    PulseTrain,
+    Thermistor,
+    u16_of_level,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
@@ -73,9 +81,14 @@ class SimClock:
         self.us += ms * 1000
 
 
-def initial_settings(fw_settings, device_id: str, front_end: str) -> dict:
+# A battery board's levels (hardware/README.md): the brown-out below the cut-off, below the warning
+BATTERY_SETTINGS = {"battery_low_mv": 3500, "battery_cutoff_mv": 3300, "battery_full_mv": 4200, "supply_min_mv": 3000}
+
+
+def initial_settings(fw_settings, device_id: str, front_end: str, pt: bool = False, battery: bool = False) -> dict:
     """A board as an installer leaves it: defaults, the chosen front end, calibrated at 2.00 % CH4 against
-    a perfect sensor (so cal-due is off), an anemometer of FLOW_K_PER_M3 pulses/m3, and no OLED."""
+    a perfect sensor (so cal-due is off), an anemometer of FLOW_K_PER_M3 pulses/m3, and no OLED; with `pt`
+    the pressure/temperature input (default transmitter and NTC), with `battery` a Li-ion cell's levels."""
     import methane as fw_methane
 
     values = fw_settings.defaults()
@@ -84,6 +97,10 @@ def initial_settings(fw_settings, device_id: str, front_end: str) -> dict:
     values.update(device_id=device_id, front_end=front_end, display=0, k_pulses_per_l=0.0,
                   k_pulses_per_m3=FLOW_K_PER_M3, cal_zero_raw=nominal[0], cal_span_raw=int(round(span)),
                   cal_span_pct=2.0)
+    if pt:
+        values["pt_input"] = "analog"
+    if battery:
+        values.update(BATTERY_SETTINGS)
     return values
 
 
@@ -97,7 +114,8 @@ class VirtualBoard:
     def __init__(self, scenario, link: str, flash: Path, device_id: str = "pico-01", speed: float = 1.0,
                  front_end: str = "ma", console_link: str | None = None, record: Path | None = None,
                  sensor_offset_pct: float = 0.0, sensor_gain: float = 1.0, gas_file: Path | None = None,
-                 adc_noise_seed: int | None = None):
+                 adc_noise_seed: int | None = None, process: ProcessConditions | None = None,
+                 battery: LiIonCell | None = None):
         (self.machine, self.fw_board, self.fw_main, self.fw_settings, self.fw_methane,
          self.fw_protocol) = load_firmware()
         # the RP2040 ADC's noise and DNL on every read (hardware/twin/adc_noise.py), as on the emulated Pico
@@ -107,8 +125,11 @@ class VirtualBoard:
         self.flash = Path(flash)
         self.flash.mkdir(parents=True, exist_ok=True)
         store = self.fw_settings.Store(str(self.flash))
+        self.process = process   # gas pressure and temperature at the meter (pt_input analog), or None
+        self.battery = battery   # the cell on VSYS (battery_low_mv > 0), or None: VSYS at SUPPLY_MV
         if not Path(store.path).exists():
-            store.save(initial_settings(self.fw_settings, device_id, front_end))
+            store.save(initial_settings(self.fw_settings, device_id, front_end, process is not None,
+                                        battery is not None))
             # just calibrated by the installer: calibration age 0, totaliser 0 (else the board flags cal due)
             self.fw_settings.Store(str(self.flash), "runtime").save({"total_x1000": 0, "cal_age_s": 0})
         self.links = [PtyLink(link)] + ([PtyLink(console_link)] if console_link else [])
@@ -138,6 +159,7 @@ class VirtualBoard:
         self.board = self.fw_board.Board("pico", stream=self.stream, root=str(self.flash))
         if self.board.vsys_adc is not None:
             self.board.vsys_adc.set_u16(SUPPLY_MV * 65535 // (self.board.vsys_divider * 3300))
+            self._battery_adc(self.clock.us)
         self.board.relay_sense.set(1)
         self.machine.WDT.last = None
         self.ctl = self.fw_main.build(self.board, self.clock)
@@ -154,7 +176,29 @@ class VirtualBoard:
                                     self.sensor_offset_pct, self.sensor_gain)
         # the anemometer's own K-factor (pulses per m3): a wrong K-factor setting makes the board misread flow
         self.k = FLOW_K_PER_M3
+        self.transmitter = PressureTransmitter(s["p_min_kpa"], s["p_max_kpa"], s["shunt_ohm"], s["adc_vref_mv"])
+        self.thermistor = Thermistor(s["ntc_r25_ohm"], s["ntc_beta"], s["ntc_series_ohm"])
+        self._process_adc(self.clock.us)
         self._log_pins("boot:" + cause)
+
+    def _process_adc(self, t_us: int) -> None:
+        """Pressure (GPIO27) and temperature (GPIO28) at time t, or a broken input (ProcessConditions.fail)."""
+        if self.process is None:
+            return
+        t_s = t_us / 1e6
+        kpa, t_c = self.process.at(t_s)
+        broken = self.process.fail(t_s) if self.process.fail else None
+        pins = self.fw_board.PINMAPS["pico"]
+        p = self.transmitter.level(kpa, 2.0 if broken == "pressure" else None)   # an open loop: 2 mA
+        t = {"ntc_open": 1.0, "ntc_short": 0.0}.get(broken or "", self.thermistor.level(t_c))
+        self.machine.ADC.set(pins["pressure_adc"], u16_of_level(p))
+        self.machine.ADC.set(pins["temperature_adc"], u16_of_level(t))
+
+    def _battery_adc(self, t_us: int) -> None:
+        """VSYS from the cell at time t (through the board's VSYS/3 divider)."""
+        if self.battery is None or self.board.vsys_adc is None:
+            return
+        self.board.vsys_adc.set_u16(u16_of_level(self.battery.mv(t_us / 1e6) / (self.board.vsys_divider * 3300)))
 
     def restart(self) -> None:
         """A soft reset of the board (the firmware starts again from its files on flash)."""
@@ -193,6 +237,8 @@ class VirtualBoard:
             edges.sort(key=lambda e: e[0])
         else:
             pins.ch4_adc.set_u16(self.sensor.adc_u16(ch4))
+        self._process_adc(t1)
+        self._battery_adc(t1)
         for t, pin in edges:
             self.clock.us = t
             pin.edge()
