@@ -20,6 +20,7 @@ from edge.frames import (
     Event,
     Reading,
     Reply,
+    checked_parse,
     format_frame,
     format_reading,
     parse,
@@ -186,3 +187,49 @@ def test_corrupting_a_valid_line_gives_a_reject_not_a_different_reading(line, po
     # a corruption that still passes CRC-32 must be the identical line (e.g. the same byte written back)
     assert bad.rstrip(b"\r\n") == raw or binascii.crc32(bad[: bad.rindex(b"*")]) == int(bad[bad.rindex(b"*") + 1:].rstrip(), 16)
     assert frame.device
+
+
+# each field of an R line: (values the protocol allows, values it does not or that only the slow path takes)
+_R_FIELDS = (
+    (("pico-01", "a", "x" * 16, "_-"), ("x" * 17, "b 1", "", "é")),
+    (("0", "42", "0042", "4294967295"), ("4294967296", "9999999999", "-1", "12345678901", "4e3")),
+    (("0", "120", "9223372036854775807"), ("9223372036854775808", "9999999999999999999", "1.5")),
+    (("", "0.52", "100.00", "-0.50", "0.5", "1.520"), ("100.01", "999.99", "-0.51", "nan", "1e1", " 1.00")),
+    (("VOL", "LEL"), ("vol", "PPM")),
+    (("0.000", "1250.000", "9999999.999", "1250", "1250.5", "0001250.000"), ("10000000.000", "-1.000", "1,0")),
+    (("L/min", "m3/min"), ("gal/h",)),
+    (("0.000", "53211.500", "999999999999.999", "53211"), ("1000000000000.000", "+1.000")),
+    (STATES, ("CALM", "normal")),
+    (("0", "1"), ("2", "")),
+    (("0000", "00ff", "ABCD"), ("00G0", "000", "00000")),
+    (("00", "0f", "FF"), ("0", "0x")),
+)
+
+
+@st.composite
+def _r_fields(draw):
+    """A reading's fields, each a good value, then up to two of them swapped for any value (good or bad)."""
+    fields = [draw(st.sampled_from(good)) for good, _ in _R_FIELDS]
+    for _ in range(draw(st.integers(0, 2))):
+        k = draw(st.integers(0, len(_R_FIELDS) - 1))
+        fields[k] = draw(st.sampled_from(_R_FIELDS[k][0] + _R_FIELDS[k][1]))
+    return fields
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_r_fields(), st.sampled_from(("\n", "\r\n", "")), st.sampled_from(("ok", "upper", "wrong")))
+def test_the_fast_reading_path_gives_what_the_field_by_field_checks_give(fields, end, crc):
+    """parse() takes a reading in the board's exact shape through one pattern (edge/frames.py _R_LINE): on any
+    mix of good and bad fields, sealed so the CRC passes (or not), it must give the same frame or the same reject
+    as checked_parse, which checks field by field."""
+    body = ("$FD1,R," + ",".join(fields)).encode("utf-8")
+    c = binascii.crc32(body) ^ (1 if crc == "wrong" else 0)
+    line = body + (b"*%08X" if crc == "upper" else b"*%08x") % c + end.encode()
+
+    def outcome(fn):
+        try:
+            return repr(fn(line))
+        except BadFrame as exc:
+            return f"BadFrame({exc.reason}: {exc.detail})"
+
+    assert outcome(parse) == outcome(checked_parse)
