@@ -3,8 +3,8 @@
 `install(port, values)` copies the firmware exactly as `firedamp flash` does (edge/flash.py: .mpy files,
 main.py, settings.json) over the board's serial port. `Instruments` turns gas and flow into what the pins
 see: the methane ADC (GPIO26) through the RP2040 ADC noise model, or the 200-1000 Hz input (GPIO14) as a
-square wave; flow pulses on GPIO15; VSYS/3 on GPIO29; the relay's auxiliary contact (GPIO19) follows the
-relay (GPIO16). `Probe` is a host on the serial port: frames, events and console replies.
+square wave; flow pulses on GPIO15; gas pressure (4-20 mA, GPIO27) and temperature (NTC divider, GPIO28);
+VSYS/3 on GPIO29 (the supply, or a battery); the relay's auxiliary contact (GPIO19) follows the relay (GPIO16). `Probe` is a host on the serial port: frames, events and console replies.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import serial
 from edge import flash as edge_flash
 from edge import frames
 from edge.errors import LinkError
-from hardware.twin.signals import MethaneSensor
+from hardware.twin.signals import MethaneSensor, PressureTransmitter, Thermistor
 from hardware.twin.virtual import FLOW_K_PER_M3, SUPPLY_MV, initial_settings, load_firmware
 
 PINS = {"ch4_adc": 26, "ch4_freq": 14, "flow": 15, "relay": 16, "buzzer": 17, "beacon": 18, "relay_sense": 19,
-        "led": 25, "vsys_adc": 29}
+        "led": 25, "pressure_adc": 27, "temperature_adc": 28, "vsys_adc": 29}
 OUTPUTS = {16: "relay", 17: "buzzer", 18: "beacon"}
 
 
@@ -103,10 +103,14 @@ class Instruments:
                                     values["shunt_ohm"], values["adc_vref_mv"], sensor_offset_pct, sensor_gain)
         self.vref_mv = values["adc_vref_mv"]
         self.k = FLOW_K_PER_M3
+        self.transmitter = PressureTransmitter(values.get("p_min_kpa", 0.0), values.get("p_max_kpa", 200.0),
+                                               values["shunt_ohm"], self.vref_mv)
+        self.thermistor = Thermistor(values.get("ntc_r25_ohm", 10000), values.get("ntc_beta", 3950),
+                                     values.get("ntc_series_ohm", 10000))
 
     def wire(self) -> None:
         """VSYS present, the relay's auxiliary contact following the relay, outputs watched."""
-        self.pico.set_adc(PINS["vsys_adc"] - 26, SUPPLY_MV / 3 * 4095 / self.vref_mv)
+        self.vsys(SUPPLY_MV)
         self.pico.follow(PINS["relay_sense"], PINS["relay"], invert=True)  # closes to GND when energised
         self.pico.watch(*OUTPUTS)
 
@@ -124,6 +128,22 @@ class Instruments:
 
     def gas(self, ch4: float) -> int:
         return self.pico.command(self.gas_command(ch4))
+
+    def pt_commands(self, kpa: float, t_c: float, ma: float | None = None) -> list[dict]:
+        """The runner commands for gas pressure (ADC1) and temperature (ADC2); `ma` overrides the loop current."""
+        return [self.pico.adc_command(PINS["pressure_adc"] - 26, 4095 * self.transmitter.level(kpa, ma)),
+                self.pico.adc_command(PINS["temperature_adc"] - 26, 4095 * self.thermistor.level(t_c))]
+
+    def pt(self, kpa: float, t_c: float, ma: float | None = None) -> None:
+        for cmd in self.pt_commands(kpa, t_c, ma):
+            self.pico.command(cmd)
+
+    def vsys_command(self, mv: float) -> dict:
+        """The runner command putting `mv` on VSYS (ADC3 sees a third of it): the supply or a battery."""
+        return self.pico.adc_command(PINS["vsys_adc"] - 26, mv / 3 * 4095 / self.vref_mv)
+
+    def vsys(self, mv: float) -> int:
+        return self.pico.command(self.vsys_command(mv))
 
     def flow(self, m3_min: float) -> int:
         """Flow pulses (50 us wide) at the anemometer's rate."""

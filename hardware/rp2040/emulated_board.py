@@ -4,7 +4,9 @@ simulated mine, behind the same kind of pty as the CPython twin.
 A new board (no flash image yet) gets the firmware installed over its own serial port by mpremote, exactly as
 `firedamp flash` does, with the twin's installer settings (calibrated against the nominal sensor). Every
 loop period of the emulated clock (100 ms) the scenario's methane goes onto the ADC (through the RP2040 ADC
-noise model) or the 200-1000 Hz input, and its flow onto the pulse input at the meter's real rate. The
+noise model) or the 200-1000 Hz input, and its flow onto the pulse input at the meter's real rate; with
+--pressure-kpa the gas pressure and temperature go onto ADC1/ADC2, with --battery-hours the cell onto VSYS
+(ADC3), as on the CPython twin (hardware/twin/cli.py's instruments()). The
 flash image is `--flash DIR`/pico-flash.bin: restarting with the same folder reboots the same board.
 """
 
@@ -26,6 +28,8 @@ def run(args) -> int:
     from hardware.rp2040 import driver
     from hardware.rp2040.board import OUTPUTS, Instruments, board_settings, install
     from hardware.twin.adc_noise import AdcNoise
+    from hardware.twin.cli import instruments
+    from hardware.twin.virtual import BATTERY_SETTINGS
     from models import scenarios
 
     why = driver.missing()
@@ -34,6 +38,7 @@ def run(args) -> int:
     link = Path(args.link)
     device_id = args.device_id or link.name
     scenario = scenarios.make(args.scenario, seed=args.seed, duration_s=args.duration)
+    process, cell = instruments(args)
     folder = Path(args.flash) if args.flash else Path(str(link) + ".flash")
     folder.mkdir(parents=True, exist_ok=True)
     image = folder / "pico-flash.bin"
@@ -45,13 +50,20 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     parent = os.getppid()
     record = open(args.record, "a", buffering=1) if args.record else None  # noqa: SIM115 - closed below
-    values = board_settings(device_id, args.front_end) if new else json.loads(wiring.read_text())
+    extra: dict = {"pt_input": "analog"} if process is not None else {}
+    if cell is not None:
+        extra.update(BATTERY_SETTINGS)
+    values = board_settings(device_id, args.front_end, **extra) if new else json.loads(wiring.read_text())
     t0 = wall0 = None
     pico.start(paused=True)
     try:
         inst = Instruments(pico, values, args.sensor_offset, args.sensor_gain)
         inst.wire()  # the sensors are connected before power-on
         inst.gas(scenario.sample(0.0).ch4)
+        if process is not None:
+            inst.pt(*process.at(0.0))
+        if cell is not None:
+            inst.vsys(cell.mv(0.0))
         pico.run()
         if new:
             print(f"emulated Pico {device_id}: new board, installing the firmware with mpremote over {link} ...",
@@ -80,6 +92,10 @@ def run(args) -> int:
             except (OSError, ValueError):
                 ch4 = sample.ch4
             inst.gas(ch4)
+            if process is not None:
+                inst.pt(*process.at(sim_s))
+            if cell is not None:
+                inst.vsys(cell.mv(sim_s))
             if last_flow is None or abs(sample.flow - last_flow) > 0.005 * max(last_flow, 1.0):
                 inst.flow(sample.flow)
                 last_flow = sample.flow
