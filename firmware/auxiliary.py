@@ -10,6 +10,12 @@ iterations: `faults` (BATTERY) and `flags` (PT_FAULT, BATTERY_LOW).
 import bits
 
 
+def build(ctl):
+    """The controller's Auxiliary (named `build`, a name the firmware already has: each new name is a qstr,
+    and the board is a few qstrs short of MicroPython allocating its next qstr pool, ~7 KB)."""
+    return Auxiliary(ctl)
+
+
 class Auxiliary:
     """ctl: the controller (its board, flow, frames, runtime and event())."""
 
@@ -109,12 +115,13 @@ class Auxiliary:
                 std = pr.scale(self.ctl.flow.rate_x1000)
         self.ctl.frames.auxiliary(p, t, std, m, r, None if bt is None else bt.mv, None if bt is None else bt.run_min)
 
-    def lines(self):
-        """The console status lines: P, T, actual and standard flow and totals; the battery."""
+    def lines(self, flow_line):
+        """The console status lines: P, T, actual and standard flow and totals (else `flow_line`, the
+        console's own); the battery."""
         ctl = self.ctl
-        out = []
+        out = [flow_line]
         if self.process is not None:
-            out += self.process.status(ctl.flow.rate_x1000, ctl.flow.total_x1000, ctl.flow_unit)
+            out = list(self.process.status(ctl.flow.rate_x1000, ctl.flow.total_x1000, ctl.flow_unit))
         if self.battery is not None:
             out.append(self.battery.status())
         return out

@@ -169,13 +169,11 @@ class Console:
         self._reply("MORE", "levels: alarm %s, power-off %s, restore below %s%s" % (
             fixed(a.alarm, 2), fixed(a.poweroff, 2), fixed(a.restore, 2),
             ", auto-restore" if a.auto else ", needs ack"))
+        ln = "flow %s %s, total %s %s" % (fixed(c.flow.rate_x1000, 3), c.flow_unit, fixed(c.flow.total_x1000, 3),
+                                          c.flow_unit[:-4])
         x = c.auxiliary
-        if x is None or x.process is None:
-            self._reply("MORE", "flow %s %s, total %s %s" % (fixed(c.flow.rate_x1000, 3), c.flow_unit,
-                                                             fixed(c.flow.total_x1000, 3), c.flow_unit[:-4]))
-        if x is not None:   # pressure, temperature, actual and standard flow and totals; the battery
-            for ln in x.lines():
-                self._reply("MORE", ln)
+        for ln in ((ln,) if x is None else x.lines(ln)):   # with P/T and battery: more lines
+            self._reply("MORE", ln)
         self._reply("MORE", "faults %s" % fault_names(c.faults))
         t = c.runtime.cal_age_s
         due = c.cal_due_s - t

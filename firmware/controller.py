@@ -95,7 +95,7 @@ class Controller:
             if self.auxiliary is None:
                 import auxiliary  # not at start: a board without P/T or battery never loads it
 
-                self.auxiliary = auxiliary.Auxiliary(self)
+                self.auxiliary = auxiliary.build(self)
             self.auxiliary.configure(s)
         elif self.auxiliary is not None:
             self.auxiliary.configure(s)   # hands its standard totaliser to runtime.json

@@ -96,10 +96,11 @@ class Frames:
         self._num(flags, 2, 16)
         self.seal()
 
-    def auxiliary(self, p, t, flow, total_m, total_r, mv, left):
+    def auxiliary(self, p, t, flow, total_m, total_r, volt, left):
         """An A frame. p (hundredths of kPa) None: no valid P/T (p, t and the standard flow empty); t in
         hundredths of a degree C; flow: the standard flow in thousandths; total_m None: no P/T input (the
-        standard total empty too), else total = total_m * 10^6 + total_r thousandths; mv None: no battery;
+        standard total empty too), else total = total_m * 10^6 + total_r thousandths; volt: the battery in mV,
+        None: no battery;
         left (run time, minutes) None: unknown. Clamped to the ranges of docs/protocol.md, as reading() does.
         (Short names, reused from elsewhere: each new name is a qstr, and a few more would make MicroPython
         allocate its next qstr pool, ~7 KB of heap, on every board.)"""
@@ -120,8 +121,8 @@ class Frames:
         if total_m is not None:
             self.total(total_m, total_r)
         self._put(_COMMA)
-        if mv is not None:
-            self._num(0 if mv < 0 else (99999 if mv > 99999 else mv), 1, 10)
+        if volt is not None:
+            self._num(0 if volt < 0 else (99999 if volt > 99999 else volt), 1, 10)
         self._put(_COMMA)
         if left is not None:
             self._num(0 if left < 0 else (999999 if left > 999999 else left), 1, 10)

@@ -179,3 +179,29 @@ def test_steady_iteration_with_pt_and_battery_allocates_nothing():
         assert worst == 0, "steady iteration allocated %d bytes" % worst
     finally:
         rig.close()
+
+
+def test_console_sets_the_new_keys_and_the_a_frame_follows():
+    rig = fwkit.Rig()
+    try:
+        rig.set_pct(0.2)
+        rig.boot()
+        assert rig.last("unlock 1234")[0] == "OK"
+        status, text = rig.said("set battery_low_mv 3500")       # supply_min_mv 4200 (USB) is above it
+        assert status == "ERR" and "supply_min_mv" in text and "USB" in text, text
+        assert rig.last("set supply_min_mv 3000")[0] == "OK"
+        assert rig.last("set battery_low_mv 3500")[0] == "OK"
+        assert rig.last("get battery_low_mv") == ("OK", "battery_low_mv=3500")
+        assert rig.last("set base_c 15.0")[0] == "OK" and rig.last("get base_c") == ("OK", "base_c=15.00")
+        assert rig.last("set sleep 1")[0] == "OK" and rig.ctl.s["sleep"] == 1
+        assert rig.last("set pt_input analog")[0] == "OK"
+        rig.set_pt(101.325, 15.0)
+        rig.set_battery(3900)
+        rig.run_ms(3000)
+        a = rig.aux()[-1]
+        assert a[A_MV] != "" and a[4] == "101.32", a             # 101.325 kPa reads 101.32 (whole counts)
+        assert rig.last("set pt_input none")[0] == "OK" and rig.last("set battery_low_mv 0")[0] == "OK"
+        rig.run_ms(3000)
+        assert not rig.aux() and rig.ctl.auxiliary is None
+    finally:
+        rig.close()
