@@ -91,7 +91,7 @@ class Controller:
         self.report_ms = s["report_period_ms"]
         self.warmup_s = s["warmup_s"]
         self.cal_due_s = s["cal_interval_days"] * 86400
-        if s["pt_input"] != "none" or s["battery_low_mv"]:
+        if s["pt_input"] != "none" or (s["battery_low_mv"] and self.board.vsys_adc is not None):  # ESP32: none
             if self.auxiliary is None:
                 import auxiliary  # not at start: a board without P/T or battery never loads it
 

@@ -98,3 +98,45 @@ def test_compiled_firmware_runs_on_micropython(tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr
     assert "BOOT,fw " in proc.stdout and "SELFTEST,pass" in proc.stdout and ",NORMAL,1," in proc.stdout
     assert proc.stdout.strip().endswith("relay 1")
+
+
+@pytest.mark.micropython
+@pytest.mark.skipif(not MICROPYTHON.exists(), reason=f"MicroPython unix binary not installed at {MICROPYTHON}")
+def test_an_update_over_a_settings_file_from_0_1_0_does_not_fault(tmp_path, capsys):
+    """`firedamp flash` without --defaults keeps the board's settings.json: one written before the keys added
+    in issue 12 s.4 (P/T, battery, sleep) must boot to NORMAL with the relay on, no SETTINGS fault."""
+    import settings as fw_settings
+
+    code, _, _ = flash(capsys, "--port", "x", "--dry-run", "--build-dir", str(tmp_path))
+    assert code == 0 and not (tmp_path / "settings.json").exists()
+    old = fw_settings.defaults()
+    for key in fw_settings.KEYS[34:]:
+        del old[key]
+    old.update(warmup_s=0, display=0)
+    assert "uart_baud" in old and "pt_input" not in old and len(old) == 34
+    fw_settings.Store(str(tmp_path)).save(old)
+    script = tmp_path / "boot_check.py"
+    script.write_text(
+        "import machine, board, main\n"
+        "class S:\n"
+        "    def read(self): return None\n"
+        "    def write(self, b): print(bytes(b).decode(), end='')\n"
+        "class C:\n"
+        "    t = 0\n"
+        "    def ticks_ms(self): return self.t\n"
+        "    def ticks_us(self): return self.t * 1000\n"
+        "    def ticks_diff(self, a, b): return a - b\n"
+        "machine.ADC.set(29, 33000)\n"
+        "machine.ADC.set(26, 11916 + 2979)\n"
+        "c = C()\n"
+        f"ctl = main.build(board.Board('pico', stream=S(), root={str(tmp_path)!r}), c)\n"
+        "for i in range(40):\n"
+        "    c.t += 100\n"
+        "    ctl.step()\n"
+        "print('relay', machine.Pin.get(16).value(), 'faults', ctl.faults, 'sleep', ctl.s['sleep'])\n")
+    env = dict(os.environ, MICROPYPATH=f"{tmp_path}:{ROOT / 'hardware/twin'}")
+    proc = subprocess.run([str(MICROPYTHON), "-X", "heapsize=192k", str(script)], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ",SETTINGS," not in proc.stdout and ",NORMAL,1,0000," in proc.stdout, proc.stdout
+    assert proc.stdout.strip().endswith("relay 1 faults 0 sleep 0")
