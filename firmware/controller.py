@@ -2,8 +2,9 @@
 
 One `Controller.step()` is one loop iteration at the injected clock's time (see main.py for the API). The
 parts decide for themselves (methane.py, flow.py, alarm.py, health.py); this module wires them, runs them in
-order, and is the one place the console changes the board through (`change`, `acknowledge`, `save`, ...). auxiliary.py (pressure,
-temperature, standard flow, battery: the A frame) is imported only by a board configured with them.
+order, and is the one place the console changes the board through (`change`, `acknowledge`, `save`, ...).
+auxiliary.py (pressure, temperature, standard flow, battery: the A frame) is imported only by a board
+configured with them.
 """
 
 import alarm
