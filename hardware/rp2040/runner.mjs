@@ -27,7 +27,11 @@
 // boot ROM's flash_range_erase/program are patched into breakpoints serviced below, written through to
 // --flash); USB OUT is answered at once with empty packets (held until host bytes arrive); the watchdog
 // re-fires forever (the chip is rebuilt instead: a real reset); driven pads read back 0 and pulls are ignored
-// (pads read their own level or pull); the logger floods (rate-limited to --log).
+// (pads read their own level or pull); the logger floods (rate-limited to --log). For machine.lightsleep: CPU
+// cycles were counted at 125 MHz whatever clk_sys ran at (now at the current clk_sys: the crystal's 12 MHz
+// while lightsleep switches clocks); WFI with PRIMASK set took the waking interrupt at once and slept through
+// one already pending (now it only wakes, as on a Cortex-M0+). Not modelled: SLEEP_EN clock gating (every
+// peripheral keeps running while asleep), PLL lock and crystal start-up times (both instant).
 
 import fs from 'node:fs';
 import net from 'node:net';
