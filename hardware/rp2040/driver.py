@@ -10,7 +10,7 @@
 
 The chip's USB CDC serial line appears at `link` (a symlink to a pseudo-terminal, as the CPython twin's),
 so everything that talks to /dev/ttyACM0 talks to it unchanged. Times are the emulator's own clock in
-nanoseconds (cycle-counted at 125 MHz, continuous across resets). The board's flash is the file `flash`
+nanoseconds (cycle-counted at the current clk_sys, 125 MHz but in lightsleep; continuous across resets). The board's flash is the file `flash`
 (2 MiB, written through on every erase/program): keep it and the next start is a reboot of the same board;
 kill the runner (`power_cut()`) and the file holds what the chip had written by then.
 

@@ -35,6 +35,7 @@ def test_light_sleep_cuts_the_relay_within_one_period_and_counts_every_pulse(boa
     assert last.state == "NORMAL" and last.relay == 1 and probe.bad == 0
     with pico._cond:  # noqa: SLF001
         loop = [t for t in pico.conversions if s0["t_ns"] <= t <= s1["t_ns"]]
+    loop = [t for i, t in enumerate(loop) if i == 0 or t - loop[i - 1] > 5_000_000]  # one start per iteration
     gaps_ms = [(q - p) / 1e6 for p, q in zip(loop, loop[1:], strict=False)]
     assert len(gaps_ms) >= 20 and max(gaps_ms) < 101.0, gaps_ms  # asleep, never past the next iteration
 
