@@ -213,6 +213,28 @@ class Rig:
         self.ctl.step()
 
     # time
+    def worst_alloc(self, iterations=50):
+        """The most bytes one loop iteration allocated over `iterations` quiet ones (flow pulses at 20 Hz, no
+        frame due: the caller has set a long report period and read the frames so far)."""
+        ctl = self.ctl
+        clock = self.clock
+        edge = self.pin("flow_pulse").edge
+        worst = 0
+        for _ in range(iterations):
+            clock.us += 25000
+            edge()
+            clock.us += 25000
+            edge()
+            clock.us += 50000
+            gc.collect()
+            before = gc.mem_alloc()
+            ctl.step()
+            used = gc.mem_alloc() - before
+            if used > worst:
+                worst = used
+        assert not self.stream.out, "no frame expected in this window"
+        return worst
+
     def step(self, n=1):
         for _ in range(n):
             self.clock.us += PERIOD_MS * 1000
