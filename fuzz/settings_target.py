@@ -34,6 +34,10 @@ class _MemStore(settings.Store):
         return self.files[path].decode()  # text mode: bad UTF-8 is a ValueError, as on the board
 
 
+# the keys added after firmware 0.1.0 (its last key was uart_baud): a settings file may lack them
+ADDED = settings.KEYS[settings.KEYS.index("uart_baud") + 1:]
+
+
 def valid_value(key: str, value) -> bool:
     try:
         return settings.parse(key, value if isinstance(value, str) else repr(value)) == value
@@ -46,6 +50,7 @@ def _reason(problem: str) -> str:
                           ("checksum", "checksum"), ("bad JSON", "bad JSON"), ("not a JSON object", "not an object"),
                           ("wrong type", "wrong type"), ("must be", "value out of range"),
                           ("custom profile needs", "cross-field rule"), ("exactly one of", "cross-field rule"),
+                          ("a battery needs", "cross-field rule"), ("p_min_kpa must be <", "cross-field rule"),
                           ("utf-8", "not UTF-8"), ("codec", "not UTF-8")):
         if words in problem:
             return reason
@@ -65,6 +70,10 @@ def check(data: bytes) -> str:
     if problem is None:
         raw = settings.decode(data.decode())
         for key in settings.KEYS:
+            if key not in raw:  # a file from before a key existed: its default, silently (firmware/settings.py)
+                if key not in ADDED or values[key] != settings.defaults()[key]:
+                    raise Violation(f"{key} missing from the file, {values[key]!r} used, with no problem reported")
+                continue
             if raw[key] != values[key] or type(raw[key]) is not type(values[key]) and not (
                     isinstance(raw[key], int) and isinstance(values[key], float)):
                 raise Violation(f"{key}={raw[key]!r} in the file but {values[key]!r} was used, with no problem reported")
