@@ -38,15 +38,24 @@ NATS_SERVER = shutil.which("nats-server") or ("/usr/sbin/nats-server" if os.path
 MISSING = "nats-server is not installed (sudo apt-get install nats-server)"
 
 
-def _free_port() -> int:
+def _free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (never 1883). All n sockets are held bound while the ports are picked:
+    one at a time, the kernel may hand the same port out twice, and a cluster of 12 ports then had two nodes
+    bind one ("address already in use": seen in a test run)."""
     import socket
 
-    while True:
-        with socket.socket() as s:
+    held: list[socket.socket] = []
+    try:
+        while len(held) < n:
+            s = socket.socket()
+            held.append(s)
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port != 1883:
-            return port
+            if s.getsockname()[1] == 1883:  # kept bound (so not picked again) but not used
+                n += 1
+        return [p for p in (s.getsockname()[1] for s in held) if p != 1883]
+    finally:
+        for s in held:
+            s.close()
 
 
 @dataclass
@@ -156,7 +165,8 @@ class NatsNode:
 
 class NatsCluster:
     def __init__(self, base: Path, size: int = 3, detached: bool = False):
-        ports = [(_free_port(), _free_port(), _free_port(), _free_port()) for _ in range(size)]
+        free = _free_ports(4 * size)
+        ports = [tuple(free[4 * i:4 * i + 4]) for i in range(size)]
         routes = [f"nats://127.0.0.1:{p[1]}" for p in ports]
         self.nodes = [NatsNode(f"n{i + 1}", base / f"n{i + 1}", *p, routes=routes, detached=detached)
                       for i, p in enumerate(ports)]
