@@ -67,15 +67,13 @@ def test_bad_device_id_and_missing_board_are_plain_errors(tmp_path, capsys):
     assert code == 1 and "mpremote failed on /dev/ttyNOPE" in err
 
 
-@pytest.mark.micropython
-@pytest.mark.skipif(not MICROPYTHON.exists(), reason=f"MicroPython unix binary not installed at {MICROPYTHON}")
-def test_compiled_firmware_runs_on_micropython(tmp_path, capsys):
-    code, _, _ = flash(capsys, "--port", "x", "--dry-run", "--defaults", "--build-dir", str(tmp_path))
-    assert code == 0
-    assert not list(tmp_path.glob("alarm.py")) and (tmp_path / "alarm.mpy").exists()
-    script = tmp_path / "boot_check.py"
+def _boot(build: Path, iterations: int, last_line: str) -> subprocess.CompletedProcess:
+    """The compiled firmware in `build` booted on the MicroPython binary (192 KB heap) with the twin's machine:
+    gas ~0.25 % (5 mA), supply 5 V, `iterations` loop iterations 100 ms apart, then `last_line` (Python run
+    there, `ctl` the controller). Its frames and that line are on stdout; fails the test if it crashed."""
+    script = build / "boot_check.py"
     script.write_text(
-        "import machine, board, main, settings\n"
+        "import machine, board, main\n"
         "class S:\n"
         "    def read(self): return None\n"
         "    def write(self, b): print(bytes(b).decode(), end='')\n"
@@ -87,15 +85,24 @@ def test_compiled_firmware_runs_on_micropython(tmp_path, capsys):
         "machine.ADC.set(29, 33000)\n"
         "machine.ADC.set(26, 11916 + 2979)\n"  # ~5 mA: 0.25 %
         "c = C()\n"
-        f"ctl = main.build(board.Board('pico', stream=S(), root={str(tmp_path)!r}), c)\n"
-        "for i in range(320):\n"
+        f"ctl = main.build(board.Board('pico', stream=S(), root={str(build)!r}), c)\n"
+        f"for i in range({iterations}):\n"
         "    c.t += 100\n"
-        "    ctl.step()\n"
-        "print('relay', machine.Pin.get(16).value())\n")
-    env = dict(os.environ, MICROPYPATH=f"{tmp_path}:{ROOT / 'hardware/twin'}")
+        "    ctl.step()\n" + last_line)
+    env = dict(os.environ, MICROPYPATH=f"{build}:{ROOT / 'hardware/twin'}")
     proc = subprocess.run([str(MICROPYTHON), "-X", "heapsize=192k", str(script)], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path)
+                          text=True, timeout=60, cwd=build)
     assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.mark.micropython
+@pytest.mark.skipif(not MICROPYTHON.exists(), reason=f"MicroPython unix binary not installed at {MICROPYTHON}")
+def test_compiled_firmware_runs_on_micropython(tmp_path, capsys):
+    code, _, _ = flash(capsys, "--port", "x", "--dry-run", "--defaults", "--build-dir", str(tmp_path))
+    assert code == 0
+    assert not list(tmp_path.glob("alarm.py")) and (tmp_path / "alarm.mpy").exists()
+    proc = _boot(tmp_path, 320, "print('relay', machine.Pin.get(16).value())\n")
     assert "BOOT,fw " in proc.stdout and "SELFTEST,pass" in proc.stdout and ",NORMAL,1," in proc.stdout
     assert proc.stdout.strip().endswith("relay 1")
 
@@ -115,28 +122,7 @@ def test_an_update_over_a_settings_file_from_0_1_0_does_not_fault(tmp_path, caps
     old.update(warmup_s=0, display=0)
     assert "uart_baud" in old and "pt_input" not in old and len(old) == 34
     fw_settings.Store(str(tmp_path)).save(old)
-    script = tmp_path / "boot_check.py"
-    script.write_text(
-        "import machine, board, main\n"
-        "class S:\n"
-        "    def read(self): return None\n"
-        "    def write(self, b): print(bytes(b).decode(), end='')\n"
-        "class C:\n"
-        "    t = 0\n"
-        "    def ticks_ms(self): return self.t\n"
-        "    def ticks_us(self): return self.t * 1000\n"
-        "    def ticks_diff(self, a, b): return a - b\n"
-        "machine.ADC.set(29, 33000)\n"
-        "machine.ADC.set(26, 11916 + 2979)\n"
-        "c = C()\n"
-        f"ctl = main.build(board.Board('pico', stream=S(), root={str(tmp_path)!r}), c)\n"
-        "for i in range(40):\n"
-        "    c.t += 100\n"
-        "    ctl.step()\n"
-        "print('relay', machine.Pin.get(16).value(), 'faults', ctl.faults, 'sleep', ctl.s['sleep'])\n")
-    env = dict(os.environ, MICROPYPATH=f"{tmp_path}:{ROOT / 'hardware/twin'}")
-    proc = subprocess.run([str(MICROPYTHON), "-X", "heapsize=192k", str(script)], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    proc = _boot(tmp_path, 40, "print('relay', machine.Pin.get(16).value(), 'faults', ctl.faults, 'sleep', "
+                               "ctl.s['sleep'])\n")
     assert ",SETTINGS," not in proc.stdout and ",NORMAL,1,0000," in proc.stdout, proc.stdout
     assert proc.stdout.strip().endswith("relay 1 faults 0 sleep 0")
