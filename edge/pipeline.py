@@ -103,7 +103,6 @@ class Pipeline:
         self._states: dict[str, tuple] = {}  # device -> what its last retained state said
         self._shown: dict[str, Any] = {}  # device -> the reading its last retained-state check saw
         self._units: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) last told to discovery
-        self._aux: dict[str, tuple[Aux, float]] = {}  # device -> its last A frame and arrival time
         self._aux_shown: dict[str, tuple[Aux, float] | None] = {}  # device -> the A frame its last state carried
         self._aux_kind: dict[str, tuple[str, bool, bool]] = {}  # device -> (std_unit, P/T, battery) told to discovery
         self.snapshot = cfg.modbus.enabled  # Batch.snapshots for the Modbus server (edge/modbus.py) to read
@@ -227,7 +226,6 @@ class Pipeline:
     def _on_aux(self, a: Aux, port: str, t: float, t_now: float, out: Batch) -> None:
         """An A frame after the policy saw it: history, the aux message, Modbus, discovery, the retained state."""
         device = a.device
-        self._aux[device] = (a, t)
         out.history.append((a, t))
         if self.telemetry:  # the aux message goes where telemetry goes, and is skipped when telemetry is
             out.aux.append((device, payloads.aux(a, t)))
@@ -273,7 +271,7 @@ class Pipeline:
         if self._states.get(device) == key and not aux_refresh:
             return
         self._states[device] = key
-        last_aux = self._aux.get(device)
+        last_aux = self.policy.aux.get(device)  # (its last A frame, arrival time)
         if last_aux is not None:
             self._aux_shown[device] = last_aux
         out.states.append((device, payloads.state(device, self.site, self.edge, t, r, link_up, active, last_aux)))

@@ -143,7 +143,9 @@ class Policy:
         self.devices: dict[str, DeviceState] = {}
         self._placeholders: dict[str, str] = {}  # port -> device name used for its link alert
         self.last: dict[str, Reading] = {}
-        self.aux: dict[str, Aux] = {}  # device -> its last A frame (battery and P/T values for the alert details)
+        # device -> its last A frame and arrival time (the battery values for alert details; the pipeline puts them
+        # in the retained state)
+        self.aux: dict[str, tuple[Aux, float]] = {}
         self.port_devices: dict[str, set[str]] = {}
         self._aliases: set[tuple[str, str]] = set()  # (port, id): a second board under an id, see `name`
         self._board_key: dict[str, tuple] = {}
@@ -207,7 +209,7 @@ class Policy:
             if result is not None:
                 out += self.on_score(frame.device, result, t, forecast_ok)
         elif frame.type == "A":
-            self.aux[frame.device] = frame  # never an alert by itself: the flags and faults are in R
+            self.aux[frame.device] = (frame, t)  # never an alert by itself: the flags and faults are in R
 
     def name(self, device: str, port: str, t: float, out: list[Alert]) -> str:
         """The name a frame with id `device` from `port` is reported under. Two boards sharing an id on two
@@ -303,8 +305,8 @@ class Policy:
     def _aux_flags(self, dev: str, st: DeviceState, r: Reading, t: float, out: list[Alert]) -> None:
         """BATTERY_LOW and PT_FAULT → alerts on their transitions; the details carry the board's last A frame's
         battery voltage and run time left (None when it has sent none)."""
-        a = self.aux.get(dev)
-        mv, left = (a.battery_mv, a.run_min) if a is not None else (None, None)
+        last = self.aux.get(dev)
+        mv, left = (last[0].battery_mv, last[0].run_min) if last is not None else (None, None)
         low = bool(r.flags & FLAG_BATTERY_LOW)
         when = "" if mv is None else f" ({mv} mV" + ("" if left is None else f", about {left} min left") + ")"
         self._set(dev, st, "battery_low", low, t,

@@ -395,19 +395,20 @@ class Publisher:
         return False
 
     def telemetry(self, device: str, payload: dict[str, Any]) -> None:
-        if not (self.cfg.mqtt.telemetry and self.connected):
-            self.counters["telemetry_skipped"] += 1
-            return
-        self.client.publish(self._topic(device, "telemetry"), json.dumps(payload, separators=(",", ":")), qos=0)
-        self.counters["telemetry_sent"] += 1
+        self._qos0(device, "telemetry", "telemetry_sent", payload)
 
     def aux(self, device: str, payload: dict[str, Any]) -> None:
         """An A frame's values (QoS 0, not retained, like telemetry: the retained state carries the last ones)."""
+        self._qos0(device, "aux", "aux_sent", payload)
+
+    def _qos0(self, device: str, leaf: str, counter: str, payload: dict[str, Any]) -> None:
+        """A telemetry-like message: QoS 0 while [mqtt] telemetry is on and connected (counted in `counter`),
+        else counted as skipped."""
         if not (self.cfg.mqtt.telemetry and self.connected):
             self.counters["telemetry_skipped"] += 1
             return
-        self.client.publish(self._topic(device, "aux"), json.dumps(payload, separators=(",", ":")), qos=0)
-        self.counters["aux_sent"] += 1
+        self.client.publish(self._topic(device, leaf), json.dumps(payload, separators=(",", ":")), qos=0)
+        self.counters[counter] += 1
 
     def event(self, device: str, payload: dict[str, Any]) -> None:
         if self.connected:
