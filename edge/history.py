@@ -66,6 +66,25 @@ _MIGRATIONS = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 # per-minute columns of the A values: (name in aux_minutes, index in Aux); the totaliser keeps its highest
 _AUX_STATS = (("p", 3), ("t", 4), ("std", 5), ("bat", 8), ("run", 9))
+
+
+def _aux_minutes_upsert() -> str:
+    """The statement that merges one minute's A values into aux_minutes (std_unit, n, then count/min/sum/max of
+    each of _AUX_STATS, then std_total): made once, at import."""
+    cols = ["std_unit", "n"] + [f"{c}{x}" for name, _ in _AUX_STATS
+                                for c, x in (("n_", name), (name, "_min"), (name, "_sum"), (name, "_max"))]
+    cols.append("std_total")
+    merge = ["n = n + excluded.n", "std_unit = excluded.std_unit",
+             "std_total = max(coalesce(std_total, excluded.std_total), coalesce(excluded.std_total, std_total))"]
+    for name, _ in _AUX_STATS:
+        merge += [f"n_{name} = n_{name} + excluded.n_{name}", f"{name}_sum = {name}_sum + excluded.{name}_sum",
+                  f"{name}_min = min(coalesce({name}_min, excluded.{name}_min), coalesce(excluded.{name}_min, {name}_min))",
+                  f"{name}_max = max(coalesce({name}_max, excluded.{name}_max), coalesce(excluded.{name}_max, {name}_max))"]
+    return (f"INSERT INTO aux_minutes (device, minute, {', '.join(cols)}) VALUES ({', '.join('?' * (len(cols) + 2))}) "
+            f"ON CONFLICT(device, minute) DO UPDATE SET {', '.join(merge)}")
+
+
+_AUX_MINUTES_UPSERT = _aux_minutes_upsert()
 _SEVERITY = {s: i for i, s in enumerate(SEVERITY)}
 _SEVERITY_SQL = " ".join(SEVERITY)  # instr() of a state in it: its rank (no state is part of another)
 _PRUNE_ROWS = 500  # per batch: a few ms, never a stall
@@ -166,33 +185,17 @@ class History:
                     j = 2 + 4 * i
                     m[j], m[j + 1], m[j + 2], m[j + 3] = m[j] + 1, _lo(m[j + 1], v), m[j + 2] + v, _hi(m[j + 3], v)
             m[-1] = _hi(m[-1], a.std_total)
-        cols = ["std_unit", "n"] + [f"{c}{x}" for name, _ in _AUX_STATS
-                                    for c, x in (("n_", name), (name, "_min"), (name, "_sum"), (name, "_max"))]
-        cols.append("std_total")
-        merge = ["n = n + excluded.n", "std_unit = excluded.std_unit",
-                 "std_total = max(coalesce(std_total, excluded.std_total), coalesce(excluded.std_total, std_total))"]
-        for name, _ in _AUX_STATS:
-            merge += [f"n_{name} = n_{name} + excluded.n_{name}", f"{name}_sum = {name}_sum + excluded.{name}_sum",
-                      f"{name}_min = min(coalesce({name}_min, excluded.{name}_min), "
-                      f"coalesce(excluded.{name}_min, {name}_min))",
-                      f"{name}_max = max(coalesce({name}_max, excluded.{name}_max), "
-                      f"coalesce(excluded.{name}_max, {name}_max))"]
-        self.db.executemany(
-            f"INSERT INTO aux_minutes (device, minute, {', '.join(cols)}) VALUES ({', '.join('?' * (len(cols) + 2))}) "
-            f"ON CONFLICT(device, minute) DO UPDATE SET {', '.join(merge)}",
-            [(d, minute, *m) for (d, minute), m in agg.items()])
+        self.db.executemany(_AUX_MINUTES_UPSERT, [(d, minute, *m) for (d, minute), m in agg.items()])
         self.rows += len(batch)
 
     def prune(self, now: float) -> int:
-        """Delete at most _PRUNE_ROWS expired raw rows and as many expired minutes; returns rows deleted."""
-        n = self.db.execute("DELETE FROM raw WHERE rowid IN (SELECT rowid FROM raw WHERE t < ? LIMIT ?)",
-                            (now - self.raw_s, _PRUNE_ROWS)).rowcount
-        n += self.db.execute("DELETE FROM minutes WHERE rowid IN (SELECT rowid FROM minutes WHERE minute < ? LIMIT ?)",
-                             (now - self.minute_s, _PRUNE_ROWS)).rowcount
-        n += self.db.execute("DELETE FROM aux WHERE rowid IN (SELECT rowid FROM aux WHERE t < ? LIMIT ?)",
-                             (now - self.raw_s, _PRUNE_ROWS)).rowcount
-        n += self.db.execute("DELETE FROM aux_minutes WHERE rowid IN (SELECT rowid FROM aux_minutes WHERE minute < ? "
-                             "LIMIT ?)", (now - self.minute_s, _PRUNE_ROWS)).rowcount
+        """Delete at most _PRUNE_ROWS expired rows of each table (readings and A frames, raw and per minute); returns
+        rows deleted."""
+        n = 0
+        for table, column, keep_s in (("raw", "t", self.raw_s), ("minutes", "minute", self.minute_s),
+                                      ("aux", "t", self.raw_s), ("aux_minutes", "minute", self.minute_s)):
+            n += self.db.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {column} < ? "
+                                 "LIMIT ?)", (now - keep_s, _PRUNE_ROWS)).rowcount
         self.pruned += n
         return n
 
