@@ -21,7 +21,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from edge.errors import ConfigError
@@ -236,13 +236,13 @@ class ModbusServer:
     # ------------------------------------------------------------------------------------------ pipeline side
 
     def publish(self, snapshots: list[tuple[str, Reading, float, Any]], advisory: Callable[[str], bool],
-                aux: list[tuple[str, Aux, float]] = ()) -> None:  # type: ignore[assignment]
+                aux: Iterable[tuple[str, Aux, float]] = ()) -> None:
         """A batch's readings (port, reading, time, model result) → the newest snapshot per port; `advisory(device)`
         says whether a model alert is raised now; `aux`: the batch's A frames (port, frame, time). Called by the
         pipeline thread after the batch's alerts were decided; dict assignments only, read by the server thread
         without a lock (each Snapshot and (Aux, time) is immutable)."""
-        for port, a, t in aux:
-            self.aux[port] = (a, t)
+        for port, frame, t in aux:
+            self.aux[port] = (frame, t)
         cur = self.snapshots
         touched: dict[str, str] = {}
         for port, r, t, res in snapshots:
