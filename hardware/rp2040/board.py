@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import serial
 
@@ -148,6 +149,28 @@ class Instruments:
     def flow(self, m3_min: float) -> int:
         """Flow pulses (50 us wide) at the anemometer's rate."""
         return self.pico.wave(PINS["flow"], m3_min / 60.0 * self.k, high_us=50)
+
+
+class Train(NamedTuple):
+    """A counted pulse train (pulse_train): when it started, when its stop was asked for and came, the edges made."""
+
+    start_ns: int
+    stop_at: int
+    stop_ns: int
+    made: int
+
+
+def pulse_train(pico, gpio: int, hz: int, pulses: int, high_us: int = 50) -> Train:
+    """`pulses` rising edges at `hz` (pulses `high_us` wide) on `gpio` from now, on the emulated clock, stopped
+    half a period after the last one wanted (well clear of the next), so the count of edges made is exact. The
+    caller drives the line low first (else the wave's first rise is no edge) and checks that the stop came
+    between two edges (stop_ns near stop_at)."""
+    period_ns = 1_000_000_000 // hz
+    start_ns = pico.wave(gpio, hz, high_us=high_us)
+    # rising edges at start + (period - high) + k * period
+    stop_at = start_ns + pulses * period_ns - high_us * 1000 + period_ns // 2
+    stop_ns = pico.at(stop_at, {"op": "wave", "gpio": gpio, "hz": 0})
+    return Train(start_ns, stop_at, stop_ns, (stop_ns - start_ns - (period_ns - high_us * 1000)) // period_ns + 1)
 
 
 class Probe:

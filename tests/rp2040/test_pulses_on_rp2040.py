@@ -10,12 +10,11 @@ instant and stops them between two pulses, so the number of edges it made is exa
 
 import time
 
-from hardware.rp2040.board import PINS, ready
+from hardware.rp2040.board import PINS, pulse_train, ready
 
 TOP_HZ = 2000  # the flow meter's top rate (hardware/README.md)
 FREQ_HZ = 1000  # the methane frequency input at its top (1000 Hz = full scale)
 PULSES = 12000  # 6 emulated seconds at 2 kHz (about 3 s wall here)
-PERIOD_NS = 1_000_000_000 // TOP_HZ
 HIGH_US = 50  # Instruments.flow's pulse width: rising edges at start + (period - 50 us) + k * period
 
 
@@ -34,13 +33,10 @@ def test_2_khz_flow_pulses_with_the_1_khz_methane_input_are_counted_exactly(boar
     # the line idles low between pulses (driven, not left to the pull-up: else the wave's first rise is no edge)
     pico.set_pin(PINS["flow"], 0)
     wall = time.monotonic()
-    start_ns = pico.wave(PINS["flow"], TOP_HZ, high_us=HIGH_US)
-    # stop 250 us after the last rising edge wanted (well clear of the next one, 250 us on)
-    stop_at = start_ns + PULSES * PERIOD_NS - HIGH_US * 1000 + PERIOD_NS // 2
-    mid = probe.mark()
-    stop_ns = pico.at(stop_at, {"op": "wave", "gpio": PINS["flow"], "hz": 0})
+    mid = probe.mark()  # the frames from here on: those while both ran are the ones with flow
+    # stopped 250 us after the last rising edge wanted (well clear of the next one, 250 us on)
+    start_ns, stop_at, stop_ns, made = pulse_train(pico, PINS["flow"], TOP_HZ, PULSES, HIGH_US)
     assert abs(stop_ns - stop_at) < 50_000, (stop_ns, stop_at)  # the stop came between two edges
-    made = (stop_ns - start_ns - (PERIOD_NS - HIGH_US * 1000)) // PERIOD_NS + 1
     assert made == PULSES
 
     # while both ran: the rate at 2 kHz (12,000 m3/min) and the methane input read at full scale

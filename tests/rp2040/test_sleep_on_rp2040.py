@@ -7,13 +7,12 @@ import random
 
 import pytest
 
-from hardware.rp2040.board import PINS, ready
+from hardware.rp2040.board import PINS, pulse_train, ready
 from hardware.rp2040.relay_time import VSYS_CH, levels
 
 ONE_PERIOD_MS = 130.0  # as test_relay_on_rp2040: one period (100 ms) plus the iteration's work
 PULSES = 2000  # 2 emulated s at 1 kHz
 HZ = 1000
-PERIOD_NS = 1_000_000_000 // HZ
 HIGH_US = 50  # Instruments.flow's pulse width
 
 
@@ -37,7 +36,10 @@ def test_light_sleep_cuts_the_relay_within_one_period_and_counts_every_pulse(boa
         loop = [t for t in pico.conversions if s0["t_ns"] <= t <= s1["t_ns"]]
     loop = [t for i, t in enumerate(loop) if i == 0 or t - loop[i - 1] > 5_000_000]  # one start per iteration
     gaps_ms = [(q - p) / 1e6 for p, q in zip(loop, loop[1:], strict=False)]
-    assert len(gaps_ms) >= 20 and max(gaps_ms) < 101.0, gaps_ms  # asleep, never past the next iteration
+    # asleep, never past the next iteration: step() counts its own work in whole ms (ticks_ms), so a period is
+    # 100 ms plus up to 1 ms of that rounding (seen: 101.086 ms when the test ran after another on this board)
+    # plus the ~0.1 ms from step()'s return to the sleep; a lightsleep that overslept its ms would add more
+    assert len(gaps_ms) >= 20 and max(gaps_ms) < 101.5, gaps_ms
 
     # gas over power-off at random instants of quiet iterations (not one that writes flash: see safety.md)
     over, clean = levels("coal_face")
@@ -64,12 +66,9 @@ def test_light_sleep_cuts_the_relay_within_one_period_and_counts_every_pulse(boa
     boot_ns = pico.boots[-1]["t_ns"]
     pico.set_pin(PINS["flow"], 0)
     s2 = pico.sleep_stats()
-    start_ns = pico.wave(PINS["flow"], HZ, high_us=HIGH_US)
-    stop_at = start_ns + PULSES * PERIOD_NS - HIGH_US * 1000 + PERIOD_NS // 2  # between two edges
-    stop_ns = pico.at(stop_at, {"op": "wave", "gpio": PINS["flow"], "hz": 0})
+    _, stop_at, stop_ns, made = pulse_train(pico, PINS["flow"], HZ, PULSES, HIGH_US)
     s3 = pico.sleep_stats()
-    assert abs(stop_ns - stop_at) < 50_000, (stop_ns, stop_at)
-    made = (stop_ns - start_ns - (PERIOD_NS - HIGH_US * 1000)) // PERIOD_NS + 1
+    assert abs(stop_ns - stop_at) < 50_000, (stop_ns, stop_at)  # the stop came between two edges
     assert made == PULSES
     after_ms = (stop_ns - boot_ns) // 1_000_000 + 1000
     after = probe.reading(lambda r: r.uptime_ms >= after_ms, 60, "a reading after the pulses")
@@ -95,14 +94,11 @@ def test_top_rate_pulses_with_the_1_khz_methane_input_are_counted_exactly_in_lig
     before = probe.reading(lambda r: r.seq > before.seq + 1, 60, "two more readings")
     boot_ns = pico.boots[-1]["t_ns"]
     pico.set_pin(PINS["flow"], 0)
-    period_ns, pulses = 500_000, 12_000
+    pulses = 12_000
     s0 = pico.sleep_stats()
-    start_ns = pico.wave(PINS["flow"], 2000, high_us=HIGH_US)
-    stop_at = start_ns + pulses * period_ns - HIGH_US * 1000 + period_ns // 2
-    stop_ns = pico.at(stop_at, {"op": "wave", "gpio": PINS["flow"], "hz": 0})
+    _, stop_at, stop_ns, made = pulse_train(pico, PINS["flow"], 2000, pulses, HIGH_US)
     s1 = pico.sleep_stats()
     assert abs(stop_ns - stop_at) < 50_000, (stop_ns, stop_at)
-    made = (stop_ns - start_ns - (period_ns - HIGH_US * 1000)) // period_ns + 1
     assert made == pulses
     after_ms = (stop_ns - boot_ns) // 1_000_000 + 1000
     after = probe.reading(lambda r: r.uptime_ms >= after_ms, 60, "a reading after the stop")
