@@ -5,18 +5,21 @@ away (a reboot, a long gap, a board removed). `alloc` hands out the lowest free 
 fresh stream's state, so a reused slot never carries another board's past. The arena grows by doubling
 when every slot is taken; slots keep their numbers when it grows.
 
-Shapes (N = capacity, L = num_layers, H = hidden_size, W = window, F = n_features):
-    hc      (2, L, N, H) float32  LSTM h (hc[0]) and c (hc[1]); streaming form only (else L = H = 0)
-    window  (N, W, F) float32     the last W normalised samples, oldest first (not kept when W = 1:
-                                  then the graph's input is the new sample alone)
-    table   (N, 2F+5) float64     one row per slot, so a step gathers and scatters it once:
-              [:, :F]   ewma      EWMA of the squared scaled residual (1 on a fresh stream)
-              [:, F:2F] pred      normalised prediction of the next sample (meaningful once count > 0)
-              [:, 2F]   score     \
-              [:, 2F+1] forecast   > the last valid result (forecast in raw units; top = feature index)
-              [:, 2F+2] top       /
-              [:, 2F+3] count     valid samples seen (a float64 holds every count exactly up to 2**53)
-              [:, 2F+4] alpha     the EWMA's smoothing factor: 0 until the slot has a prediction
+Each quantity's rows for a run of slots a..b-1 are one contiguous block, so a step over them reads and
+writes in place and each numpy call in it is the fast same-shape, contiguous kind (a strided or broadcast
+operand costs a call 2-4x more at these sizes: see models.runtime); the float64 quantities are stacked in
+two arrays so a step over scattered slots gathers and scatters each array once
+(N = capacity, L = num_layers, H = hidden_size, W = window, F = n_features):
+    hc        (2, L, N, H) float32  LSTM h (hc[0]) and c (hc[1]); streaming form only (else L = H = 0)
+    window    (N, W, F) float32     the last W normalised samples, oldest first (not kept when W = 1:
+                                    then the graph's input is the new sample alone)
+    feat      (3, N, F) float64     per feature:
+        [0] ewma      EWMA of the squared scaled residual (1 on a fresh stream)
+        [1] pred      normalised prediction of the next sample (meaningful once count > 0)
+        [2] alpha     the EWMA's smoothing factor: 0 until the slot has a prediction
+    last      (4, N) float64        per slot (float64 holds the integers exactly up to 2**53):
+        [0] score, [1] forecast (raw units), [2] top (index into spec.features): the last valid result
+        [3] count     valid samples seen
 """
 
 from __future__ import annotations
@@ -45,14 +48,18 @@ class Arena:
         fresh = {
             "hc": np.zeros((2, layers, capacity, hidden), np.float32),
             "window": np.zeros((capacity, w, f), np.float32),
-            "table": np.tile(self._fresh_row(), (capacity, 1)),
+            "feat": np.zeros((3, capacity, f)),
+            "last": np.zeros((4, capacity)),
         }
         if old:
             fresh["hc"][:, :, :old] = self.hc
             fresh["window"][:old] = self.window
-            fresh["table"][:old] = self.table
+            fresh["feat"][:, :old] = self.feat
+            fresh["last"][:, :old] = self.last
         for name, value in fresh.items():
             setattr(self, name, value)
+        self.ewma, self.pred, self.alpha = self.feat  # views by name, each (N, F) or (N,)
+        self.score, self.forecast, self.top, self.count = self.last
         self.hc_rows = self.hc.reshape(2 * layers, capacity, hidden)  # a view: h and c layers as rows of slots
         used = np.zeros(capacity, dtype=bool)
         used[:old] = self._used
@@ -81,32 +88,19 @@ class Arena:
         self._used[slot] = False
         heapq.heappush(self._free, slot)
 
-    def _fresh_row(self) -> np.ndarray:
-        f = self.spec.n_features
-        row = np.zeros(2 * f + 5)
-        row[:f] = 1.0  # ewma
-        row[2 * f + 1] = np.nan  # no forecast yet
-        return row
-
     def reset(self, slot: int) -> None:
         """Make `slot` a fresh stream: zero LSTM state and window, no prediction, EWMA 1, count 0."""
         self.hc[:, :, slot] = 0.0
         self.window[slot] = 0.0
-        self.table[slot] = self._fresh_row()
+        self.feat[:, slot] = 0.0
+        self.ewma[slot] = 1.0
+        self.last[:, slot] = 0.0
+        self.forecast[slot] = np.nan  # no forecast yet
 
-    # views by name (each (N, ...) and indexed by slot)
-    @property
-    def ewma(self) -> np.ndarray:
-        return self.table[:, : self.spec.n_features]
-
-    @property
-    def pred(self) -> np.ndarray:
-        f = self.spec.n_features
-        return self.table[:, f:2 * f]
-
-    @property
-    def count(self) -> np.ndarray:
-        return self.table[:, 2 * self.spec.n_features + 3]
+    def row(self, slot: int) -> np.ndarray:
+        """A copy of the slot's float64 quantities (feat, then last) as one vector: its whole state but the
+        LSTM's and the window, to compare before and after."""
+        return np.concatenate([self.feat[:, slot].ravel(), self.last[:, slot]])
 
     def check(self, slots: np.ndarray) -> None:
         """Raise ValueError unless every slot is allocated and none appears twice (one sample per stream)."""

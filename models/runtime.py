@@ -58,7 +58,14 @@ class _Workspace:
         self.x = flat["x"][: n * spec.window * f].reshape(n, spec.window, f)
         self.pred = flat["pred"][: n * f].reshape(n, f)
         self.fc = flat["forecast"][:n].reshape(n, 1)
+        self.z = self.x[:, -1]  # (n, F) float32: the new normalised sample, the graph's last input row
         self.t, self.d, self.contrib = (np.zeros((n, f)) for _ in range(3))
+        # the model's per-feature constants tiled to (n, F): every ufunc of the step is same-shape, contiguous
+        self.mean, self.std, self.resid = (np.tile(v, (n, 1)) for v in (model._mean, model._std, model._resid))
+        # a gathered step's copies of its slots' rows of the arena's feat and last: it works on these, then
+        # scatters them back
+        self.feat, self.last = np.zeros((3, n, f)), np.zeros((4, n))
+        self.fc_flat = self.fc.reshape(n)
         self.feeds = {"x": self.x}
         self.outputs = {"pred": self.pred, "forecast": self.fc}
         if model._streaming:
@@ -172,7 +179,7 @@ class Model:
         self._outputs = [o.name for o in self._session.get_outputs()]
         spec = self.spec
         self.arena = Arena(spec)
-        self._f, self._window, self._col = spec.n_features, spec.window, 2 * spec.n_features
+        self._f, self._window = spec.n_features, spec.window
         self._streaming = spec.form == "streaming"
         self._mean = np.asarray(spec.mean, dtype=np.float64)
         self._std = np.asarray(spec.std, dtype=np.float64)
@@ -221,85 +228,87 @@ class Model:
         if idx.size:
             done = self._step_valid(slots[idx], x[idx], slots[idx])
             ready[idx], anomalous[idx] = done.ready, done.anomalous
-        last = self.arena.table[slots]  # valid rows were just written: their fresh result, the others their last
-        c = self._col
-        return Scores(last[:, c], anomalous, last[:, c + 1], last[:, c + 2].astype(np.int64), ready)
+        a = self.arena  # valid rows were just written: their fresh result, the others their last
+        return Scores(a.score[slots], anomalous, a.forecast[slots], a.top[slots].astype(np.int64), ready)
 
     def _step_valid(self, slots: np.ndarray, x: np.ndarray, at: np.ndarray | slice) -> Scores:
         """step() for rows that are all finite. Every intermediate lives in the workspace of this batch size;
-        the only per-call allocations are the gathered state table and the returned arrays. `at` indexes the
-        arena: the slots, or a slice of them when they are one increasing run (views: nothing gathered).
+        the only per-call allocations are the returned arrays. `at` indexes the arena: the slots, or a slice
+        of them when they are one increasing run (then each quantity's rows are a contiguous view, updated
+        in place: nothing gathered or scattered).
 
-        With F = 2 a numpy call costs far more than its arithmetic (~0.5-3 µs each at 32 rows), so the step is
-        counted in calls: per-slot scalars share one table row (one gather, one scatter), h and c share one
-        array, a fresh slot's EWMA is held by a per-slot smoothing factor of 0 (no branch, no np.where), and the
-        maximum over features is a column-wise np.maximum (np.max(axis=1) costs ~3-8 µs here)."""
-        n, f, c, arena = slots.size, self._f, self._col, self.arena
+        With F = 2 a numpy call costs far more than its arithmetic (~0.5 µs for a same-shape contiguous call
+        at 32 rows, 2-4x that with a strided or broadcast operand), so the step is counted in calls and each
+        call is the cheap kind: one array per quantity in the arena, the constants tiled to (n, F), a fresh
+        slot's EWMA held by a smoothing factor of 0 (no branch, no np.where)."""
+        n, arena = slots.size, self.arena
         if n == 0:
             e = np.zeros(0)
             return Scores(e, e.astype(bool), e, e.astype(np.int64), e.astype(bool))
         ws = self._workspace(n)
-        t = ws.t
-        np.subtract(x, self._mean, out=t)
-        xin = ws.x
-        # (x - mean) / std in float64, stored as float32 (rounded as normalise's astype rounds) in one call
-        if self._window > 1:  # slide each stream's window by one sample (oldest first, as WindowBuffer.push)
-            xin[:, :-1] = arena.window[at, 1:]
-            np.divide(t, self._std, out=xin[:, -1])
-            arena.window[at] = xin
-        else:
-            np.divide(t, self._std, out=xin[:, 0])
-        t[:] = xin[:, -1]  # z, the float32 sample the graph sees, back in float64 for the residual
         inplace = isinstance(at, slice)
+        if inplace:
+            feat, last = arena.feat[:, at], arena.last[:, at]
+        else:  # slots: checked by step()
+            feat, last = ws.feat, ws.last
+            np.take(arena.feat, slots, axis=1, out=feat, mode="clip")
+            np.take(arena.last, slots, axis=1, out=last, mode="clip")
+        ewma, pred, alpha = feat
+        score, fc, top, count = last
+        # z = (x - mean) / std in float64, rounded to float32 as normalise's astype rounds; t is that float32
+        # sample back in float64, for the residual
+        t = ws.t
+        np.subtract(x, ws.mean, out=t)
+        np.divide(t, ws.std, out=t)
+        ws.z[...] = t
+        t[...] = ws.z
+        if self._window > 1:  # slide each stream's window by one sample (oldest first, as WindowBuffer.push)
+            ws.x[:, :-1] = arena.window[at, 1:]
+            arena.window[at] = ws.x
         if self._streaming:
             if inplace:
                 ws.hc_in_rows[...] = arena.hc_rows[:, at]
             else:
-                np.take(arena.hc_rows, slots, axis=1, out=ws.hc_in_rows, mode="clip")  # slots: checked by step()
+                np.take(arena.hc_rows, slots, axis=1, out=ws.hc_in_rows, mode="clip")
         if ws.run is not None:
             ws.run()
         else:
             self._run(ws)
-        g = arena.table[at]  # (n, 2F+5): ewma | pred | score | forecast | top | count | alpha; a copy, or a view
-        ewma = g[:, :f]
         d = ws.d
-        np.subtract(t, g[:, f:c], out=d)  # residual against the previous prediction
-        np.divide(d, self._resid, out=d)
+        np.subtract(t, pred, out=d)  # residual against the previous prediction
+        np.divide(d, ws.resid, out=d)
         np.multiply(d, d, out=d)
         np.minimum(d, 1e6, out=d)
         if self._unscored is not None:  # inputs only: their EWMA stays at 1, |ln 1| = 0
             d[:, self._unscored] = 1.0
         np.subtract(d, ewma, out=d)
-        np.multiply(d, g[:, c + 4:c + 5], out=d)  # alpha: 0 until the slot has a prediction (EWMA held at 1)
+        np.multiply(d, alpha, out=d)  # alpha: 0 until the slot has a prediction (EWMA held at 1)
         np.add(ewma, d, out=ewma)
         contrib = ws.contrib
         np.maximum(ewma, _S_FLOOR, out=contrib)
         np.log(contrib, out=contrib)
         np.abs(contrib, out=contrib)
-        score = g[:, c]
-        if f > 1:
+        if self._f == 2:  # max(axis=1) costs several times one np.maximum of the two columns
             np.maximum(contrib[:, 0], contrib[:, 1], out=score)
         else:
-            score[:] = contrib[:, 0]
-        for j in range(2, f):
-            np.maximum(score, contrib[:, j], out=score)
-        top = contrib.argmax(axis=1)
-        g[:, c + 2] = top
-        fc = g[:, c + 1]
-        np.multiply(ws.fc[:, 0], self._fc_std, out=fc, dtype=np.float64)  # float32 widened first, exactly
+            contrib.max(axis=1, out=score)
+        best = contrib.argmax(axis=1)
+        top[...] = best
+        np.multiply(ws.fc_flat, self._fc_std, out=fc, dtype=np.float64)  # float32 widened first, exactly
         np.add(fc, self._fc_mean, out=fc)
-        g[:, f:c] = ws.pred
-        cnt = g[:, c + 3]
-        cnt += 1
-        g[:, c + 4] = self._alpha
+        pred[...] = ws.pred
+        count += 1
+        alpha[...] = self._alpha
         if self._streaming:
             arena.hc_rows[:, at] = ws.hc_out_rows
-        ready = cnt > self._warmup
-        if inplace:  # g is the arena itself: hand out copies
-            score, fc = score.copy(), fc.copy()
-        else:
-            arena.table[at] = g
-        return Scores(score, ready & (score > self._thr), fc, top, ready)
+        ready = count > self._warmup
+        anomalous = score > self._thr
+        anomalous &= ready
+        if not inplace:
+            arena.feat[:, slots] = feat
+            arena.last[:, slots] = last
+        # score and fc are views of the arena (in place) or of the workspace: hand out copies
+        return Scores(score.copy(), anomalous, fc.copy(), best, ready)
 
     # ------------------------------------------------------------------------------------------ workspace
 

@@ -89,15 +89,15 @@ def test_a_nan_row_leaves_the_slot_untouched_and_is_not_ready(model):
     try:
         for t in range(200):
             model.step([a, b], np.stack([x[t], x[t]]))
-        before = model.arena.hc[:, :, a].copy(), model.arena.table[a].copy()
+        before = model.arena.hc[:, :, a].copy(), model.arena.row(a)
         last = model.step([a], x[200:201])
         for bad in ([np.nan, 900.0], [0.5, np.inf], [-np.inf, np.nan]):
             r = model.step([a, b], np.array([bad, x[200]]))
             assert not r.ready[0] and not r.anomalous[0] and r.ready[1]
             assert r.score[0] == last.score[0] and r.forecast[0] == last.forecast[0] and r.top[0] == last.top[0]
-        after = model.arena.hc[:, :, a], model.arena.table[a]
+        after = model.arena.hc[:, :, a], model.arena.row(a)
         # the NaN rows changed nothing: the state is the one the valid sample at t=200 left
-        stepped = model.arena.table[a].copy()
+        stepped = model.arena.row(a)
         assert not np.array_equal(before[1], stepped)
         assert np.array_equal(after[1], stepped) and np.isfinite(after[0]).all()
         r = model.step([a], np.array([[np.nan, np.nan]]))
@@ -156,14 +156,14 @@ def test_slots_freed_and_reused_under_a_random_schedule_never_leak_state(model):
 def test_a_bad_slot_list_is_refused_before_any_state_changes(model):
     a = model.alloc()
     try:
-        before = model.arena.table[a].copy()
+        before = model.arena.row(a)
         with pytest.raises(ValueError, match="twice"):
             model.step([a, a], np.array([[0.5, 900.0], [0.5, 900.0]]))
         with pytest.raises(ValueError, match="not allocated"):
             model.step([a, a + 1], np.array([[0.5, 900.0], [0.5, 900.0]]))
         with pytest.raises(ValueError, match="out of range"):
             model.step([-1], np.array([[0.5, 900.0]]))
-        assert np.array_equal(model.arena.table[a], before, equal_nan=True)
+        assert np.array_equal(model.arena.row(a), before, equal_nan=True)
     finally:
         model.free(a)
     with pytest.raises(ValueError, match="not allocated"):
