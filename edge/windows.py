@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from edge.errors import ModelError
@@ -56,6 +58,7 @@ class Windows:
     max_gap_samples: int = 5
     streams: dict[str, Stream] = field(default_factory=dict)
     _plans: dict[tuple[str, str], list[tuple[int, float]] | str] = field(default_factory=dict)
+    _rows: dict[tuple[str, str], Any] = field(default_factory=dict)  # units -> itemgetter of the plan's fields
     _warned: set[tuple[str, str, str]] = field(default_factory=set)
     unscored: int = 0  # readings not scored because of units
     resets: int = 0  # streams started afresh after a reboot or a long gap
@@ -87,14 +90,17 @@ class Windows:
                     break
                 steps.append((Reading._fields.index(name), factor))
             plan = self._plans[key] = steps
+            if not isinstance(steps, str) and all(k == 1.0 for _, k in steps) and len(steps) > 1:
+                self._rows[key] = itemgetter(*(i for i, _ in steps))  # units as the model's: no scaling
         return plan
 
-    def add(self, r: Reading, t: float | None = None) -> tuple[Stream, list[float]] | None:
+    def add(self, r: Reading, t: float | None = None) -> tuple[Stream, Sequence[float]] | None:
         """A reading (arrived at edge time `t`) → (stream, raw feature row) when it is this device's next
         sample, else None."""
         if t is not None and t >= self._next_sweep:
             self.expire(t)
-        plan = self._plans.get((r.unit, r.flow_unit))
+        key = r[4:7:2]  # (unit, flow_unit)
+        plan = self._plans.get(key)
         if plan is None:
             plan = self.plan(r)
         if isinstance(plan, str):
@@ -120,8 +126,11 @@ class Windows:
         s.fed += 1
         if t is not None:
             s.last_t = t
-        row = [math.nan if r[i] is None else r[i] * k for i, k in plan]
-        return s, row
+        get = self._rows.get(key)
+        if get is not None:  # the reading's own values (a tuple): no scaling, a missing one is NaN
+            row = get(r)
+            return (s, row) if None not in row else (s, [math.nan if v is None else v for v in row])
+        return s, [math.nan if r[i] is None else r[i] * k for i, k in plan]
 
     def expire(self, t: float) -> int:
         """Free the slots of streams whose last frame arrived more than expire_s before `t`; returns how many."""
