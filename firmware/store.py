@@ -2,8 +2,9 @@
 
 File format: line 1 is the JSON object, line 2 the CRC-32 of line 1 in hex. A save writes <name>.tmp, reads
 it back and checks it, moves the old file to <name>.bak (the last good one) and renames the new one into
-place, so a power cut at any step leaves the old or the new file, never a mix. Loading falls back to
-<name>.bak; settings.py says what the values must be.
+place, so a power cut at any step leaves the old or the new file, never a mix. Loading a board that lost
+power between the two renames (no <name>.json) takes the checked <name>.tmp and finishes the rename; otherwise
+it falls back to <name>.bak; settings.py says what the values must be.
 """
 
 import binascii
@@ -64,12 +65,21 @@ class Store:
             pass
 
     def load_raw(self):
-        """-> (dict or None, problem text or None). Tries the file, then the last good copy."""
+        """-> (dict or None, problem text or None). Tries the file (or the .tmp of a save cut short), then the last
+        good copy."""
         name = self.path[self.path.rfind("/") + 1:]
         try:
             return decode(self._read(self.path)), None
         except OSError:
-            first = name + " missing"
+            # a cut between save()'s two renames leaves no file, the old one as .bak and the new one, whole
+            # (read back before the renames), as .tmp: finish that save, so the board runs on it, no fault
+            tmp = self.path[:-5] + ".tmp"
+            try:
+                values = decode(self._read(tmp))
+                self._rename(tmp, self.path)
+                return values, None
+            except (OSError, ValueError):
+                first = name + " missing"
         except ValueError as exc:  # on MicroPython a UnicodeError (bad bytes on flash) has no args
             first = name + " " + (str(exc.args[0]) if exc.args else "is not readable text")
         try:
