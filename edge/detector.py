@@ -44,6 +44,12 @@ class Results:
         # tuple.__new__ is what Result(...) runs, without its Python-level __new__ frame
         return _new(Result, (score[k], self._thr, anomalous[k], forecast[k], self._names[top[k]], ready[k]))
 
+    def as_list(self) -> list[Result]:
+        """Every row's Result at once (what the pipeline reads, one per reading: a list index instead of a call)."""
+        thr, names = self._thr, self._names
+        return [_new(Result, (s, thr, a, f, names[t], r))
+                for s, a, f, t, r in zip(*(a.tolist() for a in self.arrays), strict=True)]
+
 
 class Detector:
     def __init__(self, path: str | Path | None = None, threads: int = 1):

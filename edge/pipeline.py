@@ -215,7 +215,7 @@ class Pipeline:
         if not due:
             return []
         try:
-            return self.detector.score(due)
+            return self.detector.score(due).as_list()
         except Exception:
             self.score_errors += 1
             if self.score_errors == 1 or self.score_errors % 1000 == 0:

@@ -99,6 +99,7 @@ def test_results_are_arrays_and_each_row_reads_as_a_result(detector):
     assert r.score == out.arrays.score[2] and r.threshold == detector.spec.threshold
     assert r.forecast == out.arrays.forecast[2] and r.top_channel in detector.spec.features
     assert type(r.score) is float and type(r.ready) is bool  # what the policy and the JSON payload expect
+    assert out.as_list() == [out[k] for k in range(4)]  # the pipeline's way: all rows at once
 
 
 def test_a_board_that_falls_silent_gives_its_slot_back(detector):

@@ -4,7 +4,10 @@ them, two boards sharing one device id are kept apart, and an ingest overflow is
 
 import json
 
-from models.runtime import Result
+import numpy as np
+
+from edge.detector import Results
+from models.runtime import Scores
 from tests.helpers import board_line, wait_for
 
 
@@ -82,7 +85,9 @@ def test_alerts_of_one_read_go_out_in_frame_order_each_with_the_reading_that_cau
     spec = svc.detector.spec
 
     def score(due):  # the model finds seq 122 unusual and forecasts gas over the level (the detector is not
-        return [Result(9.0, spec.threshold, True, 3.0, "ch4", True) for _ in due]  # under test here)
+        n = len(due)  # under test here)
+        return Results(Scores(np.full(n, 9.0), np.ones(n, bool), np.full(n, 3.0), np.zeros(n, np.int64),
+                              np.ones(n, bool)), spec)
 
     svc.detector.score = score
     svc.start()
