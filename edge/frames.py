@@ -372,11 +372,15 @@ class Decoder:
         try:
             frame = parse(line)
         except BadFrame as exc:
-            self.rejected[exc.reason] += 1
-            self.last_error = str(exc)
+            self.reject(exc)
             return None
         self.ok += 1
         return frame
+
+    def reject(self, exc: BadFrame) -> None:
+        """Count a line parse() refused (by its reason) and keep its detail in `last_error`."""
+        self.rejected[exc.reason] += 1
+        self.last_error = str(exc)
 
     def track(self, frame: Frame, port: str = "") -> Gap:
         """Sequence bookkeeping for one valid frame of any type, per (port, device): two boards sharing a device

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from edge import payloads
 from edge.config import Config
-from edge.frames import Aux, Decoder, Event, Reading, Reply
+from edge.frames import Aux, BadFrame, Decoder, Event, Reading, Reply, parse
 from edge.policy import Alert, Policy
 
 log = logging.getLogger("firedamp.pipeline")
@@ -117,22 +117,31 @@ class Pipeline:
         """Items: (port, line, t) tuples from the link readers, LinkChange and Overflow."""
         out = Batch()
         # the stages' entry points, looked up once a batch (this loop runs for every line: ~12 µs a frame)
-        decode, track, name_of = self.decoder.decode, self.decoder.track, self.policy.name
+        decoder = self.decoder
+        track, name_of = decoder.track, self.policy.name
         add = self.windows.add if self.windows is not None else None
         # link → frames → names → windows (per item)
         work: list[tuple] = []
         due: list[tuple[Any, list[float]]] = []
+        named: list[Alert] = []  # what name() raised for the frame in hand (nearly always nothing)
+        ok = 0
         for item in items:
             if item.__class__ is not tuple:
                 work.append((item,))
                 continue
             port, line, t = item
             try:
-                frame = decode(line)
-                if frame is None:
+                try:
+                    frame = parse(line)  # Decoder.decode inline: the count of good frames is added once a batch
+                except BadFrame as exc:
+                    decoder.reject(exc)
                     continue
-                first: list[Alert] = []
-                name = name_of(frame.device, port, t, first)
+                ok += 1
+                name = name_of(frame.device, port, t, named)
+                first = None
+                if named:
+                    first = named.copy()
+                    named.clear()
                 if name != frame.device:
                     frame = frame._replace(device=name)
                 gap = track(frame, port)
@@ -144,7 +153,9 @@ class Pipeline:
                         due.append(sample)
                 work.append((frame, port, t, gap, k, first))
             except Exception:
+                named.clear()  # a failed frame takes what its name() raised with it, as before
                 self._failed("reading", line)
+        decoder.ok += ok
         # detector: one batched call for the whole batch
         results = self._score(due)
         # policy (one entry per frame, in frame order) → payloads
@@ -165,16 +176,13 @@ class Pipeline:
                 reading = frame.type == "R"
                 policy_frame(port, frame, gap, res, t, alerts, forecast_ok and frame.unit == "VOL" if reading else False)
                 device = frame.device
-                seqs[device] = frame[1:3]  # (seq, uptime_ms), the first fields after device of every frame type
+                seqs[device] = frame  # its (seq, uptime_ms) taken below, once a batch
                 if reading:
                     history.append((frame, t))
                     if telemetry:
                         out.telemetry.append((device, payloads.telemetry(frame, t, res)))
                     else:
                         unbuilt += 1
-                    if units.get(device) != frame[4:7:2]:  # (unit, flow_unit)
-                        units[device] = frame[4:7:2]
-                        out.devices.append((device, frame.unit, frame.flow_unit))
                     if observe:
                         out.observations.append(("reading", {"reading": frame, "result": res, "time": t}))
                     if snapshot:
@@ -185,6 +193,11 @@ class Pipeline:
                     p = shown.get(device)
                     if (p is None or device in changed or p[8:12] != frame[8:12] or p[4] != frame[4]
                             or p[6] != frame[6]):
+                        # units told to discovery: they can differ from this reading's only when the units
+                        # differ from the reading the last check saw (every change of units is checked here)
+                        if units.get(device) != frame[4:7:2]:  # (unit, flow_unit)
+                            units[device] = frame[4:7:2]
+                            out.devices.append((device, frame.unit, frame.flow_unit))
                         state(device, t_now, out)
                 else:
                     if observe:
@@ -198,6 +211,8 @@ class Pipeline:
             except Exception:
                 self._failed("frame", frame)
         out.telemetry_unbuilt = unbuilt
+        for device, frame in seqs.items():
+            seqs[device] = frame[1:3]  # (seq, uptime_ms), the first fields after device of every frame type
         for device in {a.device for a in out.alerts}:
             self._state(device, t_now, out)
         return out
