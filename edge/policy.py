@@ -201,7 +201,7 @@ class Policy:
         """The one entry per valid frame (`frame.device` already the name it is reported under, see `name`):
         link, sequence gap, board state, then the model's result for this reading — appended to `out` in that
         order, each alert carrying this frame's reading."""
-        out += self.on_frame(frame.device, port, t)
+        self._seen(frame.device, port, t, out)
         if gap.lost or gap.rebooted:
             out += self.on_gap(frame.device, gap, t, frame if frame.type == "R" else None)
         if frame.type == "R":
@@ -234,6 +234,12 @@ class Policy:
 
     def on_frame(self, device: str, port: str, t: float) -> list[Alert]:
         """Any valid frame: the device is alive (clears a link alert)."""
+        out: list[Alert] = []
+        self._seen(device, port, t, out)
+        return out
+
+    def _seen(self, device: str, port: str, t: float, out: list[Alert]) -> None:
+        """on_frame, appending to `out` (frame() calls it for every frame: no list of its own)."""
         st = self.devices.get(device)
         if st is None:
             st = self._dev(device)
@@ -245,7 +251,6 @@ class Policy:
         if seen is None:
             seen = self.port_devices[port] = set()
         seen.add(device)
-        out: list[Alert] = []
         if st.active.get("link"):
             self._set(device, st, "link", False, t, f"{device}: link restored, frames arriving on {port}", out,
                       port=port)
@@ -254,7 +259,6 @@ class Policy:
         if placeholder and placeholder != device and self._dev(placeholder).active.get("link"):
             self._set(placeholder, self._dev(placeholder), "link", False, t,
                       f"{port}: link restored, board {device} is sending", out, port=port)
-        return out
 
     def on_reading(self, r: Reading, t: float) -> list[Alert]:
         """Board state transitions of one reading → alerts at once."""
@@ -376,7 +380,7 @@ class Policy:
         elif res.score < res.threshold * c.anomaly_clear_ratio:
             st.under += 1
             st.over = 0
-        if not st.active.get("anomaly") and st.over >= c.anomaly_raise_samples and not st.quiet:
+        if st.over >= c.anomaly_raise_samples and not st.quiet and not st.active.get("anomaly"):
             self._set(device, st, "anomaly", True, t,
                       f"{device}: unusual readings (advisory): score {res.score:.2f} over {res.threshold:.2f}, "
                       f"mostly {res.top_channel}", out, **self._details(res))
@@ -394,7 +398,7 @@ class Policy:
             elif res.forecast < level * c.anomaly_clear_ratio:
                 st.f_under += 1
                 st.f_over = 0
-            if not st.active.get("forecast") and st.f_over >= c.anomaly_raise_samples and not st.f_quiet:
+            if st.f_over >= c.anomaly_raise_samples and not st.f_quiet and not st.active.get("forecast"):
                 self._set(device, st, "forecast", True, t,
                           f"{device}: methane expected to reach {res.forecast:.2f} % vol (level {level:.2f}) "
                           "soon (advisory early warning)", out, level=level, **self._details(res))
