@@ -18,7 +18,7 @@ import hashlib
 import math
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -77,21 +77,39 @@ class _Workspace:
             self.hc_in_rows = self.hc_in.reshape(2 * spec.num_layers, n, spec.hidden_size)
             self.hc_out_rows = self.hc_out.reshape(2 * spec.num_layers, n, spec.hidden_size)
             self.outputs |= {"h1": self.hc_out[0], "c1": self.hc_out[1]}
-        self.binding = None
-        if model.iobinding:
-            b = model._session.io_binding()
-            for name, arr in self.feeds.items():
-                b.bind_input(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
-            for name, arr in self.outputs.items():
-                b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
-            self.binding = b
-        self.run = self._runner(model._session)
+        self._session, self._n = model._session, n
+        self.binding = self._bind(self.feeds, self.outputs) if model.iobinding else None
+        self.run = self._runner(self.binding)
+        self._in_place: dict[tuple[int, int], Any] = {}
 
-    def _runner(self, session):
-        """The call that runs the graph on these buffers. With IO binding: the binding's C++ entry point
-        itself when this onnxruntime has it (InferenceSession.run_with_iobinding checks for WebGPU graph
-        capture on every call first: ~1.2 µs of a ~18 µs call at 32 rows on this machine)."""
-        b = self.binding
+    def _bind(self, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]):
+        b = self._session.io_binding()
+        for name, arr in feeds.items():
+            b.bind_input(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+        for name, arr in outputs.items():
+            b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+        return b
+
+    def in_place(self, arena: Arena, start: int):
+        """The graph's call for slots start..start+n-1 with h0 and h1 bound to the same rows of the arena, and
+        c0 and c1 likewise (one layer: each is one contiguous block there), so the LSTM state is neither copied
+        in nor out. Only used where Model found this onnxruntime gives the same bits that way (_aliasing)."""
+        key = (start, arena.capacity)  # the arena's arrays are new when it grows: so are their bindings
+        run = self._in_place.get(key)
+        if run is None:
+            if len(self._in_place) >= 64:
+                self._in_place.clear()
+            h, c = arena.hc[:, :, start:start + self._n]
+            b = self._bind({"x": self.x, "h0": h, "c0": c},
+                           {"pred": self.pred, "forecast": self.fc, "h1": h, "c1": c})
+            run = self._in_place[key] = self._runner(b), b, arena.hc  # the arena's memory lives while bound
+        return run[0]
+
+    def _runner(self, b):
+        """The call that runs the graph on binding `b`'s buffers: the binding's C++ entry point itself when
+        this onnxruntime has it (InferenceSession.run_with_iobinding checks for WebGPU graph capture on every
+        call first: ~1.2 µs of a ~18 µs call at 32 rows on this machine)."""
+        session = self._session
         if b is None:
             return None
         sess, raw = getattr(session, "_sess", None), getattr(b, "_iobinding", None)
@@ -193,6 +211,32 @@ class Model:
         self._ws_rows = 0
         self.iobinding = iobinding
         self.check_slots = True
+        self._aliasing: bool | None = None  # see _alias_ok
+
+    def _alias_ok(self) -> bool:
+        """Whether a step over a run of slots may bind the LSTM state's input and output to the same arena rows
+        (one layer, IO binding on), checked once: onnxruntime does not promise that an output may overwrite an
+        input, so a batch of random states is run both ways and must give the same bits, else the state is
+        copied in and out as for scattered slots."""
+        if self._aliasing is None:
+            self._aliasing = False
+            spec = self.spec
+            if self._streaming and self.iobinding and spec.num_layers == 1:
+                rng = np.random.default_rng(0)
+                n = 37
+                x = rng.standard_normal((n, spec.window, self._f)).astype(np.float32)
+                hc = (rng.standard_normal((2, 1, n, spec.hidden_size)) * 0.5).astype(np.float32)
+                want = self._session.run(self._outputs, {"x": x, "h0": hc[0], "c0": hc[1]})
+                got = {"pred": np.zeros((n, self._f), np.float32), "forecast": np.zeros((n, 1), np.float32),
+                       "h1": hc[0], "c1": hc[1]}
+                b = self._session.io_binding()
+                for name, arr in (("x", x), ("h0", hc[0]), ("c0", hc[1])):
+                    b.bind_input(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+                for name, arr in got.items():
+                    b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+                self._session.run_with_iobinding(b)
+                self._aliasing = all(got[k].tobytes() == v.tobytes() for k, v in zip(self._outputs, want, strict=True))
+        return self._aliasing
 
     def alloc(self) -> int:
         """A new stream: a slot of this model's arena holding a fresh state (see models.arena)."""
@@ -265,13 +309,16 @@ class Model:
         if self._window > 1:  # slide each stream's window by one sample (oldest first, as WindowBuffer.push)
             ws.x[:, :-1] = arena.window[at, 1:]
             arena.window[at] = ws.x
+        run, copy_state = ws.run, self._streaming
         if self._streaming:
-            if inplace:
+            if inplace and (self._aliasing or (self._aliasing is None and self._alias_ok())):
+                run, copy_state = ws.in_place(arena, at.start), False  # h and c read and written where they lie
+            elif inplace:
                 ws.hc_in_rows[...] = arena.hc_rows[:, at]
             else:
                 np.take(arena.hc_rows, slots, axis=1, out=ws.hc_in_rows, mode="clip")
-        if ws.run is not None:
-            ws.run()
+        if run is not None:
+            run()
         else:
             self._run(ws)
         d = ws.d
@@ -299,7 +346,7 @@ class Model:
         pred[...] = ws.pred
         count += 1
         alpha[...] = self._alpha
-        if self._streaming:
+        if copy_state:
             arena.hc_rows[:, at] = ws.hc_out_rows
         ready = count > self._warmup
         anomalous = score > self._thr
