@@ -256,36 +256,44 @@ class Model:
         false alert. The slots must be allocated and distinct: checked (ValueError) unless `check_slots` is
         False, which a caller that guarantees it sets (edge.detector does; the check costs ~3 µs a call).
         """
-        run = slots if isinstance(slots, range) and slots.step == 1 else None
-        slots = np.arange(run.start, run.stop) if run is not None else np.asarray(slots, dtype=np.intp)
+        if slots.__class__ is range and slots.step == 1:  # a run: the arena's rows in place (no index array)
+            at: np.ndarray | slice = slice(slots.start, slots.stop)
+            n = len(slots)
+        else:
+            at = np.asarray(slots, dtype=np.intp)
+            n = at.size
         x = np.asarray(x_raw, dtype=np.float64)
-        if x.shape != (slots.size, self._f):
-            x = x.reshape(slots.size, self._f)
+        if x.shape != (n, self._f):
+            x = x.reshape(n, self._f)
         if self.check_slots:
-            self.arena.check(slots)
-        if math.isfinite(x.sum()):  # every value finite: one NaN or inf anywhere makes the sum NaN or inf
-            return self._step_valid(slots, x, slice(run.start, run.stop) if run is not None else slots)
+            self.arena.check(np.arange(at.start, at.stop) if isinstance(at, slice) else at)
+        flat = x.ravel()
+        # every value finite: a NaN or inf anywhere makes the dot product NaN or inf (so does a finite value
+        # over 1e154, which the per-row check below then scores as valid: only slower)
+        if math.isfinite(flat.dot(flat)):
+            return self._step_valid(x, at)
+        slots = np.arange(at.start, at.stop) if isinstance(at, slice) else at
         valid = np.isfinite(x).all(axis=1)
         idx = np.flatnonzero(valid)
         ready = np.zeros(slots.size, dtype=bool)
         anomalous = np.zeros(slots.size, dtype=bool)
         if idx.size:
-            done = self._step_valid(slots[idx], x[idx], slots[idx])
+            done = self._step_valid(x[idx], slots[idx])
             ready[idx], anomalous[idx] = done.ready, done.anomalous
         a = self.arena  # valid rows were just written: their fresh result, the others their last
         return Scores(a.score[slots], anomalous, a.forecast[slots], a.top[slots].astype(np.int64), ready)
 
-    def _step_valid(self, slots: np.ndarray, x: np.ndarray, at: np.ndarray | slice) -> Scores:
+    def _step_valid(self, x: np.ndarray, at: np.ndarray | slice) -> Scores:
         """step() for rows that are all finite. Every intermediate lives in the workspace of this batch size;
-        the only per-call allocations are the returned arrays. `at` indexes the arena: the slots, or a slice
-        of them when they are one increasing run (then each quantity's rows are a contiguous view, updated
-        in place: nothing gathered or scattered).
+        the only per-call allocations are the returned arrays. `at` indexes the arena: the rows' slots (checked
+        by step()), or a slice when they are one increasing run (then each quantity's rows are a contiguous
+        view, updated in place: nothing gathered or scattered).
 
         With F = 2 a numpy call costs far more than its arithmetic (~0.5 µs for a same-shape contiguous call
         at 32 rows, 2-4x that with a strided or broadcast operand), so the step is counted in calls and each
         call is the cheap kind: one array per quantity in the arena, the constants tiled to (n, F), a fresh
         slot's EWMA held by a smoothing factor of 0 (no branch, no np.where)."""
-        n, arena = slots.size, self.arena
+        n, arena = len(x), self.arena
         if n == 0:
             e = np.zeros(0)
             return Scores(e, e.astype(bool), e, e.astype(np.int64), e.astype(bool))
@@ -293,10 +301,10 @@ class Model:
         inplace = isinstance(at, slice)
         if inplace:
             feat, last = arena.feat[:, at], arena.last[:, at]
-        else:  # slots: checked by step()
+        else:
             feat, last = ws.feat, ws.last
-            np.take(arena.feat, slots, axis=1, out=feat, mode="clip")
-            np.take(arena.last, slots, axis=1, out=last, mode="clip")
+            np.take(arena.feat, at, axis=1, out=feat, mode="clip")
+            np.take(arena.last, at, axis=1, out=last, mode="clip")
         ewma, pred, alpha = feat
         score, fc, top, count = last
         # z = (x - mean) / std in float64, rounded to float32 as normalise's astype rounds; t is that float32
@@ -316,7 +324,7 @@ class Model:
             elif inplace:
                 ws.hc_in_rows[...] = arena.hc_rows[:, at]
             else:
-                np.take(arena.hc_rows, slots, axis=1, out=ws.hc_in_rows, mode="clip")
+                np.take(arena.hc_rows, at, axis=1, out=ws.hc_in_rows, mode="clip")
         if run is not None:
             run()
         else:
@@ -352,8 +360,8 @@ class Model:
         anomalous = score > self._thr
         anomalous &= ready
         if not inplace:
-            arena.feat[:, slots] = feat
-            arena.last[:, slots] = last
+            arena.feat[:, at] = feat
+            arena.last[:, at] = last
         # score and fc are views of the arena (in place) or of the workspace: hand out copies
         return Scores(score.copy(), anomalous, fc.copy(), best, ready)
 
