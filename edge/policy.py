@@ -205,9 +205,9 @@ class Policy:
         if gap.lost or gap.rebooted:
             out += self.on_gap(frame.device, gap, t, frame if frame.type == "R" else None)
         if frame.type == "R":
-            out += self.on_reading(frame, t)
+            self._reading(frame, t, out)
             if result is not None:
-                out += self.on_score(frame.device, result, t, forecast_ok)
+                self._scored(frame.device, result, t, forecast_ok, out)
         elif frame.type == "A":
             self.aux[frame.device] = (frame, t)  # never an alert by itself: the flags and faults are in R
 
@@ -262,15 +262,20 @@ class Policy:
 
     def on_reading(self, r: Reading, t: float) -> list[Alert]:
         """Board state transitions of one reading → alerts at once."""
+        out: list[Alert] = []
+        self._reading(r, t, out)
+        return out
+
+    def _reading(self, r: Reading, t: float, out: list[Alert]) -> None:
+        """on_reading, appending to `out` (frame() calls it for every reading: no list of its own)."""
         self.last[r.device] = r
         s = r.state
         # fast path (most readings): the same board conditions as last time, so no transition to report
         key = (s, r.faults, r.flags & _ALERT_FLAGS)
         if self._board_key.get(r.device) == key:
-            return []
+            return
         self._board_key[r.device] = key
         st = self._dev(r.device)
-        out: list[Alert] = []
         dev = r.device
         gas = "" if r.ch4 is None else f" at {r.ch4:.2f} {'% vol' if r.unit == 'VOL' else '% LEL'}"
         # A gas power-off stays raised while a fault takes over with the relay still off (an outburst past
@@ -304,7 +309,6 @@ class Policy:
                   f"{dev}: sensor calibration due" if cal else f"{dev}: sensor calibrated", out)
         if r.flags & (FLAG_BATTERY_LOW | FLAG_PT_FAULT) or st.active.get("battery_low") or st.active.get("pt_fault"):
             self._aux_flags(dev, st, r, t, out)
-        return out
 
     def _aux_flags(self, dev: str, st: DeviceState, r: Reading, t: float, out: list[Alert]) -> None:
         """BATTERY_LOW and PT_FAULT → alerts on their transitions; the details carry the board's last A frame's
@@ -365,13 +369,18 @@ class Policy:
 
     def on_score(self, device: str, res: Any, t: float, forecast_ok: bool = False) -> list[Alert]:
         """One model Result (models.runtime.Result) → advisory anomaly/forecast alerts with hysteresis."""
+        out: list[Alert] = []
+        self._scored(device, res, t, forecast_ok, out)
+        return out
+
+    def _scored(self, device: str, res: Any, t: float, forecast_ok: bool, out: list[Alert]) -> None:
+        """on_score, appending to `out` (frame() calls it for every scored reading)."""
         if not res.ready:
-            return []
+            return
         st = self.devices.get(device)
         if st is None:
             st = self._dev(device)
         c = self.cfg
-        out: list[Alert] = []
         if st.quiet:
             st.quiet -= 1
         if res.score > res.threshold:
@@ -406,7 +415,6 @@ class Policy:
                 st.f_quiet = c.anomaly_holdoff_samples
                 self._set(device, st, "forecast", False, t, f"{device}: methane forecast back below {level:.2f} % vol",
                           out, level=level, **self._details(res))
-        return out
 
     def _details(self, res: Any) -> dict[str, Any]:
         """An advisory alert's details (built only on a raise or clear: most scores change nothing)."""
