@@ -12,23 +12,26 @@ class Cut(Exception):
     pass
 
 
-class CutAtSecondRename(settings.Store):
-    """The real save; the power goes just before its second rename (tmp -> file)."""
+def cut_at_second_rename(base):
+    """The store class `base` with the real save, but the power goes just before its second rename (tmp -> file)."""
 
-    renames = 0
+    class Cutting(base):
+        renames = 0
 
-    def _rename(self, src, dst):
-        self.renames += 1
-        if self.renames == 2:
-            raise Cut()
-        super()._rename(src, dst)
+        def _rename(self, src, dst):
+            self.renames += 1
+            if self.renames == 2:
+                raise Cut()
+            super()._rename(src, dst)
+
+    return Cutting
 
 
 def _cut_save(root, old, new):
     if old is not None:
         settings.Store(root).save(old)
     try:
-        CutAtSecondRename(root).save(new)
+        cut_at_second_rename(settings.Store)(root).save(new)
     except Cut:
         return True
     return False
@@ -66,17 +69,8 @@ def test_the_runtime_file_recovers_the_same_way(tmp_path):
     rt = store.Store(root, "runtime")
     rt.save({"total_x1000": 1, "cal_age_s": 5})
 
-    class Cutting(store.Store):
-        renames = 0
-
-        def _rename(self, src, dst):
-            self.renames += 1
-            if self.renames == 2:
-                raise Cut()
-            super()._rename(src, dst)
-
     try:
-        Cutting(root, "runtime").save({"total_x1000": 2, "cal_age_s": 6})
+        cut_at_second_rename(store.Store)(root, "runtime").save({"total_x1000": 2, "cal_age_s": 6})
     except Cut:
         pass
     assert not os.path.exists(rt.path)
