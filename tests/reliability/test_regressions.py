@@ -102,15 +102,14 @@ def test_an_advisory_alert_of_an_earlier_frame_is_not_committed_after_a_later_bo
     from edge.service import Service
 
     svc = Service(parse_config(edge_config(None, [])))
-    real = Policy.on_score
+    real = Policy._scored  # what frame() calls for each score, appending to the batch's list
 
-    def on_score(self, device, res, t, forecast_ok=False):
-        out = real(self, device, res, t, forecast_ok)
+    def scored(self, device, res, t, forecast_ok, out):
+        real(self, device, res, t, forecast_ok, out)
         if t == 100.0:  # the first frame's score: an advisory alert, as the model may give
             out.append(self._alert(device, "forecast", "raised", t, "test forecast"))
-        return out
 
-    monkeypatch.setattr(Policy, "on_score", on_score)
+    monkeypatch.setattr(Policy, "_scored", scored)
     try:
         alerts = svc.process([("p", board_line(1, ch4=0.9, flow=1.0, total=1.0), 100.0),
                               ("p", board_line(2, "ALARM", ch4=1.2, flow=1.0, total=1.0), 100.5)])
