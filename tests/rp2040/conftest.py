@@ -1,7 +1,8 @@
 """Fixtures for the emulated Pico (hardware/rp2040/): MicroPython's RP2040 port in rp2040js under Node.js.
 
 Every test here skips, saying what is missing, without Node.js, the npm package rp2040js
-(`make nodedeps`) or ../shared/rp2040/firmware.uf2 ($FIREDAMP_RP2040_DIR). The emulator runs busy code
+(`make nodedeps`) or the firmware image: $FIREDAMP_RP2040_DIR, else the shared folder's rp2040/ wherever
+tests.helpers.find_shared finds it (so a clone of a checkout runs these too). The emulator runs busy code
 at about 0.15-0.2x real time on this machine and skips the time the firmware sleeps.
 
     blank_pico(link=True)   a Pico with MicroPython only (fresh flash), started; stopped at teardown
@@ -11,12 +12,19 @@ at about 0.15-0.2x real time on this machine and skips the time the firmware sle
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 
 import pytest
 
 from hardware.rp2040 import driver
+from tests.helpers import find_shared
+
+if not os.environ.get("FIREDAMP_RP2040_DIR"):
+    _found, _ = find_shared("rp2040")
+    if _found is not None:
+        os.environ["FIREDAMP_RP2040_DIR"] = str(_found)
 
 MISSING = driver.missing()
 
