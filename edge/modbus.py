@@ -21,6 +21,7 @@ import socket
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -243,19 +244,19 @@ class ModbusServer:
         without a lock (each Snapshot and (Aux, time) is immutable)."""
         for port, frame, t in aux:
             self.aux[port] = (frame, t)
+        if not snapshots:
+            return
+        # only each port's newest reading becomes a Snapshot (a batch holds many per board): the newest entry per
+        # port and the readings per port are found by a comprehension and a Counter, not one Snapshot per reading
+        newest = {s[0]: s for s in snapshots}
+        counts = Counter(s[0] for s in snapshots)
         cur = self.snapshots
-        touched: dict[str, str] = {}
-        for port, r, t, res in snapshots:
+        for port, (_, r, t, res) in newest.items():
             prev = cur.get(port)
-            if prev is None:
-                cur[port] = Snapshot(r, t, res, 1, False)
-            else:
-                cur[port] = Snapshot(r, t, prev.result if res is None else res, prev.heartbeat + 1, prev.advisory)
-            touched[port] = r.device
-        for port, device in touched.items():
-            a = advisory(device)
-            if a != cur[port].advisory:
-                cur[port] = cur[port]._replace(advisory=a)
+            if res is None:  # the newest result of the batch that is not None, else the one held
+                res = next((s[3] for s in reversed(snapshots) if s[0] == port and s[3] is not None),
+                           None if prev is None else prev.result)
+            cur[port] = Snapshot(r, t, res, counts[port] + (0 if prev is None else prev.heartbeat), advisory(r.device))
 
     # ------------------------------------------------------------------------------------------ server side
 

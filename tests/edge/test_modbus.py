@@ -137,6 +137,30 @@ def test_data_valid_is_zero_whenever_the_value_is_not_live(case):
         assert _u32(regs, "seconds_since_frame") == 0xFFFFFFFF and _u32(regs, "heartbeat") == 0
 
 
+def test_publish_keeps_each_boards_newest_reading_counts_every_reading_and_the_last_model_result():
+    cfg = parse_config({"boards": [{"port": "/a", "modbus_unit": 1}, {"port": "/b", "modbus_unit": 2}],
+                        "modbus": {"enabled": True}})
+    server = modbus.ModbusServer(cfg, lambda port: True)
+    raised = {"b1"}
+
+    def reading(device, seq):
+        return Reading(device, seq, seq * 1000, 0.5, "VOL", 1000.0, "m3/min", 1.0, "NORMAL", 1, 0, 0)
+
+    r1, r2 = _Res(), _Res()
+    # /a: three readings, the newest without a model result (not scored); /b: one, never scored
+    server.publish([("/a", reading("b1", 1), 1.0, r1), ("/b", reading("b2", 7), 1.1, None),
+                    ("/a", reading("b1", 2), 2.0, r2), ("/a", reading("b1", 3), 3.0, None)], raised.__contains__)
+    a, b = server.snapshots["/a"], server.snapshots["/b"]
+    assert (a.reading.seq, a.t, a.heartbeat, a.advisory) == (3, 3.0, 3, True) and a.result is r2
+    assert (b.reading.seq, b.heartbeat, b.advisory, b.result) == (7, 1, False, None)
+    raised.clear()
+    server.publish([("/a", reading("b1", 4), 4.0, None)], raised.__contains__)  # the held result stays
+    a = server.snapshots["/a"]
+    assert (a.reading.seq, a.heartbeat, a.advisory) == (4, 4, False) and a.result is r2
+    server.publish([], raised.__contains__)
+    assert server.snapshots["/a"] is a
+
+
 # ---------------------------------------------------------------------------------------------- real clients
 
 @pytest.fixture
