@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skab: lstm = train, export and score our LSTM per file (needs the train extra; "
                              "default); t2 = the Hotelling T² baseline (numpy)")
     parser.add_argument("--quick", action="store_true", help="skab: a tiny training run for smoke tests (not a benchmark)")
+    parser.add_argument("--train-seed", type=int, default=None, metavar="S",
+                        help="skab, lstm: the training seed (default 0, the model card's); other seeds show how much "
+                             "the result depends on it")
     parser.add_argument("--seeds", type=int, default=5, metavar="N", help="sim: held-out seeds per scenario (default 5)")
     parser.add_argument("--as-edge", action="store_true",
                         help="sim: count advisories as the edge's policy raises them (debounce, hold-off), beside a "
@@ -66,9 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "skab":
         if not args.dir:
             raise DataError("usage: firedamp evaluate skab DIR  (DIR holds the SKAB CSV files)")
-        from models.skab import evaluate_dir, report
+        from models.skab import SEED, evaluate_dir, report
 
-        res = evaluate_dir(Path(args.dir), method=args.method, quick=args.quick)
+        seed = SEED if args.train_seed is None else args.train_seed
+        res = evaluate_dir(Path(args.dir), method=args.method, quick=args.quick, seed=seed)
         print(json.dumps(res, indent=2) if args.json else report(res))
         return 0
     from models.runtime import Model

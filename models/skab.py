@@ -199,14 +199,14 @@ def t2_alerts(e: Experiment) -> np.ndarray:
 class LstmMethod:
     """The product's pipeline per file (see the module docstring). Builds its pretrained net lazily."""
 
-    def __init__(self, free: Path | None, work: Path, quick: bool = False):
+    def __init__(self, free: Path | None, work: Path, quick: bool = False, seed: int = SEED):
         try:
             import torch
         except ImportError as exc:
             raise FiredampError("`firedamp evaluate skab` runs the LSTM, which needs the train extra: "
                                 "pip install -e '.[train]' (or use --method t2, numpy only)") from exc
         torch.set_num_threads(1)  # the benchmark's budget is 2 shared cores; one LSTM this small gains little from 2
-        self.free, self.work, self.quick = free, work, quick
+        self.free, self.work, self.quick, self.seed = free, work, quick, seed
         self.init: dict | None = None
         self.pretrained_on: str | None = None
         self.columns: list[str] | None = None
@@ -215,7 +215,7 @@ class LstmMethod:
         from models.train import Settings
 
         s = Settings(hidden_size=LSTM_HIDDEN, horizon=LSTM_HORIZON, chunk=LSTM_CHUNK, smoothing=LSTM_SMOOTHING,
-                     risk=LSTM_RISK, seed=SEED, max_minutes=10.0, **stage)
+                     risk=LSTM_RISK, seed=self.seed, max_minutes=10.0, **stage)
         if self.quick:
             for k, v in QUICK.items():
                 setattr(s, k, v)
@@ -304,8 +304,11 @@ def summarise(per: list[dict]) -> dict:
     return res
 
 
-def evaluate_dir(folder: Path, method: str = "lstm", quick: bool = False, progress: bool = True) -> dict:
-    """Run `method` on every labelled file under `folder`; per-group and overall results (a dict)."""
+def evaluate_dir(folder: Path, method: str = "lstm", quick: bool = False, progress: bool = True,
+                 seed: int = SEED) -> dict:
+    """Run `method` on every labelled file under `folder`; per-group and overall results (a dict). `seed`: the
+    LSTM's training seed (pretraining and every fine-tuning), to show how much the result moves with it; the
+    card's table is SEED's."""
     if method not in METHODS:
         raise DataError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     t0 = time.monotonic()
@@ -314,7 +317,7 @@ def evaluate_dir(folder: Path, method: str = "lstm", quick: bool = False, progre
 
     per = []
     with tempfile.TemporaryDirectory(prefix="firedamp-skab-") as tmp:
-        runner = LstmMethod(free, Path(tmp), quick) if method == "lstm" else None
+        runner = LstmMethod(free, Path(tmp), quick, seed) if method == "lstm" else None
         bar = tqdm(exps, desc=f"SKAB {method}", unit="file", file=sys.stderr, disable=not progress, ncols=90)
         for e in bar:
             bar.set_postfix_str(f"{e.group}/{e.path.name}")
@@ -334,6 +337,7 @@ def evaluate_dir(folder: Path, method: str = "lstm", quick: bool = False, progre
     }
     if method == "lstm":
         res["pretrained_on"] = runner.pretrained_on
+        res["seed"] = seed
     return res
 
 
@@ -351,7 +355,8 @@ def report(res: dict) -> str:
              f"{res['seconds']:.0f} s",
              f"{'':34s} {'files':>5s} {'F1':>5s} {'FAR %':>7s} {'MAR %':>7s}   {'NAB':>6s} {'LowFP':>6s} {'LowFN':>6s}"]
     if res.get("method_id") == "lstm":
-        lines.insert(1, f"pretrained on: {res.get('pretrained_on') or 'nothing (no anomaly-free file found)'}")
+        lines.insert(1, f"pretrained on: {res.get('pretrained_on') or 'nothing (no anomaly-free file found)'}; "
+                        f"training seed {res.get('seed', SEED)}")
     for g, r in res["groups"].items():
         lines.append(_row(g, r))
     lines.append(_row("all", res))

@@ -81,6 +81,25 @@ def test_the_per_file_model_is_sealed_calibrated_and_scored_as_the_edge_scores(t
 
 
 @need_skab
+def test_the_training_seed_is_the_runs_only_source_of_chance(tmp_path, capsys):
+    # `--train-seed` is how the card shows the spread of the LSTM's figure; the same seed must give the same
+    # network (the card's "two runs gave identical per-file counts"), another seed another one
+    pytest.importorskip("torch")
+    import onnx
+
+    exps, free = skab.find(small_layout(tmp_path, files=(("valve2", "2.csv"),)))
+
+    def weights(seed, run):
+        _, path = skab.LstmMethod(free, tmp_path / f"work-{seed}-{run}", quick=True, seed=seed).alerts(exps[0])
+        return [onnx.numpy_helper.to_array(t).tobytes() for t in onnx.load(str(path)).graph.initializer]
+
+    assert weights(0, "a") == weights(0, "b")
+    assert weights(0, "a") != weights(3, "a")
+    assert cli.main(["evaluate", "skab", str(tmp_path / "skab"), "--quick", "--json", "--train-seed", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["seed"] == 3
+
+
+@need_skab
 def test_t2_baseline_row(capsys):
     assert cli.main(["evaluate", "skab", str(SKAB / "valve2"), "--method", "t2"]) == 0
     text = capsys.readouterr().out
