@@ -34,6 +34,7 @@ import io
 import sys
 import tempfile
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -284,10 +285,32 @@ def _period(t_s: np.ndarray) -> float:
 # -------------------------------------------------------------------------------------------- scoring
 
 
+def separation(e: Experiment) -> dict[str, list[float | None]]:
+    """Per column: the mean |z| of the anomalous and of the normal test rows, z on the training rows' mean and
+    std — how far the labelled anomaly moves each channel beyond the file's own normal spread (a file whose
+    anomalous rows sit near 1 on every channel a method uses gives that method little to see). Method-free."""
+    tr, test, y = e.x[:TRAIN_ROWS], e.x[TRAIN_ROWS:], e.label[TRAIN_ROWS:].astype(bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.abs((test - np.nanmean(tr, axis=0)) / np.nanstd(tr, axis=0))
+    z[~np.isfinite(z)] = np.nan
+
+    def mean(rows: np.ndarray) -> list[float | None]:
+        if not rows.any():
+            return [None] * z.shape[1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: None
+            m = np.nanmean(z[rows], axis=0)
+        return [None if not np.isfinite(v) else round(float(v), 2) for v in m]
+
+    return {c: [a, n] for c, a, n in zip(e.columns, mean(y), mean(~y), strict=True)}
+
+
 def score_file(e: Experiment, alert: np.ndarray) -> dict:
-    """Counts on the test rows and the NAB parts (profile -> raw/null/perfect) of one file's (T,) alert flag."""
+    """Counts on the test rows and the NAB parts (profile -> raw/null/perfect) of one file's (T,) alert flag,
+    and the file's `separation`."""
     a, y = np.asarray(alert, bool), e.label.astype(bool)
-    out = {"file": str(e.path), "group": e.group, **metrics.confusion(a[TRAIN_ROWS:], y[TRAIN_ROWS:])}
+    out = {"file": str(e.path), "group": e.group, **metrics.confusion(a[TRAIN_ROWS:], y[TRAIN_ROWS:]),
+           "separation": separation(e)}
     cps = e.changepoints[e.changepoints >= TRAIN_ROWS]
     wins = nab.windows(cps, e.t_s, NAB_WINDOW_S)
     det = nab.changes(a)

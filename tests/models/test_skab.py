@@ -132,6 +132,28 @@ def test_score_file_counts_only_test_rows_and_uses_changes_as_detections(tmp_pat
     assert r["nab_parts"]["standard"] == nab.raw_score(np.array([505, 570]), wins, "standard")
 
 
+def test_separation_measures_each_channel_on_the_training_rows_spread(tmp_path):
+    # channel a: noise of std 1 everywhere, shifted by +5 in the anomaly; b: constant in training (no spread)
+    rng = np.random.default_rng(1)
+    n = skab.TRAIN_ROWS + 200
+    a = rng.standard_normal(n)
+    a[500:550] += 5.0
+    rows = ["datetime;a;b;anomaly;changepoint"]
+    for i in range(n):
+        rows.append(f"2020-01-01 00:{i // 60:02d}:{i % 60:02d};{a[i]:.6f};{0 if i < 400 else i};"
+                    f"{int(500 <= i < 550)};{int(i == 500)}")
+    p = tmp_path / "g" / "1.csv"
+    p.parent.mkdir()
+    p.write_text("\n".join(rows) + "\n")
+    sep = skab.score_file(skab.Experiment(p, "g"), np.zeros(n, bool))["separation"]
+    mu, sd = a[:400].mean(), a[:400].std()
+    want_anom = np.abs((a[500:550] - mu) / sd).mean()
+    want_norm = np.abs((np.r_[a[400:500], a[550:]] - mu) / sd).mean()
+    assert sep["a"] == [round(float(want_anom), 2), round(float(want_norm), 2)]
+    assert sep["a"][0] > 4 and sep["a"][1] < 1
+    assert sep["b"] == [None, None]  # no spread in the training rows: no figure, no error
+
+
 def test_unknown_method_and_missing_folder_are_clear_errors(tmp_path, capsys):
     assert cli.main(["evaluate", "skab", str(tmp_path / "nope"), "--method", "t2"]) == 1
     assert "not a folder" in capsys.readouterr().err
