@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.frames import FAULT_NAMES, FLOW_UNITS, STATES, UNITS
+from edge.frames import FAULT_NAMES, FLOW_UNITS, STATES, STD_UNITS, UNITS
 
 log = logging.getLogger("firedamp.control")
 
@@ -72,6 +72,7 @@ class State:
     flow: float | None
     flow_unit: str | None
     retained: bool = False  # a broker's stored copy, received at subscribe: says nothing about "heard now"
+    aux: dict[str, Any] | None = None  # the board's last A frame (see _aux): only boards that send them
 
 
 @dataclass
@@ -191,6 +192,25 @@ class _Doc:
                                              f"{_short(expected)}")
 
 
+def _aux(v: Any) -> dict[str, Any]:
+    """The state's `aux` object (docs/mqtt.md) checked field by field → {ts, seq, p_kpa, t_c, std_flow, std_unit,
+    std_total, battery_mv, run_min}; a value the board sent empty stays None."""
+    if not isinstance(v, dict):
+        raise Rejected("field", f"aux must be an object, not {_short(v)}")
+    d = _Doc(v)
+
+    def opt_int(key: str, hi: int) -> int | None:
+        return None if v.get(key) is None else d.int(key, 0, hi)
+
+    try:
+        return {"ts": _iso_ts(v.get("time")), "seq": d.int("seq"), "p_kpa": d.num("p_kpa", null=True),
+                "t_c": d.num("t_c", null=True), "std_flow": d.num("std_flow", null=True),
+                "std_unit": d.enum("std_unit", STD_UNITS), "std_total": d.num("std_total", null=True),
+                "battery_mv": opt_int("battery_mv", 99999), "run_min": opt_int("run_min", 999999)}
+    except Rejected as exc:
+        raise Rejected(exc.reason, f"aux: {exc}") from None
+
+
 def _plain(value: Any, depth: int = 0) -> Any:
     """A JSON value re-built from checked parts (bounded depth; strings cut), for details/readings."""
     if depth > 4:
@@ -208,7 +228,7 @@ def _plain(value: Any, depth: int = 0) -> Any:
 
 def parse(topic: str, payload: bytes, prefix: str) -> Message | None:
     """One MQTT message → a Message; None for topics the control room does not use (e.g. discovery, and the
-    edges' `aux` messages: a board's last A values reach it in the retained state, which it does not store yet).
+    edges' `aux` messages: a board's last A values reach it in the retained state, stored from there).
     Raises Rejected(reason, detail) for anything malformed."""
     parts = topic.split("/")
     if parts[0] != prefix:
@@ -266,7 +286,8 @@ def parse(topic: str, payload: bytes, prefix: str) -> Message | None:
                      d.num("ch4", null=True) if has_reading else None,
                      d.enum("unit", UNITS) if has_reading else None,
                      d.num("flow") if has_reading else None,
-                     d.enum("flow_unit", FLOW_UNITS) if has_reading else None)
+                     d.enum("flow_unit", FLOW_UNITS) if has_reading else None,
+                     aux=_aux(doc["aux"]) if "aux" in doc else None)
     # alert
     d.same("device", name)
     d.same("site", site)

@@ -88,6 +88,9 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("alerts about an edge (device '') are paired by their edge too", """
     ALTER TABLE alert_msgs ADD COLUMN edge text NOT NULL DEFAULT '';
     """),
+    ("a board's last A frame (battery, pressure, temperature, standard flow), from its retained state", """
+    ALTER TABLE boards ADD COLUMN aux json;
+    """),
 ]
 
 _PRUNE_ROWS = 2000  # rows deleted per table per call (about once a minute): a few ms, never a stall
@@ -106,7 +109,8 @@ _PART_NAME = re.compile(r"^(samples|minutes)_p(-?\d+)$")
 
 _BYTES = '{} COLLATE "C"'  # order by code point, as SQLite does, whatever the database's collation
 _BOARD_COLS = ("site", "device", "edge", "unit", "flow_unit", "state", "relay", "faults", "flags", "ch4", "flow",
-               "total", "score", "threshold", "forecast", "ready", "seq", "ts", "heard_at", "link", "active", "nodata")
+               "total", "score", "threshold", "forecast", "ready", "seq", "ts", "heard_at", "link", "active", "nodata",
+               "aux")
 _ALERT_COLS = ("id", "site", "edge", "device", "kind", "severity", "advisory", "source", "message", "raised_ts",
                "details", "readings", "cleared_ts", "cleared_id", "cleared_message", "received_at")
 
@@ -368,10 +372,10 @@ class PostgresStore(Store):
                 self._bid(cur, msg.site, msg.device, new)
                 cur.execute(
                     "UPDATE boards SET edge=%s, link=%s, active=%s, state=coalesce(%s, state), "
-                    "relay=coalesce(%s, relay), unit=coalesce(%s, unit), flow_unit=coalesce(%s, flow_unit) "
-                    "WHERE site=%s AND device=%s",
+                    "relay=coalesce(%s, relay), unit=coalesce(%s, unit), flow_unit=coalesce(%s, flow_unit), "
+                    "aux=coalesce(%s, aux) WHERE site=%s AND device=%s",
                     (msg.edge, msg.link, Json(msg.active), msg.state, msg.relay, msg.unit, msg.flow_unit,
-                     msg.site, msg.device))
+                     None if msg.aux is None else Json(msg.aux), msg.site, msg.device))
                 self._edge(cur, msg.site, msg.edge, None if msg.retained else now)
                 ch.boards.add((msg.site, msg.device))
             elif isinstance(msg, m.Status):

@@ -61,11 +61,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE alert_msgs ADD COLUMN edge TEXT NOT NULL DEFAULT '';
     """,
+    # 3: a board's last A frame (battery, pressure, temperature, standard flow), from its retained state
+    """
+    ALTER TABLE boards ADD COLUMN aux TEXT;
+    """,
 ]
 
 _PRUNE_ROWS = 2000  # per call (about once a minute): a few ms, never a stall
 _BOARD_COLS = ("site", "device", "edge", "unit", "flow_unit", "state", "relay", "faults", "flags", "ch4", "flow",
-               "total", "score", "threshold", "forecast", "ready", "seq", "ts", "heard_at", "link", "active", "nodata")
+               "total", "score", "threshold", "forecast", "ready", "seq", "ts", "heard_at", "link", "active", "nodata",
+               "aux")
 _ALERT_COLS = ("id", "site", "edge", "device", "kind", "severity", "advisory", "source", "message", "raised_ts",
                "details", "readings", "cleared_ts", "cleared_id", "cleared_message", "received_at")
 
@@ -180,10 +185,10 @@ class SqliteStore(Store):
                     self._bid(db, msg.site, msg.device)
                     db.execute(
                         "UPDATE boards SET edge=?, link=?, active=?, state=coalesce(?, state), "
-                        "relay=coalesce(?, relay), unit=coalesce(?, unit), flow_unit=coalesce(?, flow_unit) "
-                        "WHERE site=? AND device=?",
+                        "relay=coalesce(?, relay), unit=coalesce(?, unit), flow_unit=coalesce(?, flow_unit), "
+                        "aux=coalesce(?, aux) WHERE site=? AND device=?",
                         (msg.edge, msg.link, json.dumps(msg.active), msg.state, msg.relay, msg.unit, msg.flow_unit,
-                         msg.site, msg.device))
+                         None if msg.aux is None else json.dumps(msg.aux), msg.site, msg.device))
                     self._edge(db, msg.site, msg.edge, None if msg.retained else now)
                     ch.boards.add((msg.site, msg.device))
                 elif isinstance(msg, m.Status):
@@ -309,6 +314,7 @@ class SqliteStore(Store):
     def _board_dict(r: sqlite3.Row) -> dict[str, Any]:
         d = {k: r[k] for k in _BOARD_COLS}
         d["active"] = json.loads(d["active"] or "[]")
+        d["aux"] = json.loads(d["aux"]) if d["aux"] else None
         d["ready"] = bool(d["ready"]) if d["ready"] is not None else False
         return d
 

@@ -10,7 +10,7 @@ import time
 from control import html, plot
 from control.html import h
 from control.views.alerts import _HEAD, alert_data, alert_row, csv_response, parse_span
-from control.views.overview import board_data
+from control.views.overview import aux_lines, board_data
 from control.web import HttpError, Response
 
 SPANS = ("1h", "6h", "24h", "7d", "30d", "90d")
@@ -48,6 +48,7 @@ def view(app, req, site: str, device: str, fmt: str | None = None):
             f'<p>Now: <b>{h(d["data"].upper() if d["data"] == "no data" else d["state"])}</b>'
             f'{" (" + h(d["nodata_reason"]) + ")" if d["nodata_reason"] else ""} · {html.num(d["ch4"])} {h(unit)} · '
             f'levels from {h(lv["source"])}</p>'
+            + _aux_paragraph(row.get("aux"), now)
             + plot.panel("Methane", unit, series, "ch4", since, until, app.zone, levels, alerts, "plot-ch4")
             + plot.panel("Flow", d["flow_unit"] or "", series, "flow", since, until, app.zone, None, alerts,
                          "plot-flow")
@@ -57,6 +58,16 @@ def view(app, req, site: str, device: str, fmt: str | None = None):
             + f'<h2>Alerts of this board in the span ({len(alerts)})</h2><table class="alerts">{_HEAD}<tbody>'
             + "".join(alert_row(app, a, req.session, now) for a in alerts) + "</tbody></table>")
     return Response(200, html.page(f"{device} ({site})", body, req.session, "board"))
+
+
+def _aux_paragraph(a, now: float) -> str:
+    """The board's last A frame: process conditions at the flow meter and its battery, with the frame's age."""
+    if not a:
+        return ""
+    pt, battery = aux_lines(a)
+    parts = [x for x in (pt, battery) if x]
+    return (f'<p class="aux">Last A frame {h(html.ago(a["ts"], now))}: '
+            + (" · ".join(parts) if parts else "no values (P/T input and battery not reporting)") + "</p>")
 
 
 def _query(req) -> str:

@@ -30,7 +30,36 @@ def board_data(app, b: dict[str, Any], now: float) -> dict[str, Any]:
         "link": b["link"], "active": b["active"], "seq": b["seq"],
         "reading_time": html.iso(b["ts"]), "heard_at": html.iso(b["heard_at"]),
         "heard_s_ago": None if b["heard_at"] is None else round(now - b["heard_at"], 1),
+        "aux": _aux_data(b.get("aux")),
     }
+
+
+def _aux_data(a: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The board's last A frame as the JSON pages give it (its time as ISO 8601, like every other time there)."""
+    if not a:
+        return None
+    return {"time": html.iso(a["ts"]), **{k: a.get(k) for k in ("seq", "p_kpa", "t_c", "std_flow", "std_unit",
+                                                                 "std_total", "battery_mv", "run_min")}}
+
+
+def aux_lines(a: dict[str, Any] | None) -> tuple[str, str]:
+    """(process conditions, battery): the small lines under the flow and the faults of a board that sends A
+    frames; empty for a board that does not, and a value the board sent empty is left out."""
+    if not a:
+        return "", ""
+    pt = []
+    if a["std_flow"] is not None:
+        pt.append(f'std {html.num(a["std_flow"], 1)} {h(a["std_unit"] or "")}')
+    if a["p_kpa"] is not None:
+        pt.append(f'{html.num(a["p_kpa"], 1)} kPa')
+    if a["t_c"] is not None:
+        pt.append(f'{html.num(a["t_c"], 1)} °C')
+    battery = ""
+    if a["battery_mv"] is not None:
+        left = a["run_min"]
+        battery = f'battery {a["battery_mv"]:,} mV' + (
+            "" if left is None else f" · {left // 60} h {left % 60:02d} min left" if left >= 60 else f" · {left} min left")
+    return (f"<small>{' · '.join(pt)}</small>" if pt else ""), (f"<small>{battery}</small>" if battery else "")
 
 
 def board_row(app, d: dict[str, Any], now: float) -> str:
@@ -59,6 +88,9 @@ def board_row(app, d: dict[str, Any], now: float) -> str:
     faults = " ".join(f'<span class="flag">{h(f)}</span>' for f in d["faults"]) or "none"
     if d["battery_low"]:
         faults = ("" if faults == "none" else faults + " ") + '<span class="flag">BATTERY LOW</span>'
+    pt, battery = aux_lines(d.get("aux"))
+    flow += pt
+    faults += battery
 
     cal = '<span class="flag">DUE</span>' if d["calibration_due"] else "ok"
     if d["score"] is None:

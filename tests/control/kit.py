@@ -128,10 +128,11 @@ class EdgeSim:
         r, t = self.reading(device, **kw)
         self.publish(f"{self.prefix}/{self.site}/{device}/telemetry", payloads.telemetry(r, t, None))
 
-    def state(self, device: str, link_up: bool = True, active: list[str] | None = None, **kw) -> None:
+    def state(self, device: str, link_up: bool = True, active: list[str] | None = None, aux=None, **kw) -> None:
+        """`aux`: the board's last A frame and its arrival time (edge.frames.Aux, t), as the edge carries it."""
         r, t = self.reading(device, **kw)
         self.publish(f"{self.prefix}/{self.site}/{device}/state",
-                     payloads.state(device, self.site, self.edge, t, r, link_up, active or []), retain=True)
+                     payloads.state(device, self.site, self.edge, t, r, link_up, active or [], aux), retain=True)
 
     def alert(self, device: str, kind: str = "alarm", state: str = "raised", message: str = "",
               severity: str = "critical", alert_id: str | None = None, t: float | None = None, **details) -> Alert:

@@ -3,6 +3,7 @@
 import json
 import uuid
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -132,6 +133,20 @@ def test_the_a_frame_messages_and_bits_are_taken_and_shown_by_name():
         "pico-01", "mine-a", "pi-01", 1795632431.7, r, True, ["battery_low", "fault", "pt_fault"],
         (Aux("pico-01", 8, 8000, None, None, None, "Nm3/min", 5.0, 3650, None), 1795632431.7))).encode(), "firedamp")
     assert isinstance(state, m.State) and state.faults == ["BATTERY"]
+    assert state.aux == {"ts": 1795632431.7, "seq": 8, "p_kpa": None, "t_c": None, "std_flow": None,
+                         "std_unit": "Nm3/min", "std_total": 5.0, "battery_mv": 3650, "run_min": None}
+    doc = payloads.state("pico-01", "mine-a", "pi-01", 1795632431.7, r, True, [],
+                         (Aux("pico-01", 8, 8000, None, None, None, "Nm3/min", 5.0, 3650, None), 1795632431.7))
+    for key, bad, says in (("battery_mv", -1, "aux: battery_mv must be an integer"),
+                           ("std_unit", "gal/min", "aux: std_unit must be one of NL/min, Nm3/min"),
+                           ("p_kpa", "98", "aux: p_kpa must be a number or null"),
+                           ("time", 5, "aux: time must be an ISO 8601 string")):
+        hostile = json.loads(json.dumps(doc))
+        hostile["aux"][key] = bad
+        with pytest.raises(m.Rejected, match=says):
+            m.parse("firedamp/mine-a/pico-01/state", json.dumps(hostile).encode(), "firedamp")
+    with pytest.raises(m.Rejected, match="aux must be an object"):
+        m.parse("firedamp/mine-a/pico-01/state", json.dumps(doc | {"aux": [1]}).encode(), "firedamp")
     assert state.active == ["battery_low", "fault", "pt_fault"]
     for kind in ("battery_low", "pt_fault"):
         a = Alert(str(uuid.uuid4()), "mine-a", "pi-01", "pico-01", kind, "warning", "raised", 1795632431.7, "x", False,
@@ -147,3 +162,9 @@ def test_the_a_frame_messages_and_bits_are_taken_and_shown_by_name():
     assert html.fault_names(0x0201) == ["LINE", "BATTERY"]  # the overview's names of the telemetry's fault mask
     row = board_row(None, d, 1795632431.7)
     assert ">BATTERY<" in row and ">BATTERY LOW<" in row and ">P/T FAULT<" in row
+    assert "battery" not in row.replace("BATTERY", "")  # no aux on this board: no battery line
+    d["aux"] = {"time": "x", "seq": 8, "p_kpa": 98.4, "t_c": 21.46, "std_flow": 1.25, "std_unit": "Nm3/min",
+                "std_total": 5.0, "battery_mv": 3650, "run_min": 40}
+    row = board_row(None, d, 1795632431.7)
+    assert "<small>std 1.2 Nm3/min · 98.4 kPa · 21.5 °C</small>" in row
+    assert "<small>battery 3,650 mV · 40 min left</small>" in row

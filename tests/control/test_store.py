@@ -134,6 +134,31 @@ def test_readings_past_raw_retention_are_pruned_and_minutes_kept(make_store):
     assert [r["kind"] for r in csv_rows] == ["minute", "raw"]
 
 
+def state(aux=None, **kw):
+    return m.State("mine", "pi", "b1", 1000.0, "up", [], "NORMAL", 1, [], False, 0.4, "VOL", 900.0, "L/min",
+                   aux=aux, **kw)
+
+
+def test_a_boards_last_a_frame_is_kept_from_its_state_and_not_wiped_by_a_state_without_one(store):
+    from control.views.overview import aux_lines
+
+    aux = {"ts": 995.0, "seq": 8, "p_kpa": 98.4, "t_c": 21.5, "std_flow": 1.2, "std_unit": "Nm3/min",
+           "std_total": 5.0, "battery_mv": 3650, "run_min": 130}
+    store.apply([state()], 2000.0)
+    assert store.board("mine", "b1")["aux"] is None  # a board that sends no A frames
+    store.apply([state(aux)], 2001.0)
+    assert store.board("mine", "b1")["aux"] == aux
+    # the edge restarted: its first state of the board carries no aux until an A frame comes; the last stays
+    store.apply([state()], 2002.0)
+    assert store.boards()[0]["aux"] == aux
+    newer = aux | {"ts": 1060.0, "seq": 9, "p_kpa": None, "t_c": None, "std_flow": None, "battery_mv": 3600}
+    store.apply([state(newer)], 2003.0)
+    got = store.board("mine", "b1")["aux"]
+    assert got == newer
+    pt, battery = aux_lines(got)
+    assert pt == "" and battery == "<small>battery 3,600 mV · 2 h 10 min left</small>"  # P/T gone: nothing shown
+
+
 def test_schema_is_versioned_and_a_newer_database_is_refused(tmp_path):
     path = tmp_path / "c.sqlite"
     s = SqliteStore(path, fsync=False)
@@ -153,6 +178,25 @@ def test_schema_is_versioned_and_a_newer_database_is_refused(tmp_path):
 
     with pytest.raises(StoreError, match="newer than this program"):
         SqliteStore(path)
+
+
+def test_a_database_of_the_version_before_the_a_frames_migrates_and_keeps_its_boards(tmp_path):
+    path = tmp_path / "c.sqlite"
+    db = sqlite3.connect(path)
+    for n, script in enumerate(MIGRATIONS[:2]):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {n + 1}; COMMIT;")
+    db.execute("INSERT INTO boards (site, device, edge, state) VALUES ('mine', 'b1', 'pi', 'NORMAL')")
+    db.commit()
+    db.close()
+    s = SqliteStore(path, fsync=False)
+    try:
+        b = s.board("mine", "b1")
+        assert b["state"] == "NORMAL" and b["aux"] is None
+        s.apply([state({"ts": 995.0, "seq": 8, "p_kpa": None, "t_c": None, "std_flow": None, "std_unit": "NL/min",
+                        "std_total": None, "battery_mv": 3650, "run_min": None})], 2000.0)
+        assert s.board("mine", "b1")["aux"]["battery_mv"] == 3650
+    finally:
+        s.close()
 
 
 def _edge_alert(i, edge, state="raised", ts=1000.0):

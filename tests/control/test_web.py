@@ -247,3 +247,14 @@ def test_board_page_csv_and_report_are_the_same_data_as_their_json(mosquitto, co
     assert (b["device"], b["ch4_max"], b["alerts"], b["unacknowledged"]) == ("pico-01", 1.6, 1, 1)
     assert w.get("/report.csv?span=1h").text.splitlines()[1].startswith("mine-a,pi-01,pico-01,VOL,1.6,")
     assert "Shift report" in w.get("/report").text
+    # a battery-powered board with a P/T input: its last A frame, carried by its retained state, is shown
+    from edge.frames import Aux
+
+    edge.state("pico-01", aux=(Aux("pico-01", 41, 41000, 98.4, 21.5, 950.25, "Nm3/min", 12345.0, 3710, 250),
+                               time.time() - 3))
+    wait(lambda: w.json("/index.json")["boards"][0]["aux"] is not None)
+    aux = w.json("/board/mine-a/pico-01.json?span=1h")["board"]["aux"]
+    assert (aux["seq"], aux["battery_mv"], aux["run_min"], aux["std_unit"]) == (41, 3710, 250, "Nm3/min")
+    assert "<small>std 950.2 Nm3/min · 98.4 kPa · 21.5 °C</small>" in w.get("/").text
+    page = w.get("/board/mine-a/pico-01?span=1h").text
+    assert re.search(r"Last A frame \d+ s ago: <small>std 950.2 Nm3/min .*battery 3,710 mV · 4 h 10 min left", page)
