@@ -110,6 +110,7 @@ class Publisher:
         self._states: dict[str, bytes] = {}  # device -> retained state payload (re-sent on connect)
         self._devices: dict[str, tuple[str, str]] = {}  # device -> (unit, flow_unit) for discovery
         self._aux: dict[str, tuple[str, bool, bool]] = {}  # device -> (std_unit, P/T input, battery): A frames
+        self._discovered: dict[str, set[str]] = {}  # device -> discovery topics sent (to remove stale ones)
         self._discovery_due = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -444,6 +445,13 @@ class Publisher:
         from edge.discovery import configs
 
         for device, (unit, flow_unit) in list(self._devices.items()):
+            sent = set()
             for topic, payload in configs(self.cfg, device, unit, flow_unit, self.base, self.status_topic,
                                           self._aux.get(device)):
                 self.client.publish(topic, json.dumps(payload, separators=(",", ":")), qos=1, retain=True)
+                sent.add(topic)
+            # an entity this edge announced that the board no longer has (its battery or P/T input gone from
+            # its A frames): an empty retained config removes it from Home Assistant (and from the broker)
+            for topic in sorted(self._discovered.get(device, set()) - sent):
+                self.client.publish(topic, b"", qos=1, retain=True)
+            self._discovered[device] = sent

@@ -339,7 +339,18 @@ def test_a_running_edge_publishes_aux_discovers_the_a_sensors_serves_them_over_m
         assert _reg(regs, "aux_valid") == 1 and _reg(regs, "standard_flow_valid") == 1
     finally:
         c.close()
+    # the battery is taken out (its A fields go empty): its three entities are removed from Home Assistant
+    # (an empty retained config), the P/T ones stay
+    board.write(r_line(5) + a_line(6, mv=None, run=None))
+    gone = {"d3_battery", "d3_run_time_left", "d3_battery_low"}
+
+    def removed():
+        return {t.split("/")[-2] for t, p, _ in sub.messages if t.startswith("homeassistant/") and p == b""}
+
+    assert sub.wait(lambda m: removed() == gone, timeout=10), removed()
+    assert "d3_pressure" not in removed()
     svc.stop()
     h = History(svc.cfg.history_path)
-    assert [(r[0] > 0, r[-1], r[-2]) for r in h.aux("d3", 0, 1e10)] == [(True, 2, None), (True, 4, 415)]
+    assert [(r[0] > 0, r[-1], r[-2]) for r in h.aux("d3", 0, 1e10)] == [(True, 2, None), (True, 4, 415),
+                                                                      (True, 6, None)]
     h.close()
