@@ -246,16 +246,16 @@ class ModbusServer:
             self.aux[port] = (frame, t)
         if not snapshots:
             return
-        # only each port's newest reading becomes a Snapshot (a batch holds many per board): the newest entry per
-        # port and the readings per port are found by a comprehension and a Counter, not one Snapshot per reading
+        # only each port's newest reading becomes a Snapshot (a batch holds many per board): its newest entry, its
+        # newest model result and its number of readings are found by two comprehensions and a Counter (later
+        # entries overwrite earlier ones), not one Snapshot per reading
         newest = {s[0]: s for s in snapshots}
+        scored = {s[0]: s[3] for s in snapshots if s[3] is not None}
         counts = Counter(s[0] for s in snapshots)
         cur = self.snapshots
-        for port, (_, r, t, res) in newest.items():
+        for port, (_, r, t, _res) in newest.items():
             prev = cur.get(port)
-            if res is None:  # the newest result of the batch that is not None, else the one held
-                res = next((s[3] for s in reversed(snapshots) if s[0] == port and s[3] is not None),
-                           None if prev is None else prev.result)
+            res = scored.get(port, None if prev is None else prev.result)  # else the one held
             cur[port] = Snapshot(r, t, res, counts[port] + (0 if prev is None else prev.heartbeat), advisory(r.device))
 
     # ------------------------------------------------------------------------------------------ server side
