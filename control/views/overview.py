@@ -38,8 +38,7 @@ def _aux_data(a: dict[str, Any] | None) -> dict[str, Any] | None:
     """The board's last A frame as the JSON pages give it (its time as ISO 8601, like every other time there)."""
     if not a:
         return None
-    return {"time": html.iso(a["ts"]), **{k: a.get(k) for k in ("seq", "p_kpa", "t_c", "std_flow", "std_unit",
-                                                                 "std_total", "battery_mv", "run_min")}}
+    return {"time": html.iso(a["ts"]), **{k: v for k, v in a.items() if k != "ts"}}  # as control.messages._aux
 
 
 def aux_lines(a: dict[str, Any] | None) -> tuple[str, str]:
@@ -56,9 +55,10 @@ def aux_lines(a: dict[str, Any] | None) -> tuple[str, str]:
         pt.append(f'{html.num(a["t_c"], 1)} °C')
     battery = ""
     if a["battery_mv"] is not None:
+        battery = f'battery {a["battery_mv"]:,} mV'
         left = a["run_min"]
-        battery = f'battery {a["battery_mv"]:,} mV' + (
-            "" if left is None else f" · {left // 60} h {left % 60:02d} min left" if left >= 60 else f" · {left} min left")
+        if left is not None:
+            battery += f" · {left // 60} h {left % 60:02d} min left" if left >= 60 else f" · {left} min left"
     return (f"<small>{' · '.join(pt)}</small>" if pt else ""), (f"<small>{battery}</small>" if battery else "")
 
 
