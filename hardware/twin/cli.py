@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after S simulated seconds (default: run until Ctrl-C)")
     parser.add_argument("--duration", type=float, default=None, metavar="S",
                         help="scenario length in simulated seconds (default: the scenario's own; "
-                             "after its end the last sample holds)")
+                             "after its end the last sample holds, with a live sensor's noise)")
     parser.add_argument("--device-id", default=None,
                         help="device id for a new board (default: the link's file name); a board keeps the "
                              "id in its settings")

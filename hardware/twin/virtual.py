@@ -121,6 +121,7 @@ class VirtualBoard:
         # the RP2040 ADC's noise and DNL on every read (hardware/twin/adc_noise.py), as on the emulated Pico
         self.machine.ADC.noise = None if adc_noise_seed is None else AdcNoise(seed=adc_noise_seed)
         self.scenario = scenario
+        self._end_us = int(scenario.duration_s * 1e6)  # past it the scenario holds its last sample (see step)
         self.speed = speed
         self.flash = Path(flash)
         self.flash.mkdir(parents=True, exist_ok=True)
@@ -227,8 +228,16 @@ class VirtualBoard:
         t1 = t0 + period_ms * 1000
         sample = self.scenario.sample(t1 / 1e6)
         gas = self.gas()
-        # test gas reads with a little sensor noise (0.005 % CH4: steady gas under a calibration cap)
-        ch4 = sample.ch4 if gas is None else gas + self._rng.gauss(0.0, 0.005)
+        # test gas reads with a little sensor noise (0.005 % CH4: steady gas under a calibration cap); so does the
+        # scenario's last sample, which holds past its end: a board run on after it (`firedamp demo` stops the
+        # edge before the board, some hundred simulated seconds at --speed 2000 on a loaded machine) sees a live
+        # sensor at that level, not a frozen one that its STUCK check would fault after stuck_s
+        if gas is not None:
+            ch4 = gas + self._rng.gauss(0.0, 0.005)
+        elif t1 > self._end_us:
+            ch4 = sample.ch4 + self._rng.gauss(0.0, 0.005)
+        else:
+            ch4 = sample.ch4
         pins = self.board
         edges: list[tuple[int, object]] = [(t, pins.flow_pin) for t in
                                           self.flow_train.edges(sample.flow / 60.0 * self.k, t0, t1)]

@@ -50,3 +50,22 @@ def test_twin_board_reports_standard_flow_a_broken_ntc_and_a_flat_battery(tmp_pa
     assert [f for t, f in events if f[4] == "BATTERY" and "cut-off" in f[5]]
     runs = [f[10] for t, f in aux if 25 * 60 <= t < cut[0][0] - 60]
     assert runs and all(r != "" for r in runs), runs
+
+
+def test_a_board_run_on_past_its_scenarios_end_holds_a_live_reading_and_never_faults_stuck(tmp_path):
+    # `firedamp demo` stops the edge before the board: at --speed 2000 on a loaded machine the board ran 600
+    # simulated s past the end of a normal day, on the held last sample, and faulted STUCK (a frozen signal)
+    vb = VirtualBoard(scenarios.make("normal", seed=3, duration_s=60), str(tmp_path / "link"), tmp_path / "flash")
+    lines = []
+    vb.stream.write = lambda data: lines.append(bytes(data).decode()) or len(data)
+    stuck_s = vb.settings["stuck_s"]
+    try:
+        while vb.sim_s < 60 + 2 * stuck_s:
+            vb.step()
+    finally:
+        vb.close()
+    rs = [f for f in (fwkit.parse(ln.rstrip("\n")) for ln in lines) if f[0] == "R"]
+    late = [f for f in rs if int(f[3]) > (60 + stuck_s + 60) * 1000]  # uptime past stuck_s after the end
+    assert late and all(f[9] == "NORMAL" and int(f[11], 16) == 0 for f in late), late[-1]
+    held = 0.01 * round(100 * vb.scenario.sample(1e9).ch4)
+    assert all(abs(float(f[4]) - held) <= 0.03 for f in late)  # still the last sample's level
